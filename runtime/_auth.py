@@ -1,0 +1,379 @@
+"""JWT bearer authentication shared by every HTTP route and the WebSocket hub.
+
+:class:`TokenVerifier` turns an ``Authorization: Bearer <token>`` header into a
+:class:`Principal`, or raises :class:`AuthError` with a stable ``code``, an HTTP
+``status`` and a message that never contains the token or the secret.
+
+Secure by default: algorithms are pinned (``"none"`` is refused both in the
+configuration and in tokens), ``sub`` and ``exp`` are required, and audience
+and issuer are checked whenever configured. ``exp``, ``nbf`` and ``iat`` are
+checked here against the injected :class:`~runtime._clock.Clock` (pyjwt would
+read the system clock), so tests move time with ``ManualClock``.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
+
+import jwt
+import msgspec
+from jwt.algorithms import HMACAlgorithm, get_default_algorithms
+
+from ._errors import ActorSystemError, ConfigError
+
+if TYPE_CHECKING:
+    from ._clock import Clock
+
+__all__ = [
+    "AuthError",
+    "AuthErrorCode",
+    "Principal",
+    "SupportsReveal",
+    "TokenVerifier",
+    "require_role",
+]
+
+AuthErrorCode = Literal[
+    "missing_token", "malformed_token", "invalid_token", "token_expired", "token_not_yet_valid",
+    "invalid_audience", "invalid_issuer", "missing_claim", "insufficient_role",
+]  # fmt: skip
+
+MAX_TOKEN_CHARS = 8 * 1024
+MAX_SUBJECT_CHARS = 256
+RECOMMENDED_SECRET_BYTES = 32
+_CODES = frozenset(get_args(AuthErrorCode))
+_JSON_TYPES = {str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+_JSON_TYPES |= {list: "an array", dict: "an object", type(None): "null"}
+
+
+class SupportsReveal(Protocol):
+    """A wrapped secret (such as the settings' ``Secret``) that hides its value."""
+
+    def reveal(self) -> str:
+        """Return the plain secret."""
+        ...
+
+
+class AuthError(ActorSystemError):
+    """A request is not authenticated (``status`` 401) or not authorised (403).
+
+    ``code`` is one of :data:`AuthErrorCode`, ``message`` a sentence for
+    people. Neither ever contains the token or the signing secret.
+    """
+
+    def __init__(self, code: AuthErrorCode, message: str) -> None:
+        if code not in _CODES:
+            raise ValueError(f"unknown auth error code {code!r}; expected one of {sorted(_CODES)}")
+        self.code: AuthErrorCode = code
+        self.message = message
+        self.status: Literal[401, 403] = 403 if code == "insufficient_role" else 401
+        super().__init__(f"{code}: {message}")
+
+
+class Principal(msgspec.Struct, frozen=True, kw_only=True):
+    """The verified identity behind a request.
+
+    ``claims`` is a read-only view of the whole verified payload (``sub``,
+    ``exp`` and any custom claims). It takes part in equality but is left out
+    of ``repr`` (claims may hold personal data that does not belong in logs)
+    and of the hash, which covers the other fields.
+    """
+
+    subject: str
+    roles: frozenset[str]
+    name: str | None
+    expires_at: float
+    claims: Mapping[str, Any] = msgspec.field(default_factory=lambda: types.MappingProxyType({}))
+
+    def has_role(self, role: str) -> bool:
+        """Whether the token granted ``role``."""
+        return role in self.roles
+
+    def __hash__(self) -> int:
+        return hash((self.subject, self.roles, self.name, self.expires_at))
+
+    def __repr__(self) -> str:
+        return (
+            f"Principal(subject={self.subject!r}, roles={sorted(self.roles)!r}, "
+            f"name={self.name!r}, expires_at={self.expires_at!r})"
+        )
+
+
+def require_role(principal: Principal, role: str) -> Principal:
+    """Return ``principal`` if it has ``role``; else raise 403 ``insufficient_role``."""
+    if principal.has_role(role):
+        return principal
+    granted = f"roles {sorted(principal.roles)!r}" if principal.roles else "no roles"
+    raise AuthError(
+        "insufficient_role",
+        f"role {role!r} is required; subject {principal.subject!r} has {granted}",
+    )
+
+
+class TokenVerifier:
+    """Verify JWTs signed with one of the pinned algorithms.
+
+    Args:
+        secret: the key, as a ``str`` or an object with ``reveal() -> str``.
+            Keys shorter than :attr:`min_secret_bytes` (32, or the digest size
+            of the strongest pinned HS* algorithm) still work, but
+            :attr:`weak_secret` is true (the node warns at boot) and pyjwt
+            emits ``InsecureKeyLengthWarning`` each time the key is used.
+        algorithms: the only algorithms a token header may name.
+        audience: if set, ``aud`` must contain it; if unset, a token carrying
+            ``aud`` is refused (it was meant for some other service).
+        issuer: if set, ``iss`` must equal it.
+        leeway_seconds: clock-skew allowance for ``exp``, ``nbf`` and ``iat``.
+        clock: the time source; ``clock.time()`` is wall-clock epoch seconds.
+        roles_claim: the claim holding a list of roles. A single ``role``
+            string claim is read as well.
+
+    Raises:
+        ConfigError: naming the argument at fault (never showing the secret).
+    """
+
+    def __init__(
+        self,
+        secret: str | SupportsReveal,
+        *,
+        algorithms: Sequence[str] = ("HS256",),
+        audience: str | None = None,
+        issuer: str | None = None,
+        leeway_seconds: float = 0.0,
+        clock: Clock,
+        roles_claim: str = "roles",
+    ) -> None:
+        key = secret if isinstance(secret, str) else secret.reveal()
+        if not isinstance(key, str) or not key:
+            raise ConfigError("secret", "<hidden>", "expected a non-empty string")
+        known = {name: alg for name, alg in get_default_algorithms().items() if name != "none"}
+        algs = tuple(algorithms)
+        if not algs or any(alg not in known for alg in algs):
+            bad = next((alg for alg in algs if alg not in known), algs)
+            raise ConfigError("algorithms", bad, f"expected a non-empty list of {sorted(known)}")
+        hmac = [isinstance(known[alg], HMACAlgorithm) for alg in algs]
+        if any(hmac) and not all(hmac):  # one key for HMAC and public-key algs: key confusion
+            raise ConfigError("algorithms", algs, "do not mix HS* with public-key algorithms")
+        for alg in algs:
+            try:
+                known[alg].prepare_key(key)
+            except (jwt.InvalidKeyError, ValueError, TypeError):
+                raise ConfigError("secret", "<hidden>", f"it is not a key for {alg}") from None
+        if not math.isfinite(leeway_seconds) or leeway_seconds < 0:
+            raise ConfigError("leeway_seconds", leeway_seconds, "expected a finite number >= 0")
+        self._key, self._clock, self._hmac = key, clock, all(hmac)
+        self.algorithms, self.audience, self.issuer = algs, audience, issuer
+        self.leeway_seconds, self.roles_claim = float(leeway_seconds), roles_claim
+        sizes = [
+            a.hash_alg().digest_size for a in map(known.get, algs) if isinstance(a, HMACAlgorithm)
+        ]
+        self.min_secret_bytes = max(RECOMMENDED_SECRET_BYTES, *sizes) if self._hmac else 0
+        self.weak_secret = len(key.encode()) < self.min_secret_bytes
+
+    def __repr__(self) -> str:
+        return (
+            f"TokenVerifier(algorithms={list(self.algorithms)!r}, "
+            f"audience={self.audience!r}, issuer={self.issuer!r})"
+        )
+
+    require_role = staticmethod(require_role)
+
+    def verify_authorization_header(self, value: str | None) -> Principal:
+        """Verify the token of an ``Authorization`` header value (``Bearer <token>``).
+
+        Raises:
+            AuthError: ``missing_token`` for an absent or blank header,
+                ``malformed_token`` for another scheme or no token, or any
+                error of :meth:`verify`.
+        """
+        if value is None or not value.strip():
+            raise AuthError("missing_token", "no Authorization header; send 'Bearer <token>'")
+        scheme, _, token = value.strip().partition(" ")
+        if scheme.lower() != "bearer":  # never echo it: a bare token would land in `scheme`
+            raise AuthError(
+                "malformed_token",
+                "Authorization header must use the Bearer scheme: 'Bearer <token>'",
+            )
+        if not token.strip():
+            raise AuthError("malformed_token", "Authorization header has no token after 'Bearer'")
+        return self.verify(token.strip())
+
+    def verify(self, token: str) -> Principal:
+        """Verify ``token`` and return its :class:`Principal`.
+
+        Raises:
+            AuthError: 401 with the precise :data:`AuthErrorCode`.
+        """
+        if len(token) > MAX_TOKEN_CHARS:
+            raise AuthError(
+                "malformed_token",
+                f"token is {len(token)} characters; the limit is {MAX_TOKEN_CHARS}",
+            )
+        if token.count(".") != 2 or any(c.isspace() for c in token):
+            raise AuthError(
+                "malformed_token", "token is not three base64url segments joined by '.'"
+            )
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=list(self.algorithms),
+                audience=self.audience,
+                issuer=self.issuer,
+                options={  # _principal checks these against self._clock, and sub precisely
+                    "require": ["sub", "exp"],
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "verify_sub": False,
+                },
+            )
+        except jwt.InvalidTokenError as exc:
+            raise self._translate(exc, token) from None
+        return self._principal(claims)
+
+    def issue(
+        self,
+        subject: str,
+        *,
+        roles: Sequence[str] = (),
+        ttl_seconds: float = 3600,
+        name: str | None = None,
+        **extra_claims: Any,
+    ) -> str:
+        """Mint a token this verifier accepts (for tests, benchmarks and the dev CLI).
+
+        Signs with the first pinned algorithm, which must be HS*; sets ``iat``,
+        ``exp``, ``aud`` and ``iss`` from the clock and the configuration.
+
+        Raises:
+            ValueError: naming the argument at fault.
+        """
+        if not self._hmac:
+            raise ValueError(
+                f"issue() needs an HS* algorithm; this verifier pins {self.algorithms}"
+            )
+        if not isinstance(subject, str) or not 0 < len(subject) <= MAX_SUBJECT_CHARS:
+            raise ValueError(f"subject {subject!r:.40} is not a string of 1 to 256 characters")
+        if not math.isfinite(ttl_seconds) or ttl_seconds <= 0:
+            raise ValueError(f"ttl_seconds is {ttl_seconds!r}; expected a finite number > 0")
+        if isinstance(roles, str):
+            raise ValueError(f"roles is the string {roles!r}; pass a sequence such as [{roles!r}]")
+        now = self._clock.time()
+        claims: dict[str, Any] = {"sub": subject, "iat": math.floor(now)}
+        claims["exp"] = math.ceil(now + ttl_seconds)
+        optional = {self.roles_claim: sorted(set(roles)), "name": name}
+        optional |= {"aud": self.audience, "iss": self.issuer}
+        claims |= {k: v for k, v in optional.items() if v}
+        if clash := sorted(set(extra_claims) & (set(claims) | set(optional))):
+            raise ValueError(f"extra claims {clash} clash with claims that issue() sets itself")
+        return jwt.encode(claims | extra_claims, self._key, algorithm=self.algorithms[0])
+
+    def _translate(self, exc: jwt.InvalidTokenError, token: str) -> AuthError:
+        """Map a pyjwt error to an :class:`AuthError`; pyjwt's own text is never shown."""
+        if isinstance(exc, jwt.InvalidSignatureError):
+            return AuthError("invalid_token", "token signature does not match the secret")
+        if isinstance(exc, jwt.DecodeError):
+            return AuthError("malformed_token", "token segments are not base64url-encoded JSON")
+        if isinstance(exc, jwt.InvalidAlgorithmError):
+            alg = jwt.get_unverified_header(token).get("alg")
+            if isinstance(alg, str) and alg.lower() == "none":
+                return AuthError("invalid_token", "token is unsigned (alg 'none'); never accepted")
+            shown = f"algorithm {str(alg)[:16]!r}" if alg else "no algorithm"
+            pinned = ", ".join(self.algorithms)
+            return AuthError("invalid_token", f"token names {shown}; only {pinned} is accepted")
+        if isinstance(exc, jwt.MissingRequiredClaimError):
+            why = {"aud": f"audience {self.audience!r}", "iss": f"issuer {self.issuer!r}"}
+            need = f"this verifier requires {why[exc.claim]}" if exc.claim in why else "required"
+            return AuthError("missing_claim", f"token has no {exc.claim!r} claim; {need}")
+        if isinstance(exc, jwt.InvalidAudienceError):
+            if self.audience is None:
+                return AuthError(
+                    "invalid_audience",
+                    "token names an audience ('aud'); this verifier expects none",
+                )
+            return AuthError("invalid_audience", f"token audience is not {self.audience!r}")
+        if isinstance(exc, jwt.InvalidIssuerError):
+            return AuthError("invalid_issuer", f"token issuer is not {self.issuer!r}")
+        return AuthError("invalid_token", f"token was rejected ({type(exc).__name__})")
+
+    def _principal(self, claims: dict[str, Any]) -> Principal:
+        """Check the claims pyjwt leaves to us (types, times, roles) and build the principal."""
+        sub = claims["sub"]
+        if not isinstance(sub, str) or not 0 < len(sub) <= MAX_SUBJECT_CHARS:
+            got = f"{len(sub)} characters" if isinstance(sub, str) else _json_type(sub)
+            raise AuthError(
+                "invalid_token",
+                f"claim 'sub' must be a string of 1 to {MAX_SUBJECT_CHARS} characters, got {got}",
+            )
+        now, leeway = self._clock.time(), self.leeway_seconds
+        times = {k: _numeric_date(claims[k], k) for k in ("exp", "nbf", "iat") if k in claims}
+        if now >= times["exp"] + leeway:
+            ago = _secs(now - times["exp"])
+            raise AuthError(
+                "token_expired",
+                f"token expired {ago}s ago (leeway {_secs(leeway)}s); get a new one",
+            )
+        for key, what in (("nbf", "is not valid until"), ("iat", "was issued")):
+            if key in times and times[key] > now + leeway:
+                raise AuthError(
+                    "token_not_yet_valid",
+                    f"token {what} {_secs(times[key] - now)}s from now "
+                    f"(leeway {_secs(leeway)}s); check the issuer's clock",
+                )
+        name = claims.get("name")
+        if name is not None and not isinstance(name, str):
+            raise AuthError(
+                "invalid_token", f"claim 'name' must be a string, got {_json_type(name)}"
+            )
+        roles: set[str] = set()
+        for claim in dict.fromkeys((self.roles_claim, "role")):
+            value = claims.get(claim)
+            items = [value] if isinstance(value, str) else value
+            if value is not None and not (
+                isinstance(items, list) and all(isinstance(r, str) and r for r in items)
+            ):
+                raise AuthError(
+                    "invalid_token",
+                    f"claim {claim!r} must be a non-empty string or an array of them, got "
+                    + (
+                        "an array with a non-string or empty item"
+                        if isinstance(value, list)
+                        else _json_type(value)
+                    ),
+                )
+            roles.update(items or ())
+        return Principal(
+            subject=sub,
+            roles=frozenset(roles),
+            name=name,
+            expires_at=times["exp"],
+            claims=types.MappingProxyType(claims),
+        )
+
+
+def _numeric_date(value: object, claim: str) -> float:
+    """Read a NumericDate (epoch seconds), or raise ``invalid_token`` naming the claim."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise AuthError(
+            "invalid_token",
+            f"claim {claim!r} must be a number of seconds since the epoch, got {_json_type(value)}",
+        )
+    return float(value)
+
+
+def _json_type(value: object) -> str:
+    """Name a claim's JSON type without echoing its content."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "a non-finite number"
+    if value == "":
+        return "an empty string"
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _secs(seconds: float) -> str:
+    """Format seconds compactly: ``5``, ``0.25``, ``86400``."""
+    return f"{seconds:.3f}".rstrip("0").rstrip(".")

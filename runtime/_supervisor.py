@@ -1,0 +1,525 @@
+"""Supervision with Erlang/OTP semantics on an anyio task group.
+
+A :class:`Supervisor` starts its children left to right (each ``on_start``
+completes before the next child starts; a failing first start fails the boot),
+restarts them by their restart type and its strategy, gives up when it sees
+more than ``max_restarts`` restarts within ``within_seconds`` (raising
+:class:`~runtime.RestartIntensityExceeded` to its parent), and stops its
+children in reverse start order, each within its ``shutdown_seconds``.
+
+Mailboxes are created once per child spec, when the tree is built, so refs
+stay valid across restarts; messages queued during a restart go to the new
+incarnation. The root supervisor closes every mailbox when it exits, failing
+queued asks with :class:`~runtime.ActorStopped`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+import msgspec
+
+from ._actor import Actor, ActorContext, serve
+from ._clock import SystemClock
+from ._errors import ConfigError, RestartIntensityExceeded
+from ._mailbox import ActorState, Mailbox
+from ._ref import ActorRef, Refs
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup, TaskStatus
+
+    from ._clock import Clock
+
+__all__ = ["ChildSpec", "RestartType", "Strategy", "Supervisor", "SupervisorSpec"]
+
+logger = logging.getLogger("runtime.supervisor")
+
+RestartType = Literal["permanent", "transient", "temporary"]
+Strategy = Literal["one_for_one", "one_for_all", "rest_for_one"]
+_RESTART_TYPES = ("permanent", "transient", "temporary")
+_STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
+
+
+class ChildSpec(msgspec.Struct, frozen=True):
+    """How to run one actor: ``start`` builds a fresh actor for every incarnation.
+
+    ``restart``: ``permanent`` always restarts, ``transient`` only after a
+    crash, ``temporary`` never. ``shutdown_seconds`` bounds ``on_stop``
+    before it is cancelled. ``mailbox_size`` bounds the inbox.
+    """
+
+    id: str
+    start: Callable[[], Actor[Any]]
+    restart: RestartType = "permanent"
+    shutdown_seconds: float = 5.0
+    mailbox_size: int = 1024
+
+
+class SupervisorSpec(msgspec.Struct, frozen=True):
+    """A nested supervisor: a child that supervises children of its own."""
+
+    id: str
+    children: Sequence[ChildSpec | SupervisorSpec]
+    strategy: Strategy = "one_for_one"
+    max_restarts: int = 3
+    within_seconds: float = 5.0
+    restart: RestartType = "permanent"
+    backoff_seconds: float = 0.0
+    backoff_max_seconds: float = 5.0
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The lone exception inside nested single-member groups (task groups wrap errors)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+class _StartFlag:
+    """Forwards ``started()`` to a task status and remembers that it happened.
+
+    Once started, the child's scope is shielded: from then on only its
+    supervisor stops it, so that shutdown runs in reverse start order instead
+    of cancelling every child at once.
+    """
+
+    def __init__(self, status: TaskStatus[None], scope: anyio.CancelScope | None = None) -> None:
+        self._status = status
+        self._scope = scope
+        self.started = False
+
+    def __call__(self) -> None:
+        self.started = True
+        if self._scope is not None:
+            self._scope.shield = True
+        self._status.started()
+
+
+Report = Callable[["_Child", "BaseException | None"], None]
+
+
+def _reraise_unwrapped(exc: BaseException) -> BaseException:
+    """The error to raise for ``exc``: its lone member, keeping that member's own cause."""
+    inner = _unwrap(exc)
+    if inner is not exc:
+        inner.__suppress_context__ = True
+    return inner
+
+
+class _Child:
+    """One running slot of a supervisor: an actor or a nested supervisor."""
+
+    def __init__(self, child_id: str, restart: RestartType) -> None:
+        self.id = child_id
+        self.restart = restart
+        self.alive = False
+        self.terminated = False
+        self.stop_requested = False
+        # How the last incarnation ended, until the supervisor has dealt with it:
+        # a 1-tuple of the crash reason (None for a normal exit), or None.
+        self.pending_exit: tuple[BaseException | None] | None = None
+        self._scope: anyio.CancelScope | None = None
+        self._finished = anyio.Event()
+
+    async def run(self, report: Report, *, task_status: TaskStatus[None]) -> None:
+        """Run one incarnation; report how it ended unless the supervisor stopped it."""
+        self._scope = anyio.CancelScope()
+        started = _StartFlag(task_status, self._scope)
+        self.alive, self.stop_requested, self._finished = True, False, anyio.Event()
+        self.pending_exit = None
+        reason: BaseException | None = None
+        try:
+            with self._scope:
+                try:
+                    await self._incarnate(started)
+                except Exception as exc:  # noqa: BLE001 - the supervisor's one catch-all
+                    if not started.started:
+                        raise _reraise_unwrapped(exc) from _unwrap(exc).__cause__
+                    reason = _unwrap(exc)
+        finally:
+            self.alive = False
+            self._finished.set()
+        if not self.stop_requested:
+            report(self, reason)
+
+    async def stop(self) -> None:
+        """Cancel the running incarnation and wait until it has finished."""
+        if not self.alive or self._scope is None:
+            return
+        self.stop_requested = True
+        self._scope.cancel()
+        await self._finished.wait()
+
+    async def _incarnate(self, started: _StartFlag) -> None:
+        raise NotImplementedError
+
+    def mark_restarting(self) -> None:
+        """Record that the supervisor is about to restart this child."""
+
+    def terminate(self) -> None:
+        """Remove this child for good: it will not be restarted again."""
+        self.terminated = True
+
+
+class _ActorChild(_Child):
+    def __init__(self, spec: ChildSpec, mailbox: Mailbox, supervisor: Supervisor) -> None:
+        super().__init__(spec.id, spec.restart)
+        self.spec = spec
+        self.mailbox = mailbox
+        self._supervisor = supervisor
+
+    async def _incarnate(self, started: _StartFlag) -> None:
+        actor = self.spec.start()
+        if not isinstance(actor, Actor):
+            raise TypeError(
+                f"ChildSpec {self.id!r}: start() returned {actor!r}, which is not an Actor"
+            )
+        mailbox, clock = self.mailbox, self._supervisor.clock
+        mailbox.state = "starting"
+        crashes_before = mailbox.crashes
+        try:
+            async with anyio.create_task_group() as tg:
+                actor._context = ActorContext(
+                    actor_id=self.id,
+                    clock=clock,
+                    refs=self._supervisor.refs,
+                    self_ref=self._supervisor.refs[self.id],
+                    task_group=tg,
+                )
+                await actor.on_start()
+                mailbox.state = "running"
+                started()
+                try:
+                    await serve(actor, mailbox)
+                finally:
+                    mailbox.state = "stopped" if mailbox.closed else "restarting"
+                    with (
+                        anyio.CancelScope(shield=True),
+                        clock.move_on_after(self.spec.shutdown_seconds) as stop_scope,
+                    ):
+                        await actor.on_stop()
+                    if stop_scope.cancelled_caught:
+                        logger.warning(
+                            "actor %s: on_stop() overran its shutdown_seconds=%g and was cancelled",
+                            self.id,
+                            self.spec.shutdown_seconds,
+                        )
+                tg.cancel_scope.cancel()  # a normal stop ends the background tasks too
+        except Exception as exc:
+            if started.started and mailbox.crashes == crashes_before:
+                # Not a handler crash (serve() reports those): a background task failed.
+                mailbox.record_crash(_unwrap(exc))
+                logger.error("actor %s crashed in a background task", self.id, exc_info=exc)
+            raise
+
+    def mark_restarting(self) -> None:
+        self.mailbox.restarts += 1
+        self.mailbox.state = "restarting"
+
+    def terminate(self) -> None:
+        super().terminate()
+        self.mailbox.close()
+
+
+class _SupervisorChild(_Child):
+    def __init__(self, supervisor: Supervisor, restart: RestartType) -> None:
+        super().__init__(supervisor.id, restart)
+        self.supervisor = supervisor
+
+    async def _incarnate(self, started: _StartFlag) -> None:
+        await self.supervisor._run(started)
+
+    def mark_restarting(self) -> None:
+        for mailbox in self.supervisor._own_mailboxes():
+            mailbox.restarts += 1
+            mailbox.state = "restarting"
+
+    def terminate(self) -> None:
+        super().terminate()
+        self.supervisor.close()
+
+
+class Supervisor:
+    """Runs a list of children with OTP restart semantics; see the module docstring."""
+
+    def __init__(
+        self,
+        children: Sequence[ChildSpec | SupervisorSpec],
+        *,
+        id: str = "root",
+        strategy: Strategy = "one_for_one",
+        max_restarts: int = 3,
+        within_seconds: float = 5.0,
+        backoff_seconds: float = 0.0,
+        backoff_max_seconds: float = 5.0,
+        clock: Clock | None = None,
+        ask_timeout_seconds: float = 5.0,
+        _registry: dict[str, Mailbox] | None = None,
+        _refs: dict[str, ActorRef[Any]] | None = None,
+    ) -> None:
+        _check(
+            strategy in _STRATEGIES,
+            f"Supervisor({id!r}).strategy",
+            strategy,
+            f"expected one of {', '.join(_STRATEGIES)}",
+        )
+        _check(
+            max_restarts >= 0,
+            f"Supervisor({id!r}).max_restarts",
+            max_restarts,
+            "expected an integer >= 0",
+        )
+        _check(
+            within_seconds > 0,
+            f"Supervisor({id!r}).within_seconds",
+            within_seconds,
+            "expected a number of seconds > 0",
+        )
+        _check(
+            backoff_seconds >= 0,
+            f"Supervisor({id!r}).backoff_seconds",
+            backoff_seconds,
+            "expected a number of seconds >= 0",
+        )
+        self.id = id
+        self.strategy = strategy
+        self.max_restarts = max_restarts
+        self.within_seconds = within_seconds
+        self.backoff_seconds = backoff_seconds
+        self.backoff_max_seconds = backoff_max_seconds
+        self.clock: Clock = clock or SystemClock()
+        self.ask_timeout_seconds = ask_timeout_seconds
+        self._is_root = _registry is None
+        self._registry: dict[str, Mailbox | None] = {id: None} if _registry is None else _registry
+        self._ref_map: dict[str, ActorRef[Any]] = {} if _refs is None else _refs
+        self.refs = Refs(self._ref_map)  # one shared view of the whole tree
+        self._children: list[_Child] = []
+        try:
+            for spec in children:
+                self._children.append(self._build(spec))
+        except BaseException:
+            if self._is_root:  # release the mailboxes built before the bad spec
+                for mailbox in self._registry.values():
+                    if mailbox is not None:
+                        mailbox.close()
+            raise
+        self._restarts: deque[float] = deque()
+        self._tg: TaskGroup | None = None
+        self._wake = anyio.Event()
+
+    def _build(self, spec: ChildSpec | SupervisorSpec) -> _Child:
+        _check(
+            isinstance(spec, ChildSpec | SupervisorSpec),
+            "child spec",
+            spec,
+            "expected a ChildSpec or a SupervisorSpec",
+        )
+        _check(bool(spec.id), "ChildSpec.id", spec.id, "expected a non-empty actor id")
+        _check(
+            spec.id not in self._registry,
+            f"ChildSpec({spec.id!r}).id",
+            spec.id,
+            "this id is already used in the supervision tree",
+        )
+        _check(
+            spec.restart in _RESTART_TYPES,
+            f"ChildSpec({spec.id!r}).restart",
+            spec.restart,
+            f"expected one of {', '.join(_RESTART_TYPES)}",
+        )
+        if isinstance(spec, SupervisorSpec):
+            self._registry[spec.id] = None
+            nested = Supervisor(
+                spec.children,
+                id=spec.id,
+                strategy=spec.strategy,
+                max_restarts=spec.max_restarts,
+                within_seconds=spec.within_seconds,
+                backoff_seconds=spec.backoff_seconds,
+                backoff_max_seconds=spec.backoff_max_seconds,
+                clock=self.clock,
+                ask_timeout_seconds=self.ask_timeout_seconds,
+                _registry=self._registry,
+                _refs=self._ref_map,
+            )
+            return _SupervisorChild(nested, spec.restart)
+        _check(
+            callable(spec.start),
+            f"ChildSpec({spec.id!r}).start",
+            spec.start,
+            "expected a callable that returns a new Actor",
+        )
+        _check(
+            spec.shutdown_seconds >= 0,
+            f"ChildSpec({spec.id!r}).shutdown_seconds",
+            spec.shutdown_seconds,
+            "expected a number of seconds >= 0",
+        )
+        try:
+            mailbox = Mailbox(spec.id, spec.mailbox_size)
+        except ValueError as exc:
+            raise ConfigError(
+                f"ChildSpec({spec.id!r}).mailbox_size",
+                spec.mailbox_size,
+                "expected an integer >= 1",
+            ) from exc
+        self._registry[spec.id] = mailbox
+        self._ref_map[spec.id] = ActorRef(
+            mailbox, clock=self.clock, ask_timeout_seconds=self.ask_timeout_seconds
+        )
+        return _ActorChild(spec, mailbox, self)
+
+    def _own_mailboxes(self) -> list[Mailbox]:
+        boxes: list[Mailbox] = []
+        for child in self._children:
+            if isinstance(child, _ActorChild):
+                boxes.append(child.mailbox)
+            elif isinstance(child, _SupervisorChild):
+                boxes.extend(child.supervisor._own_mailboxes())
+        return boxes
+
+    def actor_states(self) -> dict[str, ActorState]:
+        """The state of every actor in this tree, by actor id (for readiness checks)."""
+        return {box.actor_id: box.state for box in self._own_mailboxes()}
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run the tree until cancelled; raise ``RestartIntensityExceeded`` on giving up.
+
+        ``task_status.started()`` is called once every child has started, so
+        ``await task_group.start(supervisor.run)`` returns a booted system.
+        """
+        try:
+            await self._run(_StartFlag(task_status))
+        finally:
+            if self._is_root:
+                self.close()
+
+    def close(self) -> None:
+        """Close every mailbox in this tree: queued asks fail with ActorStopped."""
+        for mailbox in self._own_mailboxes():
+            mailbox.close()
+
+    async def _run(self, started: _StartFlag) -> None:
+        failure: BaseException | None = None
+        self._restarts.clear()
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            try:
+                for child in self._children:
+                    if not child.terminated:
+                        await self._start_child(child)
+                started()
+                failure = await self._supervise()
+            except Exception as exc:  # noqa: BLE001 - a failed first start, raised below
+                failure = exc
+            finally:
+                with anyio.CancelScope(shield=True):
+                    for child in reversed(self._children):
+                        await child.stop()
+        if failure is not None:
+            raise failure
+
+    def _on_child_exit(self, child: _Child, reason: BaseException | None) -> None:
+        # Called by a child's task as it ends: note it and wake the supervising loop.
+        # One slot per child keeps this bounded, and restarting a child clears a
+        # stale note (a sibling that crashed while one_for_all was restarting it).
+        child.pending_exit = (reason,)
+        self._wake.set()
+
+    async def _start_child(self, child: _Child) -> None:
+        assert self._tg is not None
+        await self._tg.start(child.run, self._on_child_exit)
+
+    async def _supervise(self) -> BaseException:
+        while True:
+            exited = next((c for c in self._children if c.pending_exit is not None), None)
+            if exited is None:
+                self._wake = anyio.Event()
+                await self._wake.wait()
+                continue
+            assert exited.pending_exit is not None
+            (reason,) = exited.pending_exit
+            exited.pending_exit = None
+            try:
+                await self._on_exit(exited, reason)
+            except RestartIntensityExceeded as exc:
+                return exc
+
+    async def _on_exit(self, child: _Child, reason: BaseException | None) -> None:
+        if child.restart == "temporary" or (child.restart == "transient" and reason is None):
+            how = "crashed" if reason is not None else "stopped"
+            logger.info(
+                "%s: child %s %s; %s, not restarting", self.id, child.id, how, child.restart
+            )
+            child.terminate()
+            return
+        self._count_restart(child, reason)
+        if reason is None:
+            logger.info("%s: child %s stopped; permanent, restarting", self.id, child.id)
+        else:
+            logger.warning(
+                "%s: restarting child %s after %s: %s",
+                self.id,
+                child.id,
+                type(reason).__name__,
+                reason,
+            )
+        affected = self._affected(child)
+        for sibling in reversed(affected):
+            if sibling is not child:
+                await sibling.stop()
+        restart: list[_Child] = []
+        for sibling in affected:
+            if sibling is not child and sibling.restart == "temporary":
+                sibling.terminate()  # OTP: temporary siblings are not restarted by the strategy
+            else:
+                restart.append(sibling)
+        await self._backoff()
+        for sibling in restart:
+            sibling.mark_restarting()
+            try:
+                await self._start_child(sibling)
+            except Exception as exc:
+                logger.error("%s: child %s failed to restart", self.id, sibling.id, exc_info=exc)
+                sibling.pending_exit = (exc,)
+                break
+
+    def _affected(self, child: _Child) -> list[_Child]:
+        live = [c for c in self._children if not c.terminated]
+        if self.strategy == "one_for_all":
+            return live
+        if self.strategy == "rest_for_one":
+            return live[live.index(child) :]
+        return [child]
+
+    def _count_restart(self, child: _Child, reason: BaseException | None) -> None:
+        now = self.clock.monotonic()
+        self._restarts.append(now)
+        while self._restarts and self._restarts[0] <= now - self.within_seconds:
+            self._restarts.popleft()
+        if len(self._restarts) > self.max_restarts:
+            error = RestartIntensityExceeded(
+                self.id, child.id, self.max_restarts, self.within_seconds
+            )
+            error.__cause__ = reason
+            raise error
+
+    async def _backoff(self) -> None:
+        if self.backoff_seconds <= 0:
+            return
+        exponent = max(0, len(self._restarts) - 1)
+        await self.clock.sleep(min(self.backoff_max_seconds, self.backoff_seconds * 2**exponent))
+
+    def __repr__(self) -> str:
+        return (
+            f"Supervisor({self.id!r}, strategy={self.strategy!r}, children={len(self._children)})"
+        )
+
+
+def _check(ok: bool, name: str, value: object, problem: str) -> None:
+    if not ok:
+        raise ConfigError(name, value, problem)

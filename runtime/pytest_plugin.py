@@ -1,0 +1,55 @@
+"""Pytest fixtures for Switchyard users (loaded automatically through the ``pytest11`` entry point).
+
+Redis fixtures start a real ``redis-server`` (see :class:`runtime.RedisServer`)
+on a free loopback port, never the machine's own Redis. Mark the tests that
+use them with ``@pytest.mark.redis``.
+
+- ``redis_server``: a fresh server for one test, stopped afterwards. The test
+  may call ``stop()`` and ``restart()`` on it to simulate an outage (the port
+  stays the same, so clients reconnect by themselves).
+- ``redis_server_session``: one server for the whole session, for speed.
+  Tests must not stop it (use ``redis_server`` for that).
+- ``redis_url``: the session server's URL (``redis://127.0.0.1:PORT/0``) with
+  database 0 flushed before the test, so tests do not see each other's keys.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from runtime._redis_server import RedisServer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+@pytest.fixture(name="redis_server")
+def _redis_server() -> Iterator[RedisServer]:
+    """A running ``redis-server`` for this test only; stopped (if still running) afterwards."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(name="redis_server_session", scope="session")
+def _redis_server_session() -> Iterator[RedisServer]:
+    """One running ``redis-server`` shared by the session; do not stop it in a test."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(name="redis_url")
+def _redis_url(redis_server_session: RedisServer) -> str:
+    """The session server's URL, with database 0 flushed before the test."""
+    import redis  # imported here: plugins load for every test run, Redis or not
+
+    if not redis_server_session.running:
+        # A test stopped the shared server against the rules above; bring it back
+        # (same port) rather than failing every later test.
+        redis_server_session.start()
+    client = redis.Redis.from_url(redis_server_session.url, socket_timeout=5.0)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+    return redis_server_session.url

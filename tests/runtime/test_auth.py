@@ -1,0 +1,580 @@
+"""Tests for JWT authentication: every rejection has an exact code, status and message."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import math
+from typing import Any
+
+import jwt
+import pytest
+from jwt.warnings import InsecureKeyLengthWarning
+
+from runtime._auth import (
+    MAX_TOKEN_CHARS,
+    AuthError,
+    Principal,
+    TokenVerifier,
+    require_role,
+)
+from runtime._clock import ManualClock
+from runtime._errors import ActorSystemError, ConfigError
+
+SECRET = "s3cret-" + "k" * 25  # exactly 32 bytes: the recommended minimum for HS256
+LONG_SECRET = "L" * 64  # long enough for HS512 too
+NOW = 1_700_000_000
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(wall_start=NOW)
+
+
+@pytest.fixture
+def verifier(clock: ManualClock) -> TokenVerifier:
+    return TokenVerifier(SECRET, clock=clock)
+
+
+def sign(claims: dict[str, Any], *, key: str = SECRET, alg: str = "HS256", **headers: Any) -> str:
+    """Sign arbitrary claims, bypassing ``issue()`` so tests can craft bad tokens."""
+    return jwt.encode(claims, key, algorithm=alg, headers=headers or None)
+
+
+def claims(**extra: Any) -> dict[str, Any]:
+    """A valid claim set, overridable per test (``None`` removes a claim)."""
+    base: dict[str, Any] = {"sub": "alice", "exp": NOW + 60, "iat": NOW}
+    base.update(extra)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def b64(data: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def sign_raw(header: object, payload: object, *, key: str = SECRET) -> str:
+    """HS256-sign any JSON header and payload (pyjwt's encode refuses some of them)."""
+    signing_input = f"{b64(header)}.{b64(payload)}"
+    digest = hmac.new(key.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{base64.urlsafe_b64encode(digest).rstrip(b'=').decode()}"
+
+
+def rejects(verifier: TokenVerifier, token: str) -> AuthError:
+    """Verify ``token``, expect an AuthError, and check it leaks neither token nor secret."""
+    with pytest.raises(AuthError) as info:
+        verifier.verify(token)
+    assert_no_leak(info.value, token)
+    return info.value
+
+
+def assert_no_leak(error: AuthError, token: str) -> None:
+    for text in (str(error), repr(error), error.message):
+        assert SECRET not in text
+        assert LONG_SECRET not in text
+        assert not token or token not in text
+
+
+def expect(error: AuthError, code: str, message: str, status: int = 401) -> None:
+    assert (error.code, error.message, error.status) == (code, message, status)
+    assert str(error) == f"{code}: {message}"
+
+
+# --- valid tokens -------------------------------------------------------------------------
+
+
+def test_issued_token_verifies_with_roles(verifier: TokenVerifier) -> None:
+    token = verifier.issue("alice", roles=["admin", "ops", "admin"], name="Alice", team="blue")
+    principal = verifier.verify(token)
+    assert principal.subject == "alice"
+    assert principal.roles == frozenset({"admin", "ops"})
+    assert principal.name == "Alice"
+    assert principal.expires_at == NOW + 3600
+    assert principal.claims["team"] == "blue"
+    assert principal.claims["roles"] == ["admin", "ops"]
+    assert principal.has_role("ops") and not principal.has_role("root")
+    with pytest.raises(TypeError):
+        principal.claims["team"] = "red"  # type: ignore[index]
+
+
+def test_single_role_claim_is_accepted(verifier: TokenVerifier) -> None:
+    principal = verifier.verify(sign(claims(role="user")))
+    assert principal.roles == frozenset({"user"})
+    assert principal.name is None
+
+
+def test_role_and_roles_claims_are_combined(verifier: TokenVerifier) -> None:
+    principal = verifier.verify(sign(claims(role="user", roles=["admin"])))
+    assert principal.roles == frozenset({"user", "admin"})
+
+
+def test_no_role_claims_means_no_roles(verifier: TokenVerifier) -> None:
+    assert verifier.verify(sign(claims())).roles == frozenset()
+    assert verifier.verify(sign(claims(roles=[]))).roles == frozenset()
+
+
+def test_custom_roles_claim(clock: ManualClock) -> None:
+    verifier = TokenVerifier(SECRET, clock=clock, roles_claim="permissions")
+    token = verifier.issue("bob", roles=["write"])
+    assert jwt.decode(token, options={"verify_signature": False})["permissions"] == ["write"]
+    assert verifier.verify(token).roles == frozenset({"write"})
+    assert verifier.verify(sign(claims(role="read"))).roles == frozenset({"read"})
+
+
+def test_secret_may_be_wrapped(clock: ManualClock) -> None:
+    class Wrapped:
+        def reveal(self) -> str:
+            return SECRET
+
+    wrapped = TokenVerifier(Wrapped(), clock=clock)
+    assert wrapped.verify(TokenVerifier(SECRET, clock=clock).issue("a")).subject == "a"
+
+
+def test_audience_and_issuer_when_configured(clock: ManualClock) -> None:
+    verifier = TokenVerifier(SECRET, clock=clock, audience="switchyard", issuer="https://idp")
+    token = verifier.issue("alice")
+    decoded = jwt.decode(token, options={"verify_signature": False})
+    assert (decoded["aud"], decoded["iss"]) == ("switchyard", "https://idp")
+    assert verifier.verify(token).subject == "alice"
+    assert verifier.verify(sign(claims(aud=["other", "switchyard"], iss="https://idp")))
+
+
+def test_principal_repr_hides_claims_and_hash_matches_eq(verifier: TokenVerifier) -> None:
+    token = verifier.issue("alice", roles=["b", "a"], email="alice@example.com")
+    principal = verifier.verify(token)
+    assert repr(principal) == (
+        f"Principal(subject='alice', roles=['a', 'b'], name=None, expires_at={NOW + 3600.0!r})"
+    )
+    again = verifier.verify(token)
+    assert principal == again and hash(principal) == hash(again)
+    rebuilt = Principal(
+        subject="alice",
+        roles=frozenset({"a", "b"}),
+        name=None,
+        expires_at=NOW + 3600.0,
+        claims=dict(principal.claims),
+    )
+    assert principal == rebuilt and hash(principal) == hash(rebuilt)
+
+
+# --- time ---------------------------------------------------------------------------------
+
+
+def test_expired_token(verifier: TokenVerifier, clock: ManualClock) -> None:
+    token = verifier.issue("alice", ttl_seconds=60)
+    clock.advance(59.5)
+    assert verifier.verify(token).subject == "alice"
+    clock.advance(0.5)  # now == exp: RFC 7519 says the token is no longer valid
+    expect(
+        rejects(verifier, token), "token_expired", "token expired 0s ago (leeway 0s); get a new one"
+    )
+    clock.advance(90)
+    expect(
+        rejects(verifier, token),
+        "token_expired",
+        "token expired 90s ago (leeway 0s); get a new one",
+    )
+
+
+def test_expiry_leeway_is_honoured(clock: ManualClock) -> None:
+    verifier = TokenVerifier(SECRET, clock=clock, leeway_seconds=30)
+    token = verifier.issue("alice", ttl_seconds=60)
+    clock.advance(89)
+    assert verifier.verify(token).subject == "alice"
+    clock.advance(1.25)
+    expect(
+        rejects(verifier, token),
+        "token_expired",
+        "token expired 30.25s ago (leeway 30s); get a new one",
+    )
+
+
+def test_not_before_in_the_future(verifier: TokenVerifier, clock: ManualClock) -> None:
+    token = sign(claims(nbf=NOW + 10))
+    expect(
+        rejects(verifier, token),
+        "token_not_yet_valid",
+        "token is not valid until 10s from now (leeway 0s); check the issuer's clock",
+    )
+    clock.advance(10)
+    assert verifier.verify(token).subject == "alice"
+
+
+def test_not_before_within_leeway(clock: ManualClock) -> None:
+    verifier = TokenVerifier(SECRET, clock=clock, leeway_seconds=5)
+    assert verifier.verify(sign(claims(nbf=NOW + 5))).subject == "alice"
+    expect(
+        rejects(verifier, sign(claims(nbf=NOW + 6))),
+        "token_not_yet_valid",
+        "token is not valid until 6s from now (leeway 5s); check the issuer's clock",
+    )
+
+
+def test_issued_in_the_future(verifier: TokenVerifier) -> None:
+    expect(
+        rejects(verifier, sign(claims(iat=NOW + 120))),
+        "token_not_yet_valid",
+        "token was issued 120s from now (leeway 0s); check the issuer's clock",
+    )
+
+
+@pytest.mark.parametrize(
+    ("claim", "value", "got"),
+    [
+        ("exp", "soon", "a string"),
+        ("exp", True, "a boolean"),
+        ("exp", [1], "an array"),
+        ("nbf", {"t": 1}, "an object"),
+        ("iat", math.inf, "a non-finite number"),
+    ],
+)
+def test_time_claims_must_be_numbers(
+    verifier: TokenVerifier, claim: str, value: object, got: str
+) -> None:
+    expect(
+        rejects(verifier, sign(claims(**{claim: value}))),
+        "invalid_token",
+        f"claim {claim!r} must be a number of seconds since the epoch, got {got}",
+    )
+
+
+# --- signature and algorithm --------------------------------------------------------------
+
+
+def test_wrong_signature(verifier: TokenVerifier) -> None:
+    token = sign(claims(), key="another-secret-of-32-bytes-or-so!")
+    expect(rejects(verifier, token), "invalid_token", "token signature does not match the secret")
+
+
+def test_tampered_payload(verifier: TokenVerifier) -> None:
+    header, _, signature = verifier.issue("alice").split(".")
+    forged = ".".join([header, b64(claims(sub="mallory", roles=["admin"])), signature])
+    expect(rejects(verifier, forged), "invalid_token", "token signature does not match the secret")
+
+
+@pytest.mark.parametrize("alg", ["none", "None", "NONE"])
+def test_unsigned_token_is_rejected(verifier: TokenVerifier, alg: str) -> None:
+    token = f"{b64({'alg': alg, 'typ': 'JWT'})}.{b64(claims(roles=['admin']))}."
+    expect(
+        rejects(verifier, token), "invalid_token", "token is unsigned (alg 'none'); never accepted"
+    )
+
+
+def test_unsigned_token_from_pyjwt_is_rejected(verifier: TokenVerifier) -> None:
+    token = jwt.encode(claims(), None, algorithm="none")
+    expect(
+        rejects(verifier, token), "invalid_token", "token is unsigned (alg 'none'); never accepted"
+    )
+
+
+def test_unpinned_algorithm_is_rejected(clock: ManualClock) -> None:
+    verifier = TokenVerifier(LONG_SECRET, clock=clock)  # pins HS256 only
+    token = sign(claims(), key=LONG_SECRET, alg="HS512")
+    expect(
+        rejects(verifier, token),
+        "invalid_token",
+        "token names algorithm 'HS512'; only HS256 is accepted",
+    )
+    assert TokenVerifier(LONG_SECRET, clock=clock, algorithms=["HS512"]).verify(token)
+
+
+def test_missing_algorithm_header(verifier: TokenVerifier) -> None:
+    token = f"{b64({'typ': 'JWT'})}.{b64(claims())}.c2ln"
+    expect(
+        rejects(verifier, token),
+        "invalid_token",
+        "token names no algorithm; only HS256 is accepted",
+    )
+
+
+def test_other_pyjwt_rejections_are_invalid_token(verifier: TokenVerifier) -> None:
+    token = sign_raw({"alg": "HS256", "kid": 7}, claims())
+    expect(rejects(verifier, token), "invalid_token", "token was rejected (InvalidTokenError)")
+
+
+# --- required claims, audience, issuer ----------------------------------------------------
+
+
+@pytest.mark.parametrize("claim", ["sub", "exp"])
+def test_required_claim_missing(verifier: TokenVerifier, claim: str) -> None:
+    expect(
+        rejects(verifier, sign(claims(**{claim: None}))),
+        "missing_claim",
+        f"token has no {claim!r} claim; required",
+    )
+
+
+@pytest.mark.parametrize(
+    ("sub", "got"),
+    [("", "0 characters"), ("x" * 257, "257 characters"), (42, "a number"), (["a"], "an array")],
+)
+def test_subject_must_be_a_short_non_empty_string(
+    verifier: TokenVerifier, sub: object, got: str
+) -> None:
+    expect(
+        rejects(verifier, sign(claims(sub=sub))),
+        "invalid_token",
+        f"claim 'sub' must be a string of 1 to 256 characters, got {got}",
+    )
+    assert verifier.verify(sign(claims(sub="x" * 256))).subject == "x" * 256
+
+
+def test_wrong_audience(clock: ManualClock) -> None:
+    verifier = TokenVerifier(SECRET, clock=clock, audience="switchyard")
+    expect(
+        rejects(verifier, sign(claims(aud="billing"))),
+        "invalid_audience",
+        "token audience is not 'switchyard'",
+    )
+    expect(
+        rejects(verifier, sign(claims())),
+        "missing_claim",
+        "token has no 'aud' claim; this verifier requires audience 'switchyard'",
+    )
+
+
+def test_audience_present_but_not_configured(verifier: TokenVerifier) -> None:
+    expect(
+        rejects(verifier, sign(claims(aud="billing"))),
+        "invalid_audience",
+        "token names an audience ('aud'); this verifier expects none",
+    )
+
+
+def test_wrong_issuer(clock: ManualClock) -> None:
+    verifier = TokenVerifier(SECRET, clock=clock, issuer="https://idp")
+    expect(
+        rejects(verifier, sign(claims(iss="https://evil"))),
+        "invalid_issuer",
+        "token issuer is not 'https://idp'",
+    )
+    expect(
+        rejects(verifier, sign(claims())),
+        "missing_claim",
+        "token has no 'iss' claim; this verifier requires issuer 'https://idp'",
+    )
+
+
+ROLES = "must be a non-empty string or an array of them, got"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"roles": "admin,ops"}, None),  # a string in `roles` is read as one role
+        ({"roles": [1]}, f"claim 'roles' {ROLES} an array with a non-string or empty item"),
+        ({"roles": ["ok", ""]}, f"claim 'roles' {ROLES} an array with a non-string or empty item"),
+        ({"roles": {"a": 1}}, f"claim 'roles' {ROLES} an object"),
+        ({"role": ""}, f"claim 'role' {ROLES} an empty string"),
+        ({"role": 3}, f"claim 'role' {ROLES} a number"),
+        ({"name": 3}, "claim 'name' must be a string, got a number"),
+    ],
+)
+def test_claim_types(verifier: TokenVerifier, extra: dict[str, Any], message: str | None) -> None:
+    token = sign(claims(**extra))
+    if message is None:
+        assert verifier.verify(token).roles == frozenset({"admin,ops"})
+    else:
+        expect(rejects(verifier, token), "invalid_token", message)
+
+
+# --- malformed tokens and headers ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        ("", "token is not three base64url segments joined by '.'"),
+        ("abc", "token is not three base64url segments joined by '.'"),
+        ("a.b", "token is not three base64url segments joined by '.'"),
+        ("a.b.c.d", "token is not three base64url segments joined by '.'"),
+        ("a b.c.d", "token is not three base64url segments joined by '.'"),
+        ("!!.??.**", "token segments are not base64url-encoded JSON"),
+        ("e30", "token is not three base64url segments joined by '.'"),
+        (f"{b64({'alg': 'HS256'})}.e30", "token is not three base64url segments joined by '.'"),
+        ("WzFd.e30.c2ln", "token segments are not base64url-encoded JSON"),
+        (sign_raw({"alg": "HS256"}, [1]), "token segments are not base64url-encoded JSON"),
+        (sign_raw({"alg": "HS256"}, "x"), "token segments are not base64url-encoded JSON"),
+        ("é.é.é", "token segments are not base64url-encoded JSON"),
+    ],
+)
+def test_malformed_tokens(verifier: TokenVerifier, token: str, message: str) -> None:
+    expect(rejects(verifier, token), "malformed_token", message)
+
+
+def test_oversized_token(verifier: TokenVerifier) -> None:
+    token = verifier.issue("alice", padding="p" * MAX_TOKEN_CHARS)
+    expect(
+        rejects(verifier, token),
+        "malformed_token",
+        f"token is {len(token)} characters; the limit is 8192",
+    )
+
+
+def test_authorization_header_accepts_any_case_of_bearer(verifier: TokenVerifier) -> None:
+    token = verifier.issue("alice")
+    for value in (f"Bearer {token}", f"bearer {token}", f"BEARER   {token}  ", f" Bearer {token}"):
+        assert verifier.verify_authorization_header(value).subject == "alice"
+
+
+@pytest.mark.parametrize("value", [None, "", "   "])
+def test_missing_authorization_header(verifier: TokenVerifier, value: str | None) -> None:
+    with pytest.raises(AuthError) as info:
+        verifier.verify_authorization_header(value)
+    expect(info.value, "missing_token", "no Authorization header; send 'Bearer <token>'")
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("Basic {token}", "Authorization header must use the Bearer scheme: 'Bearer <token>'"),
+        ("{token}", "Authorization header must use the Bearer scheme: 'Bearer <token>'"),
+        ("Bearer:{token}", "Authorization header must use the Bearer scheme: 'Bearer <token>'"),
+        ("Bearer", "Authorization header has no token after 'Bearer'"),
+        ("Bearer    ", "Authorization header has no token after 'Bearer'"),
+        ("Bearer {token} extra", "token is not three base64url segments joined by '.'"),
+    ],
+)
+def test_malformed_authorization_header(
+    verifier: TokenVerifier, template: str, message: str
+) -> None:
+    token = verifier.issue("alice")
+    with pytest.raises(AuthError) as info:
+        verifier.verify_authorization_header(template.format(token=token))
+    expect(info.value, "malformed_token", message)
+    assert_no_leak(info.value, token)
+
+
+# --- roles --------------------------------------------------------------------------------
+
+
+def test_require_role(verifier: TokenVerifier) -> None:
+    principal = verifier.verify(verifier.issue("alice", roles=["user", "ops"]))
+    assert require_role(principal, "ops") is principal
+    assert verifier.require_role(principal, "user") is principal
+    with pytest.raises(AuthError) as info:
+        verifier.require_role(principal, "admin")
+    expect(
+        info.value,
+        "insufficient_role",
+        "role 'admin' is required; subject 'alice' has roles ['ops', 'user']",
+        status=403,
+    )
+
+
+def test_require_role_without_roles(verifier: TokenVerifier) -> None:
+    principal = verifier.verify(verifier.issue("bob"))
+    with pytest.raises(AuthError) as info:
+        require_role(principal, "admin")
+    expect(
+        info.value, "insufficient_role", "role 'admin' is required; subject 'bob' has no roles", 403
+    )
+
+
+def test_auth_error_shape() -> None:
+    error = AuthError("token_expired", "gone")
+    assert isinstance(error, ActorSystemError)
+    with pytest.raises(ValueError, match="unknown auth error code 'nope'"):
+        AuthError("nope", "x")  # type: ignore[arg-type]
+
+
+# --- secrets ------------------------------------------------------------------------------
+
+
+def test_repr_hides_the_secret(clock: ManualClock) -> None:
+    verifier = TokenVerifier(SECRET, clock=clock, audience="switchyard", issuer="https://idp")
+    assert repr(verifier) == (
+        "TokenVerifier(algorithms=['HS256'], audience='switchyard', issuer='https://idp')"
+    )
+    assert SECRET not in repr(verifier) and SECRET not in str(vars(verifier).get("algorithms"))
+
+
+def test_strong_secret_is_not_weak_and_emits_no_warning(verifier: TokenVerifier) -> None:
+    # filterwarnings = error: any InsecureKeyLengthWarning here fails the test.
+    assert verifier.weak_secret is False
+    assert verifier.min_secret_bytes == 32
+    assert verifier.verify(verifier.issue("alice")).subject == "alice"
+
+
+def test_short_secret_works_but_is_flagged(clock: ManualClock) -> None:
+    verifier = TokenVerifier("short", clock=clock)
+    assert verifier.weak_secret is True
+    with pytest.warns(InsecureKeyLengthWarning):
+        token = verifier.issue("alice")
+    with pytest.warns(InsecureKeyLengthWarning):
+        assert verifier.verify(token).subject == "alice"
+
+
+def test_hs512_needs_a_64_byte_secret(clock: ManualClock) -> None:
+    assert TokenVerifier(SECRET, clock=clock, algorithms=["HS512"]).weak_secret is True
+    strong = TokenVerifier(LONG_SECRET, clock=clock, algorithms=["HS512", "HS256"])
+    assert (strong.weak_secret, strong.min_secret_bytes) == (False, 64)
+    assert jwt.get_unverified_header(strong.issue("a"))["alg"] == "HS512"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"secret": ""}, "secret has value '<hidden>'; expected a non-empty string"),
+        ({"algorithms": ["none"]}, "algorithms has value 'none'; expected a non-empty list of "),
+        ({"algorithms": []}, "algorithms has value (); expected a non-empty list of "),
+        ({"algorithms": ["HS256", "XS1"]}, "algorithms has value 'XS1'; expected a non-empty "),
+        ({"leeway_seconds": -1}, "leeway_seconds has value -1; expected a finite number >= 0"),
+        ({"leeway_seconds": math.nan}, "leeway_seconds has value nan; expected a finite number"),
+        (
+            {"secret": "-----BEGIN PUBLIC KEY-----\nabc\n-----END PUBLIC KEY-----"},
+            "secret has value '<hidden>'; it is not a key for HS256",
+        ),
+    ],
+)
+def test_configuration_errors(clock: ManualClock, kwargs: dict[str, Any], message: str) -> None:
+    kwargs = {"secret": SECRET, **kwargs}
+    with pytest.raises(ConfigError) as info:
+        TokenVerifier(kwargs.pop("secret"), clock=clock, **kwargs)
+    assert str(info.value).startswith(message)
+    assert "BEGIN" not in str(info.value) and SECRET not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"subject": ""}, "subject '' is not a string of 1 to 256 characters"),
+        ({"ttl_seconds": 0}, "ttl_seconds is 0; expected a finite number > 0"),
+        ({"ttl_seconds": math.inf}, "ttl_seconds is inf; expected a finite number > 0"),
+        ({"roles": "admin"}, "roles is the string 'admin'; pass a sequence such as ['admin']"),
+        ({"exp": 1}, "extra claims ['exp'] clash with claims that issue() sets itself"),
+        ({"role": "x"}, None),
+        ({"roles": [], "name": None, "aud": "x"}, "extra claims ['aud'] clash with claims that"),
+    ],
+)
+def test_issue_validates_arguments(
+    verifier: TokenVerifier, kwargs: dict[str, Any], message: str | None
+) -> None:
+    if message is None:
+        assert verifier.verify(verifier.issue("alice", **kwargs)).roles == frozenset({"x"})
+        return
+    with pytest.raises(ValueError) as info:
+        verifier.issue(kwargs.pop("subject", "alice"), **kwargs)
+    assert str(info.value).startswith(message)
+
+
+def test_no_error_message_contains_the_secret_or_the_token(clock: ManualClock) -> None:
+    verifier = TokenVerifier(SECRET, clock=clock, audience="api", issuer="idp")
+    bad_tokens = [
+        sign(claims(aud="api", iss="idp"), key=LONG_SECRET),
+        sign(claims(aud="web", iss="idp")),
+        sign(claims(aud="api", iss="other")),
+        sign(claims(aud="api", iss="idp", sub=None)),
+        sign(claims(aud="api", iss="idp", exp=NOW - 1)),
+        sign(claims(aud="api", iss="idp", roles=[SECRET, 1])),
+        sign(claims(aud="api", iss="idp"), key=LONG_SECRET, alg="HS384"),
+        SECRET,
+        f"{SECRET}.{SECRET}.{SECRET}",
+    ]
+    for token in bad_tokens:
+        rejects(verifier, token)
+        for header in (token, f"Bearer {token}", f"Token {token}"):
+            with pytest.raises(AuthError) as info:
+                verifier.verify_authorization_header(header)
+            assert_no_leak(info.value, token)
