@@ -6,6 +6,8 @@ names, and ``actors/`` use only these.
 
 from ._actor import Actor as Actor
 from ._actor import ActorContext as ActorContext
+from ._boot import NodeSetup as NodeSetup
+from ._boot import run_node as run_node
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
 from ._errors import ActorCrashed as ActorCrashed
@@ -17,6 +19,11 @@ from ._errors import MailboxFull as MailboxFull
 from ._errors import RedisUnavailable as RedisUnavailable
 from ._errors import Rejected as Rejected
 from ._errors import RestartIntensityExceeded as RestartIntensityExceeded
+from ._http import ApiError as ApiError
+from ._http import current_principal as current_principal
+from ._http import decode_body as decode_body
+from ._http import node_context as node_context
+from ._http import require_auth as require_auth
 from ._mailbox import ActorState as ActorState
 from ._mailbox import ActorStatistics as ActorStatistics
 from ._protocol import ErrorBody as ErrorBody
@@ -40,6 +47,7 @@ __all__ = [
     "ActorStatistics",
     "ActorStopped",
     "ActorSystemError",
+    "ApiError",
     "AskTimeout",
     "ChildSpec",
     "Clock",
@@ -48,6 +56,7 @@ __all__ = [
     "ErrorReply",
     "MailboxFull",
     "Message",
+    "NodeSetup",
     "RedisUnavailable",
     "Refs",
     "Rejected",
@@ -57,5 +66,10 @@ __all__ = [
     "Supervisor",
     "SupervisorSpec",
     "SystemClock",
+    "current_principal",
+    "decode_body",
     "message_tag",
+    "node_context",
+    "require_auth",
+    "run_node",
 ]

@@ -24,6 +24,7 @@ from runtime._redis_server import RedisServer
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+
 @pytest.fixture(name="redis_server")
 def _redis_server() -> Iterator[RedisServer]:
     """A running ``redis-server`` for this test only; stopped (if still running) afterwards."""

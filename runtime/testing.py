@@ -6,6 +6,7 @@
 * :class:`Probe` is an actor that records what it receives, with bounded waits.
 * :class:`ManualClock` is a clock that moves only when told to.
 * :class:`RedisServer` runs a private ``redis-server`` on a free loopback port.
+* :class:`NodeProcess` runs a real ``python -m runtime`` node in a subprocess.
 
 The pytest fixtures ``redis_server`` and ``redis_url`` come from
 :mod:`runtime.pytest_plugin`, which pytest loads automatically.
@@ -20,8 +21,8 @@ import anyio
 
 from ._actor import Actor
 from ._clock import ManualClock
-
-# TEMP from ._redis_server import RedisServer
+from ._node_process import NodeProcess
+from ._redis_server import RedisServer
 from ._supervisor import ChildSpec, Supervisor, SupervisorSpec
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from ._ref import Refs
     from ._supervisor import Strategy
 
-__all__ = ["ManualClock", "Probe", "RedisServer", "open_system"]
+__all__ = ["ManualClock", "NodeProcess", "Probe", "RedisServer", "open_system"]
 
 T = TypeVar("T")
 

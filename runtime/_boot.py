@@ -1,0 +1,256 @@
+"""Booting a node: assemble it, start the supervisor, serve HTTP, drain on a signal.
+
+The order of a node's life:
+
+1. Build the Redis link (if configured), the fanout and the token verifier.
+2. Let the composition root add the default actors, then the user's
+   ``--app module:function`` hook add theirs (the one extension point).
+3. Start the Redis link and fanout, then the supervisor (children in order;
+   a failing first start fails the boot).
+4. Serve the Quart app on Hypercorn until SIGINT or SIGTERM.
+5. On the signal: stop accepting, give in-flight requests
+   ``shutdown_grace_seconds``, stop the actors in reverse order, then the
+   fanout and the Redis link; return normally so the process exits 0.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+import signal
+import socket
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from hypercorn.asyncio import serve
+from hypercorn.config import Config as HypercornConfig
+
+from ._auth import TokenVerifier
+from ._clock import SystemClock
+from ._errors import ConfigError
+from ._fanout import MemoryFanout, RedisFanout
+from ._http import create_app
+from ._node_context import NodeContext
+from ._redis import RedisLink
+from ._supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from anyio.abc import TaskStatus
+    from quart import Blueprint
+
+    from ._clock import Clock
+    from ._fanout import Fanout
+    from ._settings import Settings
+    from ._supervisor import ChildSpec, SupervisorSpec
+
+__all__ = ["NodeSetup", "load_hook", "run_node"]
+
+logger = logging.getLogger("runtime.node")
+
+
+class NodeSetup:
+    """What the composition root and the user's ``--app`` hook assemble a node with.
+
+    A hook is ``def setup(node: NodeSetup) -> None`` (or ``async def``): it
+    adds actors with :meth:`add_actor`, routes with :meth:`add_blueprint`,
+    and reads ``settings``, ``clock``, ``redis`` and ``fanout`` to build them.
+    Actor packages keep their own registries (cache loaders, job handlers,
+    room policies) in ``extensions``, keyed by the package's name.
+    """
+
+    def __init__(
+        self, *, settings: Settings, clock: Clock, redis: RedisLink | None, fanout: Fanout
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.redis = redis
+        self.fanout = fanout
+        self.children: list[ChildSpec | SupervisorSpec] = []
+        self.blueprints: list[Blueprint] = []
+        self.extensions: dict[str, Any] = {}
+
+    def add_actor(self, spec: ChildSpec | SupervisorSpec) -> None:
+        """Run this actor (or nested supervisor) under the node's supervisor, after the others."""
+        self.children.append(spec)
+
+    def add_blueprint(self, blueprint: Blueprint) -> None:
+        """Serve this Quart blueprint's routes from the node's app."""
+        self.blueprints.append(blueprint)
+
+
+def load_hook(spec: str) -> Callable[[NodeSetup], object]:
+    """Import ``module:function`` and return the function.
+
+    Raises:
+        ConfigError: the module cannot be imported or has no such callable.
+    """
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ConfigError("--app", spec, "expected 'module:function', e.g. 'myapp.node:setup'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        problem = f"module {module_name!r} cannot be imported: {exc}"
+        raise ConfigError("--app", spec, problem) from exc
+    hook = getattr(module, attribute, None)
+    if not callable(hook):
+        raise ConfigError("--app", spec, f"module {module_name!r} has no callable {attribute!r}")
+    return hook  # type: ignore[no-any-return]
+
+
+async def run_node(
+    settings: Settings,
+    *,
+    compose: Callable[[NodeSetup], object] | None = None,
+    clock: Clock | None = None,
+    task_status: TaskStatus[NodeContext] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run one node until SIGINT/SIGTERM (or cancellation), then drain and stop.
+
+    Args:
+        settings: the validated settings.
+        compose: the composition root that adds the default actors.
+        clock: the clock for every timeout (default: the system clock).
+        task_status: receives the :class:`NodeContext` once the node listens.
+    """
+    clock = clock or SystemClock()
+    redis = _redis_link(settings, clock)
+    fanout: Fanout = (
+        RedisFanout(redis, prefix=f"{settings.cache_prefix}:fanout")
+        if redis is not None
+        else MemoryFanout()
+    )
+    setup = NodeSetup(settings=settings, clock=clock, redis=redis, fanout=fanout)
+    for build in (compose, load_hook(settings.app) if settings.app else None):
+        if build is not None:
+            outcome = build(setup)
+            if inspect.isawaitable(outcome):
+                await outcome
+    supervisor = Supervisor(
+        setup.children, clock=clock, ask_timeout_seconds=settings.ask_timeout_seconds
+    )
+    context = NodeContext(
+        settings=settings,
+        clock=clock,
+        supervisor=supervisor,
+        redis=redis,
+        fanout=fanout,
+        verifier=_verifier(settings, clock),
+    )
+    app = create_app(context, setup.blueprints)
+    listener = _bind(settings.host, settings.port)
+    host, port = listener.getsockname()[:2]
+    config = HypercornConfig()
+    config.bind = [f"fd://{listener.detach()}"]
+    config.graceful_timeout = settings.shutdown_grace_seconds
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    boot_error: Exception | None = None
+    try:
+        async with anyio.create_task_group() as services:
+            if redis is not None:
+                await services.start(redis.run)
+            await services.start(fanout.run)
+            async with anyio.create_task_group() as actors:
+                try:
+                    await actors.start(supervisor.run)
+                except Exception as exc:  # noqa: BLE001 - a failed boot, raised unwrapped below
+                    boot_error = exc
+                    services.cancel_scope.cancel()
+                    return
+                logger.info(
+                    "node listening on http://%s:%s with actors %s; redis %s",
+                    host,
+                    port,
+                    ", ".join(supervisor.actor_states()) or "(none)",
+                    settings.redacted_redis_url or "not configured (in memory)",
+                )
+                actors.start_soon(_watch_signals, context, actors.cancel_scope)
+                task_status.started(context)
+                # Hypercorn's serve() leaves its task with a pending asyncio cancel request
+                # (cancelling() == 1) when it returns; in a task of its own, that stale
+                # request cannot leak into our cancel scopes.
+                async with anyio.create_task_group() as http:
+                    http.start_soon(_serve_http, app, config, context)
+                logger.info("HTTP drained; stopping actors in reverse start order")
+                actors.cancel_scope.cancel()
+            services.cancel_scope.cancel()
+    finally:
+        if redis is not None:
+            with anyio.CancelScope(shield=True):
+                await redis.aclose()
+        if boot_error is not None:
+            raise boot_error
+    logger.info("node stopped")
+
+
+async def _serve_http(app: object, config: HypercornConfig, context: NodeContext) -> None:
+    await serve(app, config, shutdown_trigger=context.stopping.wait)  # type: ignore[arg-type]
+
+
+async def _watch_signals(context: NodeContext, hard_stop: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            if not context.stopping.is_set():
+                logger.info(
+                    "%s received: draining in-flight requests (up to %gs)",
+                    name,
+                    context.settings.shutdown_grace_seconds,
+                )
+                context.stopping.set()
+            else:
+                logger.warning("second %s received: stopping now without draining", name)
+                hard_stop.cancel()
+
+
+def _redis_link(settings: Settings, clock: Clock) -> RedisLink | None:
+    if settings.redis_url is None:
+        return None
+    return RedisLink(
+        settings.redis_url.reveal(),
+        clock=clock,
+        health_interval_seconds=settings.redis_health_interval_seconds,
+        reconnect_max_seconds=settings.redis_reconnect_max_seconds,
+    )
+
+
+def _verifier(settings: Settings, clock: Clock) -> TokenVerifier | None:
+    if settings.jwt_secret is None:
+        logger.warning(
+            "SWITCHYARD_JWT_SECRET is not set: routes that need a token answer 401 on this node"
+        )
+        return None
+    verifier = TokenVerifier(
+        settings.jwt_secret,
+        algorithms=settings.jwt_algorithms,
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+        leeway_seconds=settings.jwt_leeway_seconds,
+        clock=clock,
+    )
+    if verifier.weak_secret:
+        logger.warning(
+            "SWITCHYARD_JWT_SECRET is shorter than %d bytes; use a longer random secret",
+            verifier.min_secret_bytes,
+        )
+    return verifier
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Bind the listening socket ourselves, so port 0 works and the real port is logged."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(1024)
+    except OSError as exc:
+        listener.close()
+        raise ConfigError(
+            "SWITCHYARD_HOST/SWITCHYARD_PORT", f"{host}:{port}", f"cannot listen there: {exc}"
+        ) from exc
+    return listener

@@ -1,0 +1,389 @@
+"""The optional Redis connection: one client, its lifecycle, its health and key names.
+
+:class:`RedisLink` owns one ``redis.asyncio.Redis`` client. Its :meth:`RedisLink.run`
+loop is a supervised child: it reports "started" at once (Redis down at boot
+never blocks or crashes the node), pings Redis every health interval while it
+is up, and reconnects with capped, fully jittered exponential backoff while it
+is down, reading every wait from the injected :class:`~runtime._clock.Clock`.
+
+Users of :attr:`RedisLink.client` wrap calls in :meth:`RedisLink.map_errors`,
+which turns connection errors into :class:`~runtime._errors.RedisUnavailable`
+and asks the loop to re-check at once.
+
+Every Redis key is built with :func:`redis_key`, so key names live in one place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import anyio
+import msgspec
+import redis.asyncio
+import redis.exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from ._errors import RedisUnavailable
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Iterator
+    from types import TracebackType
+
+    from anyio.abc import TaskStatus
+    from redis.asyncio.connection import AbstractConnection
+
+    from ._clock import Clock
+
+__all__ = [
+    "CONNECTION_ERRORS",
+    "RedisLink",
+    "RedisStatus",
+    "backoff_seconds",
+    "redact_url",
+    "redis_key",
+]
+
+logger = logging.getLogger("runtime.redis")
+
+#: The errors that mean "Redis cannot be reached"; anything else is a bug and propagates.
+#: (``redis.exceptions.TimeoutError`` is not a builtin ``TimeoutError``; builtin ones are
+#: ``OSError``s.)
+CONNECTION_ERRORS: tuple[type[Exception], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    OSError,
+)
+
+
+def redis_key(*parts: str) -> str:
+    """Join key parts with ``:`` (``redis_key("cache", "user:1") == "cache:user:1"``)."""
+    if not parts:
+        raise ValueError("redis_key() needs at least one part")
+    return ":".join(parts)
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced by ``***`` (``redis://:***@host:6379/0``)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, _, hostinfo = netloc.rpartition("@")
+        username = userinfo.partition(":")[0]
+        netloc = f"{username}:***@{hostinfo}"
+    query = parts.query
+    if query:
+        pairs = [(k, "***" if k == "password" else v) for k, v in parse_qsl(query)]
+        query = urlencode(pairs, safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def backoff_seconds(
+    attempt: int, *, base_seconds: float, max_seconds: float, jitter: Callable[[], float]
+) -> float:
+    """The wait before reconnect ``attempt`` (0, 1, 2, ...): exponential, capped, full jitter.
+
+    ``jitter()`` returns a float in ``[0, 1)``; the wait is
+    ``jitter() * min(max_seconds, base_seconds * 2 ** attempt)`` ("full jitter",
+    so many nodes losing Redis at once do not reconnect in lockstep).
+    """
+    if attempt < 0:
+        raise ValueError(f"backoff attempt must be >= 0, got {attempt}")
+    ceiling = min(max_seconds, base_seconds * 2.0 ** min(attempt, 64))
+    return jitter() * ceiling
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+class RedisStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """What a node knows about its Redis connection, for health and metrics.
+
+    Attributes:
+        configured: whether this node uses Redis at all.
+        up: whether the last health check (or connection) succeeded.
+        since_seconds: monotonic clock time of the last up/down change (or of creation).
+        reconnects: down-to-up changes after the first successful connection.
+        failures: failed health checks and connection attempts so far.
+        last_error: ``"Type: message"`` of the last failure, kept after recovery.
+        url: the Redis URL with the password replaced by ``***``.
+    """
+
+    configured: bool
+    up: bool = False
+    since_seconds: float = 0.0
+    reconnects: int = 0
+    failures: int = 0
+    last_error: str | None = None
+    url: str = ""
+
+
+class RedisLink:
+    """One Redis client for the node, and the loop that watches its health.
+
+    Args:
+        url: ``redis://[[user]:password@]host:port/db``; the password never reaches logs.
+        clock: the time source for health intervals and backoff waits.
+        health_interval_seconds: how often :meth:`run` pings Redis while it is up.
+        reconnect_base_seconds: the backoff ceiling of the first reconnect attempt.
+        reconnect_max_seconds: the backoff ceiling never grows past this.
+        connect_timeout_seconds: socket connect timeout of the client.
+        socket_timeout_seconds: socket read/write timeout of the client's commands.
+        jitter: returns a float in ``[0, 1)``; ``random.random`` by default (tests pin it).
+
+    The client does no retries of its own (redis-py retries 10 times by
+    default, which would hide an outage for seconds): a failed command fails
+    fast with :class:`RedisUnavailable` (through :meth:`map_errors`) and this
+    loop does the reconnecting. Transition callbacks (:meth:`on_transition`)
+    tell other components when Redis goes down or comes back.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Clock,
+        health_interval_seconds: float = 1.0,
+        reconnect_base_seconds: float = 0.05,
+        reconnect_max_seconds: float = 5.0,
+        connect_timeout_seconds: float = 2.0,
+        socket_timeout_seconds: float = 5.0,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        if health_interval_seconds <= 0:
+            raise ValueError(f"health_interval_seconds must be > 0, got {health_interval_seconds}")
+        if not 0 < reconnect_base_seconds <= reconnect_max_seconds:
+            raise ValueError(
+                "need 0 < reconnect_base_seconds <= reconnect_max_seconds, got "
+                f"{reconnect_base_seconds} and {reconnect_max_seconds}"
+            )
+        self._url = redact_url(url)
+        self._clock = clock
+        self._health_interval_seconds = health_interval_seconds
+        self._reconnect_base_seconds = reconnect_base_seconds
+        self._reconnect_max_seconds = reconnect_max_seconds
+        self._jitter = jitter
+        self._client: redis.asyncio.Redis = redis.asyncio.Redis.from_url(
+            url,
+            socket_connect_timeout=connect_timeout_seconds,
+            socket_timeout=socket_timeout_seconds,
+            # redis-py pings a pooled connection idle for longer than this before using it.
+            health_check_interval=max(1.0, health_interval_seconds),
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=False,
+        )
+        self._up = False
+        self._ever_up = False
+        self._down_logged = False
+        self._since_seconds = clock.monotonic()
+        self._reconnects = 0
+        self._failures = 0
+        self._last_error: str | None = None
+        self._recheck_requested = False
+        self._wake: anyio.Event | None = None
+        self._changed: anyio.Event | None = None
+        self._callbacks: list[Callable[[bool], None]] = []
+
+    @property
+    def client(self) -> redis.asyncio.Redis:
+        """The shared client; wrap its calls in :meth:`map_errors`."""
+        return self._client
+
+    @property
+    def clock(self) -> Clock:
+        """The clock this link reads (shared with components that reconnect through it)."""
+        return self._clock
+
+    @property
+    def up(self) -> bool:
+        """Whether Redis answered the last health check."""
+        return self._up
+
+    def status(self) -> RedisStatus:
+        """A snapshot of the connection's state."""
+        return RedisStatus(
+            configured=True,
+            up=self._up,
+            since_seconds=self._since_seconds,
+            reconnects=self._reconnects,
+            failures=self._failures,
+            last_error=self._last_error,
+            url=self._url,
+        )
+
+    def backoff_seconds(self, attempt: int) -> float:
+        """The jittered wait before reconnect ``attempt`` (0-based) with this link's settings."""
+        return backoff_seconds(
+            attempt,
+            base_seconds=self._reconnect_base_seconds,
+            max_seconds=self._reconnect_max_seconds,
+            jitter=self._jitter,
+        )
+
+    def on_transition(self, callback: Callable[[bool], None]) -> Callable[[], None]:
+        """Call ``callback(up)`` on every up/down change; returns a function that unregisters it.
+
+        Callbacks run synchronously inside :meth:`run`, so they must be quick and must
+        not block (set an event, ``send_nowait`` to a bounded stream). An exception in a
+        callback propagates out of :meth:`run`, like any other bug.
+        """
+        self._callbacks.append(callback)
+
+        def remove() -> None:
+            if callback in self._callbacks:  # removing twice is harmless
+                self._callbacks.remove(callback)
+
+        return remove
+
+    def report_failure(self, exc: BaseException) -> None:
+        """Tell the loop that a command failed to reach Redis, so it re-checks at once.
+
+        While Redis is already known to be down the loop keeps its backoff schedule.
+        """
+        logger.debug("redis failure reported: %s", _describe(exc))
+        if not self._up:
+            return
+        self._recheck_requested = True
+        if self._wake is not None:
+            self._wake.set()
+
+    async def wait_for(self, predicate: Callable[[RedisStatus], bool]) -> RedisStatus:
+        """Wait until ``predicate(status())`` holds and return that status.
+
+        It waits as long as it takes: bound it (``with anyio.fail_after(...)``).
+        """
+        while True:
+            status = self.status()
+            if predicate(status):
+                return status
+            if self._changed is None:
+                self._changed = anyio.Event()
+            await self._changed.wait()
+
+    async def wait_until(self, up: bool) -> None:
+        """Wait until Redis is up (``True``) or down (``False``); bound it with a timeout."""
+        await self.wait_for(lambda status: status.up is up)
+
+    @contextlib.contextmanager
+    def map_errors(self, operation: str) -> Iterator[None]:
+        """Translate Redis connection errors into :class:`RedisUnavailable` naming ``operation``.
+
+        The failure is also reported (:meth:`report_failure`). Other errors pass through.
+        """
+        try:
+            yield
+        except CONNECTION_ERRORS as exc:
+            self.report_failure(exc)
+            raise RedisUnavailable(operation, exc) from exc
+
+    @contextlib.asynccontextmanager
+    async def dedicated_connection(self) -> AsyncIterator[AbstractConnection]:
+        """A connection taken out of the pool for this caller alone (e.g. pub/sub).
+
+        It is connected on entry (connection errors propagate) and disconnected on
+        exit before it goes back to the pool, so no state left on it (subscriptions)
+        leaks to other users of :attr:`client`.
+        """
+        pool = self._client.connection_pool
+        connection = await pool.get_connection()
+        try:
+            yield connection
+        finally:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await connection.disconnect(nowait=True)
+                finally:
+                    await pool.release(connection)
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Watch the connection forever: ping while up, reconnect with backoff while down.
+
+        Reports started at once, before the first connection attempt. Only
+        connection errors are handled; anything else propagates.
+        """
+        task_status.started()
+        attempt = 0
+        while True:
+            try:
+                await self._client.ping()
+            except CONNECTION_ERRORS as exc:
+                self._mark_down(exc)
+                delay = self.backoff_seconds(attempt)
+                attempt += 1
+                await self._idle(delay)
+            else:
+                attempt = 0
+                self._mark_up()
+                await self._idle(self._health_interval_seconds)
+
+    async def _idle(self, seconds: float) -> None:
+        """Wait ``seconds`` on the clock, or less if :meth:`report_failure` asks for a re-check."""
+        if self._recheck_requested:
+            self._recheck_requested = False
+            await anyio.lowlevel.checkpoint()
+            return
+        self._wake = anyio.Event()
+        try:
+            with self._clock.move_on_after(seconds):
+                await self._wake.wait()
+        finally:
+            self._wake = None
+            self._recheck_requested = False
+
+    def _mark_up(self) -> None:
+        if self._up:
+            return
+        self._up = True
+        self._down_logged = False
+        self._since_seconds = self._clock.monotonic()
+        if self._ever_up:
+            self._reconnects += 1
+            logger.info("redis %s is up again (reconnect %s)", self._url, self._reconnects)
+        else:
+            self._ever_up = True
+            logger.info("redis %s is up", self._url)
+        self._changed_now(up_changed=True)
+
+    def _mark_down(self, exc: BaseException) -> None:
+        self._failures += 1
+        self._last_error = _describe(exc)
+        was_up = self._up
+        if was_up or not self._down_logged:
+            what = "is down" if self._ever_up else "is unavailable"
+            logger.warning("redis %s %s: %s", self._url, what, self._last_error)
+            self._down_logged = True
+        if was_up:
+            self._up = False
+            self._since_seconds = self._clock.monotonic()
+        self._changed_now(up_changed=was_up)
+
+    def _changed_now(self, *, up_changed: bool) -> None:
+        changed, self._changed = self._changed, None
+        if changed is not None:
+            changed.set()
+        if up_changed:
+            for callback in list(self._callbacks):
+                callback(self._up)
+
+    async def aclose(self) -> None:
+        """Close the client and its connection pool."""
+        await self._client.aclose()
+
+    async def __aenter__(self) -> RedisLink:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"RedisLink({self._url!r}, up={self._up})"

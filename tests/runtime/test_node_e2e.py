@@ -1,0 +1,157 @@
+"""A real ``python -m runtime`` in a subprocess: boot, health, drain, escalation, Redis."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+
+from runtime.testing import NodeProcess, RedisServer
+
+pytestmark = pytest.mark.e2e
+
+ROOT = str(Path(__file__).resolve().parents[2])
+APP = ["--app", "tests.apps.e2e_app:setup"]
+
+
+def test_node_serves_health_and_the_users_actors_then_drains_on_sigterm() -> None:
+    node = NodeProcess(args=APP, cwd=ROOT)
+    node.start()
+    try:
+        with httpx.Client(base_url=node.url, timeout=10) as client:
+            assert client.get("/healthz").json() == {"status": "ok"}
+            ready = client.get("/readyz")
+            assert ready.status_code == 200
+            assert ready.json()["actors"] == {"echo": "running"}
+            assert client.get("/echo/hello").json() == {"echo": "hello"}
+
+            outcome: dict[str, httpx.Response] = {}
+
+            def slow_request() -> None:
+                outcome["response"] = client.get("/slow")
+
+            in_flight = threading.Thread(target=slow_request)
+            in_flight.start()
+            node.wait_for_log("slow request started")
+            node.signal()
+            in_flight.join(timeout=20)
+        assert outcome["response"].status_code == 200
+        assert outcome["response"].json() == {"drained": True}
+        assert node.wait() == 0
+    finally:
+        node.stop()
+    log = node.log
+    order = [
+        node.wait_for_log("SIGTERM received: draining in-flight requests"),
+        node.wait_for_log("HTTP drained; stopping actors"),
+        node.wait_for_log("echo actor stopped"),
+        node.wait_for_log("node stopped"),
+    ]
+    assert order == sorted(order), log
+
+
+def test_escalation_past_the_restart_intensity_exits_non_zero() -> None:
+    node = NodeProcess(args=APP, cwd=ROOT)
+    node.start()
+    try:
+        with httpx.Client(base_url=node.url, timeout=10) as client:
+            for attempt in range(4):
+                client.post("/explode")
+                if attempt < 3:
+                    node.wait_for_log("echo actor started", after=len(node.log) - 1)
+        assert node.wait() == 1
+    finally:
+        node.stop()
+    node.wait_for_log("node stopped: supervisor 'root' gave up: child 'echo' needed more than 3")
+
+
+def test_failing_first_start_fails_the_boot_with_a_clear_error() -> None:
+    node = NodeProcess(args=["--app", "tests.apps.e2e_app:failing_setup"], cwd=ROOT)
+    node.start(wait_ready=False)
+    assert node.wait() == 1
+    node.wait_for_log("node failed to boot: cannot reach the database")
+
+
+def test_bad_configuration_exits_2_naming_the_variable() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "runtime"],
+        env={"SWITCHYARD_PORT": "eighty", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "python -m runtime: configuration error: "
+        "SWITCHYARD_PORT has value 'eighty'; expected an integer"
+    )
+
+
+def test_help_documents_every_setting() -> None:
+    from runtime._settings import Settings
+
+    result = subprocess.run(
+        [sys.executable, "-m", "runtime", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+        check=True,
+    )
+    for field in Settings.__struct_fields__:
+        assert f"SWITCHYARD_{field.upper()}" in result.stdout
+
+
+@pytest.mark.redis
+def test_redis_absent_at_boot_then_up_then_killed_then_back() -> None:
+    redis = RedisServer()
+    node = NodeProcess(
+        {
+            "SWITCHYARD_REDIS_URL": f"redis://127.0.0.1:{redis_port(redis)}/0",
+            "SWITCHYARD_REDIS_HEALTH_INTERVAL_SECONDS": "0.05",
+            "SWITCHYARD_REDIS_RECONNECT_MAX_SECONDS": "0.2",
+        },
+        cwd=ROOT,
+    )
+    node.start()
+    try:
+        with httpx.Client(base_url=node.url, timeout=10) as client:
+            node.wait_for_log("is unavailable")
+            down = client.get("/readyz")
+            assert down.status_code == 503
+            assert down.json()["reasons"][0].startswith("redis is down: ")
+
+            redis.start()
+            node.wait_for_log(" is up")
+            assert client.get("/readyz").status_code == 200
+
+            mark = len(node.log)
+            redis.stop()
+            node.wait_for_log(" is down", after=mark)
+            assert client.get("/readyz").status_code == 503
+            assert client.get("/healthz").status_code == 200  # alive all along
+
+            redis.restart()
+            node.wait_for_log("is up again (reconnect 1)", after=mark)
+            ready = client.get("/readyz").json()
+            assert ready["status"] == "ready"
+            assert ready["redis"]["reconnects"] == 1
+        assert node.stop() == 0
+    finally:
+        node.stop()
+        redis.stop()
+
+
+def redis_port(server: RedisServer) -> int:
+    """Fix the server's port without starting it, so the node boots with Redis absent."""
+    from runtime._redis_server import free_port
+
+    port = free_port()
+    server.__init__(port=port)  # type: ignore[misc]
+    return port

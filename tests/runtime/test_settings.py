@@ -1,0 +1,397 @@
+"""Settings: defaults, sources and precedence, exact error texts, secrets and ``--help``."""
+
+from __future__ import annotations
+
+import sys
+
+import msgspec
+import pytest
+
+from runtime._errors import ConfigError
+from runtime._settings import Secret, Settings, build_parser, load_settings, redact_url
+
+FIELDS = Settings.__struct_fields__
+ALGORITHMS = (
+    "HS256, HS384, HS512, RS256, RS384, RS512, ES256, ES384, ES512, PS256, PS384, PS512, EdDSA"
+)
+
+
+def env_name(field: str) -> str:
+    return "SWITCHYARD_" + field.upper()
+
+
+def flag_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def test_defaults() -> None:
+    settings = load_settings([], {})
+    assert settings == Settings()
+    assert settings.host == "127.0.0.1"
+    assert settings.port == 8000
+    assert settings.redis_url is None
+    assert settings.redis_health_interval_seconds == 1.0
+    assert settings.redis_reconnect_max_seconds == 5.0
+    assert settings.jwt_secret is None
+    assert settings.jwt_algorithms == ("HS256",)
+    assert settings.jwt_audience is None
+    assert settings.jwt_issuer is None
+    assert settings.jwt_leeway_seconds == 0.0
+    assert settings.cors_origins == ()
+    assert settings.max_body_bytes == 1_048_576
+    assert settings.shutdown_grace_seconds == 10.0
+    assert settings.ask_timeout_seconds == 5.0
+    assert settings.mailbox_size == 1024
+    assert settings.log_level == "INFO"
+    assert settings.log_format == "text"
+    assert settings.app is None
+    assert settings.cache_prefix == "switchyard"
+    assert settings.redacted_redis_url is None
+
+
+def test_settings_is_frozen() -> None:
+    settings = Settings()
+    with pytest.raises(AttributeError):
+        settings.port = 1  # type: ignore[misc]
+
+
+def test_environment_values_are_converted() -> None:
+    settings = load_settings(
+        [],
+        {
+            "SWITCHYARD_HOST": "0.0.0.0",
+            "SWITCHYARD_PORT": "9000",
+            "SWITCHYARD_ASK_TIMEOUT_SECONDS": "2.5",
+            "SWITCHYARD_SHUTDOWN_GRACE_SECONDS": "0",
+            "SWITCHYARD_JWT_ALGORITHMS": "HS256, RS256,",
+            "SWITCHYARD_CORS_ORIGINS": "https://example.com,http://localhost:3000,http://[::1]:8080",
+            "SWITCHYARD_LOG_LEVEL": "debug",
+            "SWITCHYARD_LOG_FORMAT": "JSON",
+            "SWITCHYARD_APP": "myapp.node:create_app",
+            "SWITCHYARD_JWT_AUDIENCE": "switchyard",
+            "SWITCHYARD_JWT_ISSUER": "",
+            "SWITCHYARD_REDIS_URL": "rediss://:s3cret@redis.internal:6380/2",
+            "SWITCHYARD_JWT_SECRET": "jwt-key",
+            "OTHER_PORT": "not ours, ignored",
+        },
+    )
+    assert settings.host == "0.0.0.0"
+    assert settings.port == 9000
+    assert settings.ask_timeout_seconds == 2.5
+    assert settings.shutdown_grace_seconds == 0.0
+    assert settings.jwt_algorithms == ("HS256", "RS256")
+    assert settings.cors_origins == (
+        "https://example.com",
+        "http://localhost:3000",
+        "http://[::1]:8080",
+    )
+    assert settings.log_level == "DEBUG"
+    assert settings.log_format == "json"
+    assert settings.app == "myapp.node:create_app"
+    assert settings.jwt_audience == "switchyard"
+    assert settings.jwt_issuer is None  # an empty optional setting means "unset"
+    assert settings.redis_url == Secret("rediss://:s3cret@redis.internal:6380/2")
+    assert settings.jwt_secret is not None
+    assert settings.jwt_secret.reveal() == "jwt-key"
+    assert settings.redacted_redis_url == "rediss://:***@redis.internal:6380/2"
+
+
+def test_empty_list_setting_is_an_empty_tuple() -> None:
+    assert load_settings([], {"SWITCHYARD_CORS_ORIGINS": ""}).cors_origins == ()
+    assert load_settings(["--cors-origins", "*"], {}).cors_origins == ("*",)
+
+
+def test_flags_override_environment_which_overrides_defaults() -> None:
+    environ = {"SWITCHYARD_PORT": "9000", "SWITCHYARD_HOST": "0.0.0.0"}
+    settings = load_settings(["--port", "9100", "--mailbox-size=16"], environ)
+    assert settings.port == 9100  # flag beats variable
+    assert settings.host == "0.0.0.0"  # variable beats default
+    assert settings.mailbox_size == 16  # flag beats default
+    assert settings.cache_prefix == "switchyard"  # default
+
+
+def test_none_reads_the_process_argv_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWITCHYARD_PORT", "9000")
+    monkeypatch.setenv("SWITCHYARD_CACHE_PREFIX", "from-env")
+    monkeypatch.setattr(sys, "argv", ["python -m runtime", "--port", "9001"])
+    settings = load_settings()
+    assert (settings.port, settings.cache_prefix) == (9001, "from-env")
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "message"),
+    [
+        ([], {"SWITCHYARD_PORT": "abc"}, "SWITCHYARD_PORT has value 'abc'; expected an integer"),
+        (["--port", "70000"], {}, "--port has value '70000'; expected an integer <= 65535"),
+        (["--port=0"], {}, "--port has value '0'; expected an integer >= 1"),
+        (
+            [],
+            {"SWITCHYARD_ASK_TIMEOUT_SECONDS": "-1"},
+            "SWITCHYARD_ASK_TIMEOUT_SECONDS has value '-1'; expected a number > 0",
+        ),
+        (
+            ["--shutdown-grace-seconds", "-0.5"],
+            {},
+            "--shutdown-grace-seconds has value '-0.5'; expected a number >= 0",
+        ),
+        (
+            [],
+            {"SWITCHYARD_JWT_LEEWAY_SECONDS": "soon"},
+            "SWITCHYARD_JWT_LEEWAY_SECONDS has value 'soon'; expected a number",
+        ),
+        (
+            ["--jwt-leeway-seconds", "301"],
+            {},
+            "--jwt-leeway-seconds has value '301'; expected a number <= 300",
+        ),
+        (
+            [],
+            {"SWITCHYARD_JWT_ALGORITHMS": "none"},
+            "SWITCHYARD_JWT_ALGORITHMS has value 'none'; 'none' is refused because it "
+            f"accepts unsigned tokens; use one of {ALGORITHMS}",
+        ),
+        (
+            ["--jwt-algorithms", "HS256,HS257"],
+            {},
+            "--jwt-algorithms has value 'HS256,HS257'; 'HS257' is not a JWS algorithm; "
+            f"use one of {ALGORITHMS}",
+        ),
+        (
+            ["--jwt-algorithms", "hs256"],
+            {},
+            "--jwt-algorithms has value 'hs256'; 'hs256' is not a JWS algorithm (case matters); "
+            "did you mean HS256?",
+        ),
+        (
+            ["--jwt-algorithms", ","],
+            {},
+            "--jwt-algorithms has value ','; expected at least one item",
+        ),
+        (
+            [],
+            {"SWITCHYARD_CORS_ORIGINS": "https://ok.example,example.com"},
+            "SWITCHYARD_CORS_ORIGINS has value 'https://ok.example,example.com'; "
+            "'example.com' is not an origin; expected scheme://host[:port] with no path, "
+            "such as https://example.com or http://localhost:3000, or '*'",
+        ),
+        (
+            ["--cors-origins", "https://example.com/"],
+            {},
+            "--cors-origins has value 'https://example.com/'; 'https://example.com/' is not "
+            "an origin; expected scheme://host[:port] with no path, such as "
+            "https://example.com or http://localhost:3000, or '*'",
+        ),
+        (
+            [],
+            {"SWITCHYARD_APP": "myapp.node.create_app"},
+            "SWITCHYARD_APP has value 'myapp.node.create_app'; expected 'module:function', "
+            "such as 'myapp.node:create_app'",
+        ),
+        (
+            ["--app", "myapp:"],
+            {},
+            "--app has value 'myapp:'; expected 'module:function', such as 'myapp.node:create_app'",
+        ),
+        (
+            [],
+            {"SWITCHYARD_PROTT": "8000"},
+            "SWITCHYARD_PROTT has value '8000'; unknown setting; did you mean SWITCHYARD_PORT?",
+        ),
+        (
+            [],
+            {"SWITCHYARD_ZZZ": "1"},
+            "SWITCHYARD_ZZZ has value '1'; unknown setting; "
+            "see `python -m runtime --help` for the list",
+        ),
+        (
+            ["--log-level", "trace"],
+            {},
+            "--log-level has value 'trace'; expected one of DEBUG, INFO, WARNING, ERROR (any case)",
+        ),
+        (
+            [],
+            {"SWITCHYARD_LOG_FORMAT": "xml"},
+            "SWITCHYARD_LOG_FORMAT has value 'xml'; expected one of text, json (any case)",
+        ),
+        (
+            [],
+            {"SWITCHYARD_CACHE_PREFIX": "my cache"},
+            "SWITCHYARD_CACHE_PREFIX has value 'my cache'; expected no whitespace, "
+            "such as 'switchyard'",
+        ),
+        (
+            ["--cache-prefix", ""],
+            {},
+            "--cache-prefix has value ''; expected a non-empty string",
+        ),
+        (
+            [],
+            {"SWITCHYARD_MAILBOX_SIZE": "1.5"},
+            "SWITCHYARD_MAILBOX_SIZE has value '1.5'; expected an integer",
+        ),
+    ],
+)
+def test_config_error_names_the_source_and_the_value(
+    argv: list[str], environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(argv, environ)
+    assert str(info.value) == message
+
+
+def test_config_error_keeps_its_parts() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(["--port", "abc"], {})
+    assert (info.value.name, info.value.value, info.value.problem) == (
+        "--port",
+        "abc",
+        "expected an integer",
+    )
+    assert info.value.__cause__ is None  # the translated message is the whole story
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "message"),
+    [
+        (
+            [],
+            {"SWITCHYARD_REDIS_URL": "http://:hunter2@redis:6379"},
+            "SWITCHYARD_REDIS_URL has value '**********'; "
+            "expected a valid redis://, rediss:// or unix:// URL",
+        ),
+        (
+            ["--redis-url", "redis://:hunter2@redis:port"],
+            {},
+            "--redis-url has value '**********'; "
+            "expected a valid redis://, rediss:// or unix:// URL",
+        ),
+        (
+            ["--redis-url", "hunter2@redis:6379"],
+            {},
+            "--redis-url has value '**********'; "
+            "expected a valid redis://, rediss:// or unix:// URL",
+        ),
+        (
+            [],
+            {"SWITCHYARD_JWT_SECRT": "hunter2"},
+            "SWITCHYARD_JWT_SECRT has value '**********'; unknown setting; "
+            "did you mean SWITCHYARD_JWT_SECRET?",
+        ),
+        (
+            [],
+            {"SWITCHYARD_DB_PASSWORD": "hunter2"},
+            "SWITCHYARD_DB_PASSWORD has value '**********'; unknown setting; "
+            "see `python -m runtime --help` for the list",
+        ),
+    ],
+)
+def test_config_errors_never_show_a_secret(
+    argv: list[str], environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(argv, environ)
+    assert str(info.value) == message
+    assert "hunter2" not in repr(info.value.args) + repr(info.value.value)
+
+
+def test_repr_of_settings_hides_secrets() -> None:
+    settings = load_settings(
+        ["--jwt-secret", "hunter2"], {"SWITCHYARD_REDIS_URL": "redis://:hunter2@redis:6379/0"}
+    )
+    text = repr(settings)
+    assert "hunter2" not in text
+    assert "redis_url=Secret('**********')" in text
+    assert "jwt_secret=Secret('**********')" in text
+    assert "hunter2" not in str(settings)
+
+
+def test_secret_hides_its_value_but_compares_by_value() -> None:
+    secret = Secret("hunter2")
+    assert repr(secret) == "Secret('**********')"
+    assert str(secret) == "**********"
+    assert f"{secret}" == "**********"
+    assert secret.reveal() == "hunter2"
+    assert secret == Secret("hunter2")
+    assert secret != Secret("hunter3")
+    assert secret != "hunter2"
+    assert hash(secret) == hash(Secret("hunter2"))
+    assert len({secret, Secret("hunter2"), Secret("other")}) == 2
+
+
+def test_secret_refuses_non_strings() -> None:
+    with pytest.raises(TypeError, match=r"^Secret\(\) takes a str, got int$"):
+        Secret(42)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:pw@host:6379/0", "redis://:***@host:6379/0"),
+        ("rediss://user:pw@host:6380/1", "rediss://user:***@host:6380/1"),
+        ("redis://host:6379/0", "redis://host:6379/0"),
+        ("redis://user@host", "redis://user@host"),
+        ("unix:///tmp/redis.sock?db=1&password=pw", "unix:///tmp/redis.sock?db=1&password=***"),
+        ("redis://[::1", "**********"),
+    ],
+)
+def test_redact_url(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+def test_direct_construction_runs_the_value_checks() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings(jwt_algorithms=("none",))
+    assert str(info.value) == (
+        "jwt_algorithms has value ('none',); 'none' is refused because it accepts "
+        f"unsigned tokens; use one of {ALGORITHMS}"
+    )
+    with pytest.raises(ConfigError) as info:
+        Settings(redis_url=Secret("http://:hunter2@host"))
+    assert str(info.value) == (
+        "redis_url has value '**********'; expected a valid redis://, rediss:// or unix:// URL"
+    )
+
+
+@pytest.mark.parametrize("url", ["redis://localhost", "rediss://h:1/0", "unix:///run/r.sock"])
+def test_redis_schemes_are_accepted(url: str) -> None:
+    assert load_settings(["--redis-url", url], {}).redis_url == Secret(url)
+
+
+def test_every_field_is_documented() -> None:
+    info = msgspec.inspect.type_info(Settings)
+    assert isinstance(info, msgspec.inspect.StructType)
+    for field in info.fields:
+        assert isinstance(field.type, msgspec.inspect.Metadata), field.name
+        assert (field.type.extra_json_schema or {}).get("description"), field.name
+
+
+def test_help_lists_every_setting(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit) as info:
+        load_settings(["--help"], {})
+    assert info.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())  # help text wraps at any space
+    assert out.startswith("usage: python -m runtime ")
+    for field in FIELDS:
+        assert f" {flag_name(field)} " in out, field
+        assert f"Env: {env_name(field)}." in out, field
+    assert "Default: 8000." in out
+    assert "[1..65535]" in out
+    assert "Default: HS256." in out
+    assert "one of DEBUG, INFO, WARNING, ERROR" in out
+
+
+def test_parser_has_one_flag_per_field() -> None:
+    parser = build_parser()
+    assert vars(parser.parse_args([])) == {}  # nothing given: the loader sees no flag
+    for field in FIELDS:
+        assert vars(parser.parse_args([flag_name(field), "x"])) == {field: "x"}
+
+
+def test_unknown_flag_exits_with_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        load_settings(["--prot", "8000"], {})
+    assert info.value.code == 2
+    assert "unrecognized arguments: --prot 8000" in capsys.readouterr().err
