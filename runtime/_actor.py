@@ -12,6 +12,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, TypeVarTuple
 
 import anyio
+import anyio.lowlevel
 
 from ._errors import ActorCrashed, ActorStopped, Rejected
 from ._protocol import message_tag
@@ -30,6 +31,10 @@ __all__ = ["Actor", "ActorContext"]
 logger = logging.getLogger("runtime.actor")
 
 M = TypeVar("M")
+
+# Messages an actor handles back to back, when its mailbox never runs dry,
+# before it yields to the event loop once.
+_CHECKPOINT_EVERY = 64
 PosArgs = TypeVarTuple("PosArgs")
 
 
@@ -103,9 +108,7 @@ class Actor(Generic[M]):
     def clock(self) -> Clock:
         return self.context.clock
 
-    def start_soon(
-        self, func: Callable[[*PosArgs], Awaitable[Any]], *args: *PosArgs
-    ) -> None:
+    def start_soon(self, func: Callable[[*PosArgs], Awaitable[Any]], *args: *PosArgs) -> None:
         """Run a background task linked to this incarnation.
 
         It is cancelled when the incarnation ends, and if it raises, the actor
@@ -136,11 +139,21 @@ async def serve(actor: Actor[Any], mailbox: Mailbox) -> None:
     actor._stop_requested = False
     with anyio.CancelScope() as stop_scope:
         actor._stop_scope = stop_scope
+        since_checkpoint = 0
         while not actor._stop_requested:
-            # Only an idle actor is interrupted by stop(); a busy one finishes its message.
-            actor._idle = True
-            envelope = await receive.receive()
-            actor._idle = False
+            try:
+                envelope = receive.receive_nowait()
+                since_checkpoint += 1
+                if since_checkpoint >= _CHECKPOINT_EVERY:
+                    # A busy actor still lets other tasks run now and then.
+                    since_checkpoint = 0
+                    await anyio.lowlevel.checkpoint()
+            except anyio.WouldBlock:
+                # Only an idle actor is interrupted by stop(); a busy one finishes its message.
+                since_checkpoint = 0
+                actor._idle = True
+                envelope = await receive.receive()
+                actor._idle = False
             message, reply = envelope.message, envelope.reply
             try:
                 result = await handle(message)

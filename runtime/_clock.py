@@ -7,6 +7,7 @@ test sleeps to wait for time to pass.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import itertools
 import time
@@ -15,9 +16,16 @@ from typing import TYPE_CHECKING, Protocol
 import anyio
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from contextlib import AbstractContextManager
 
-__all__ = ["Clock", "ManualClock", "SystemClock"]
+__all__ = ["Clock", "ManualClock", "SystemClock", "TimerHandle"]
+
+
+class TimerHandle(Protocol):
+    """A scheduled callback that can still be called off."""
+
+    def cancel(self) -> None: ...
 
 
 class Clock(Protocol):
@@ -39,6 +47,14 @@ class Clock(Protocol):
         """A cancel scope that is cancelled once ``seconds`` have passed on this clock."""
         ...
 
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> TimerHandle:
+        """Call ``callback`` (synchronously, on the event loop) once ``seconds`` have passed.
+
+        Cheaper than a cancel scope on hot paths such as ``ask``; call
+        ``cancel()`` on the handle when the callback is no longer wanted.
+        """
+        ...
+
 
 class SystemClock:
     """The real clock: the event loop's monotonic time and the system's wall time."""
@@ -55,6 +71,9 @@ class SystemClock:
     def move_on_after(self, seconds: float) -> anyio.CancelScope:
         return anyio.move_on_after(seconds)
 
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> TimerHandle:
+        return asyncio.get_running_loop().call_later(seconds, callback)
+
     def __repr__(self) -> str:
         return "SystemClock()"
 
@@ -70,7 +89,7 @@ class ManualClock:
         self._now = start
         self._wall_offset = wall_start - start
         self._seq = itertools.count()
-        self._timers: list[tuple[float, int, anyio.Event | anyio.CancelScope]] = []
+        self._timers: list[tuple[float, int, anyio.Event | anyio.CancelScope | _Callback]] = []
 
     def monotonic(self) -> float:
         return self._now
@@ -92,6 +111,11 @@ class ManualClock:
     def _deadline_scope(self, seconds: float) -> _ScopeContext:
         return _ScopeContext(self, seconds)
 
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> TimerHandle:
+        timer = _Callback(callback)
+        heapq.heappush(self._timers, (self._now + max(0.0, seconds), next(self._seq), timer))
+        return timer
+
     def advance(self, seconds: float) -> None:
         """Move time forward and wake every sleeper and scope whose deadline has passed."""
         if seconds < 0:
@@ -101,6 +125,8 @@ class ManualClock:
             _, _, waiter = heapq.heappop(self._timers)
             if isinstance(waiter, anyio.Event):
                 waiter.set()
+            elif isinstance(waiter, _Callback):
+                waiter.fire()
             else:
                 waiter.cancel()
 
@@ -111,10 +137,29 @@ class ManualClock:
             1
             for _, _, waiter in self._timers
             if not (isinstance(waiter, anyio.CancelScope) and waiter.cancel_called)
+            and not (isinstance(waiter, _Callback) and waiter.cancelled)
         )
 
     def __repr__(self) -> str:
         return f"ManualClock(now={self._now:g})"
+
+
+class _Callback:
+    """A :meth:`ManualClock.call_later` timer."""
+
+    __slots__ = ("_callback", "cancelled")
+
+    def __init__(self, callback: Callable[[], object]) -> None:
+        self._callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def fire(self) -> None:
+        if not self.cancelled:
+            self.cancelled = True
+            self._callback()
 
 
 class _ScopeContext:

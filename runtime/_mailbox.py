@@ -8,6 +8,7 @@ supervisor that owns it closes it; closing fails every ask still queued with
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
@@ -38,36 +39,29 @@ class ActorStatistics(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Reply:
-    """A one-shot slot an asker waits on; the actor's loop fills it exactly once."""
+    """A one-shot slot an asker waits on; the actor's loop fills it at most once.
 
-    __slots__ = ("_done", "_error", "_value")
+    It wraps an asyncio future: the runtime is asyncio-only (Quart and
+    Hypercorn are), and a future is the cheapest one-shot wake-up there is.
+    A slot whose asker has gone (timed out or cancelled) ignores the reply.
+    """
+
+    __slots__ = ("future",)
 
     def __init__(self) -> None:
-        self._done = anyio.Event()
-        self._value: Any = None
-        self._error: BaseException | None = None
+        self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
     @property
     def done(self) -> bool:
-        return self._done.is_set()
+        return self.future.done()
 
     def succeed(self, value: object) -> None:
-        if not self._done.is_set():
-            self._value = value
-            self._done.set()
+        if not self.future.done():
+            self.future.set_result(value)
 
     def fail(self, error: BaseException) -> None:
-        if not self._done.is_set():
-            self._error = error
-            self._done.set()
-
-    async def wait(self) -> None:
-        await self._done.wait()
-
-    def result(self) -> Any:
-        if self._error is not None:
-            raise self._error
-        return self._value
+        if not self.future.done():
+            self.future.set_exception(error)
 
 
 class Envelope:

@@ -19,7 +19,6 @@ import contextlib
 import logging
 import random
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import anyio
 import msgspec
@@ -29,6 +28,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from ._errors import RedisUnavailable
+from ._settings import redact_url
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
@@ -65,21 +65,6 @@ def redis_key(*parts: str) -> str:
     if not parts:
         raise ValueError("redis_key() needs at least one part")
     return ":".join(parts)
-
-
-def redact_url(url: str) -> str:
-    """The URL with its password replaced by ``***`` (``redis://:***@host:6379/0``)."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        userinfo, _, hostinfo = netloc.rpartition("@")
-        username = userinfo.partition(":")[0]
-        netloc = f"{username}:***@{hostinfo}"
-    query = parts.query
-    if query:
-        pairs = [(k, "***" if k == "password" else v) for k, v in parse_qsl(query)]
-        query = urlencode(pairs, safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def backoff_seconds(

@@ -6,6 +6,7 @@ actor, so a ref taken before a restart still reaches the new incarnation.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -19,6 +20,15 @@ if TYPE_CHECKING:
     from ._clock import Clock
 
 __all__ = ["ActorRef", "Refs"]
+
+
+class _Expired(Exception):
+    """Set on a reply slot whose ask timed out."""
+
+
+def _expire(reply: Reply) -> None:
+    reply.fail(_Expired())
+
 
 M = TypeVar("M")
 
@@ -44,8 +54,12 @@ class ActorRef(Generic[M]):
         Raises:
             ActorStopped: the actor is stopped for good.
         """
+        envelope = Envelope(message, None)
         try:
-            await self._send.send(Envelope(message, None))
+            try:
+                self._send.send_nowait(envelope)
+            except anyio.WouldBlock:
+                await self._send.send(envelope)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             raise ActorStopped(self.actor_id, message_tag(message)) from None
 
@@ -78,21 +92,41 @@ class ActorRef(Generic[M]):
         """
         timeout = self._ask_timeout_seconds if timeout_seconds is None else timeout_seconds
         reply = Reply()
-        with self._clock.move_on_after(timeout):
+        envelope = Envelope(message, reply)
+        clock = self._clock
+        try:
             try:
-                await self._send.send(Envelope(message, reply))
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                raise ActorStopped(self.actor_id, message_tag(message)) from None
-            await reply.wait()
-        if not reply.done:
-            raise AskTimeout(
-                self.actor_id,
-                message_tag(message),
-                timeout,
-                self._mailbox.depth,
-                self._mailbox.capacity,
-            )
-        return reply.result()
+                self._send.send_nowait(envelope)
+                remaining = timeout
+            except anyio.WouldBlock:
+                # Backpressure: wait for room, within the same timeout.
+                started, queued = clock.monotonic(), False
+                with clock.move_on_after(timeout):
+                    await self._send.send(envelope)
+                    queued = True
+                if not queued:
+                    raise self._timeout(message, timeout) from None
+                remaining = max(0.0, timeout - (clock.monotonic() - started))
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            raise ActorStopped(self.actor_id, message_tag(message)) from None
+        # A timer is far cheaper than a cancel scope per ask; it fails the reply
+        # slot, and a late reply to a failed slot is ignored.
+        timer = clock.call_later(remaining, functools.partial(_expire, reply))
+        try:
+            return await reply.future
+        except _Expired:
+            raise self._timeout(message, timeout) from None
+        finally:
+            timer.cancel()
+
+    def _timeout(self, message: object, timeout: float) -> AskTimeout:
+        return AskTimeout(
+            self.actor_id,
+            message_tag(message),
+            timeout,
+            self._mailbox.depth,
+            self._mailbox.capacity,
+        )
 
     def statistics(self) -> ActorStatistics:
         """Mailbox depth and capacity, handled count, crashes, restarts, last crash reason."""

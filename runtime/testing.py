@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ManualClock", "NodeProcess", "Probe", "RedisServer", "open_system"]
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
 @asynccontextmanager
@@ -114,9 +114,9 @@ class Probe(Actor[Any]):
             self._arrived.set()
         return self._reply(message) if callable(self._reply) else self._reply
 
-    async def expect(self, kind: type[T], *, timeout_seconds: float = 1.0) -> T:
+    async def expect(self, kind: type[_T], *, timeout_seconds: float = 1.0) -> _T:
         """Wait for the next unread message of type ``kind``, skipping others."""
-        message: T = await self.expect_where(
+        message: _T = await self.expect_where(
             lambda m: isinstance(m, kind), timeout_seconds=timeout_seconds
         )
         return message
