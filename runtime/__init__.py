@@ -31,6 +31,7 @@ from ._fanout import RedisFanout as RedisFanout
 from ._fanout import Subscription as Subscription
 from ._health import Readiness as Readiness
 from ._http import ApiError as ApiError
+from ._http import create_app as create_app
 from ._http import current_principal as current_principal
 from ._http import decode_body as decode_body
 from ._http import node_context as node_context
@@ -103,6 +104,7 @@ __all__ = [
     "SystemClock",
     "TokenVerifier",
     "configure_logging",
+    "create_app",
     "current_principal",
     "decode_body",
     "error_response",

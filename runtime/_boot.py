@@ -139,6 +139,7 @@ async def run_node(
         redis=redis,
         fanout=fanout,
         verifier=_verifier(settings, clock),
+        extensions=setup.extensions,
     )
     app = create_app(context, setup.blueprints)
     listener = _bind(settings.host, settings.port)

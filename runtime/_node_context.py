@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -21,6 +21,9 @@ __all__ = ["NodeContext"]
 class NodeContext:
     """The live parts of one node: settings, clock, supervisor, Redis link, fanout, auth.
 
+    ``extensions`` are what actor packages registered on the
+    :class:`~runtime.NodeSetup` (for example the cache's Python API).
+
     Routes reach it through :func:`runtime.node_context`; it is built once
     per node by the boot code, never as a module-level global.
     """
@@ -34,6 +37,7 @@ class NodeContext:
         redis: RedisLink | None,
         fanout: Fanout,
         verifier: TokenVerifier | None,
+        extensions: dict[str, Any] | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -41,6 +45,7 @@ class NodeContext:
         self.redis = redis
         self.fanout = fanout
         self.verifier = verifier
+        self.extensions: dict[str, Any] = {} if extensions is None else extensions
         self.stopping = anyio.Event()
 
     @property

@@ -1,13 +1,15 @@
 """The composition root: the default node that ``python -m runtime`` runs.
 
 This is the one module of ``runtime/`` that knows particular actors. It adds
-them to a :class:`~runtime.NodeSetup`; the user's ``--app`` hook runs after it
-and may add more.
+them to a :class:`~runtime.NodeSetup` in start order; the user's ``--app``
+hook runs after it and may add more.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+import actors.cache
 
 if TYPE_CHECKING:
     from ._boot import NodeSetup
@@ -17,4 +19,4 @@ __all__ = ["compose"]
 
 def compose(setup: NodeSetup) -> None:
     """Add Switchyard's own actors to the node, in start order."""
-    del setup  # the built-in actors (cache, socket-hub, queue, metrics) join here as they land
+    actors.cache.install(setup)

@@ -3,6 +3,8 @@
 * :func:`open_system` starts a real :class:`~runtime.Supervisor` with the given
   child specs in the caller's task and yields the refs; leaving the block stops
   the actors in reverse start order.
+* :func:`open_app` assembles a whole node in process (actors, routes, auth)
+  and yields its Quart app, for ``app.test_client()``.
 * :class:`Probe` is an actor that records what it receives, with bounded waits.
 * :class:`ManualClock` is a clock that moves only when told to.
 * :class:`RedisServer` runs a private ``redis-server`` on a free loopback port.
@@ -14,25 +16,34 @@ The pytest fixtures ``redis_server`` and ``redis_url`` come from
 
 from __future__ import annotations
 
+import inspect
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
 from ._actor import Actor
-from ._clock import ManualClock
+from ._auth import TokenVerifier
+from ._boot import NodeSetup
+from ._clock import ManualClock, SystemClock
+from ._fanout import MemoryFanout
+from ._http import create_app
+from ._node_context import NodeContext
 from ._node_process import NodeProcess
 from ._redis_server import RedisServer
+from ._settings import Settings
 from ._supervisor import ChildSpec, Supervisor, SupervisorSpec
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
 
+    from quart import Quart
+
     from ._clock import Clock
     from ._ref import Refs
     from ._supervisor import Strategy
 
-__all__ = ["ManualClock", "NodeProcess", "Probe", "RedisServer", "open_system"]
+__all__ = ["ManualClock", "NodeProcess", "Probe", "RedisServer", "open_app", "open_system"]
 
 _T = TypeVar("_T")
 
@@ -89,6 +100,54 @@ async def open_system(
         raise
     if error is not None:
         raise error
+
+
+@asynccontextmanager
+async def open_app(
+    settings: Settings | None = None,
+    *,
+    compose: Callable[[NodeSetup], object] | None = None,
+    clock: Clock | None = None,
+) -> AsyncIterator[tuple[Quart, NodeContext]]:
+    """Assemble a node in process, without Hypercorn: yield its Quart app and context.
+
+    ``compose`` adds actors and routes as a setup hook would (for example
+    ``actors.cache.install``). The supervisor runs for the duration of the
+    block; use ``app.test_client()`` for requests. Redis is not configured:
+    the node runs in memory.
+    """
+    settings = settings or Settings()
+    clock = clock or SystemClock()
+    setup = NodeSetup(settings=settings, clock=clock, redis=None, fanout=MemoryFanout())
+    if compose is not None:
+        outcome = compose(setup)
+        if inspect.isawaitable(outcome):
+            await outcome
+    supervisor = Supervisor(
+        setup.children, clock=clock, ask_timeout_seconds=settings.ask_timeout_seconds
+    )
+    verifier = (
+        TokenVerifier(settings.jwt_secret, algorithms=settings.jwt_algorithms, clock=clock)
+        if settings.jwt_secret is not None
+        else None
+    )
+    context = NodeContext(
+        settings=settings,
+        clock=clock,
+        supervisor=supervisor,
+        redis=None,
+        fanout=setup.fanout,
+        verifier=verifier,
+        extensions=setup.extensions,
+    )
+    app = create_app(context, setup.blueprints)
+    async with anyio.create_task_group() as tg:
+        await tg.start(supervisor.run)
+        try:
+            async with app.test_app():
+                yield app, context
+        finally:
+            tg.cancel_scope.cancel()
 
 
 class Probe(Actor[Any]):

@@ -1,0 +1,548 @@
+"""The cache actor: owner of L1, single-flight coordinator, writer of L2.
+
+It alone changes L1 (readers read it through the shared
+:class:`~actors.cache._table.CacheTable`), it runs loaders once per key per
+node (optionally once per cluster through a Redis lock), it queues every
+change for Redis behind one ordered writer, and it applies other nodes'
+invalidations. A Redis outage never reaches callers: reads fall back to L1
+and loaders, writes stay in L1 and are counted as degraded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING, Any, assert_never
+
+import anyio
+
+from runtime import Actor, RedisUnavailable, Rejected
+
+from ._codec import StoredEntry, decode_value, encode_value, pack_entry, unpack_entry
+from ._coherence import Coherence
+from ._config import CacheConfig, CacheStatistics
+from ._flight import Flight
+from ._l1 import EntryTooLarge, L1State, L1Store
+from ._messages import (
+    CacheApplyInvalidation,
+    CacheDelete,
+    CacheExists,
+    CacheFill,
+    CacheFlightDone,
+    CacheGet,
+    CacheGetOrLoad,
+    CacheInvalidate,
+    CacheMessage,
+    CacheReset,
+    CacheSet,
+    CacheStats,
+    Invalidation,
+)
+from ._writer import BulkDelete, Completion, Delete, OrderedWriter, Put
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from runtime import Fanout
+
+    from ._keys import KeySpace
+    from ._l2 import L2Store
+    from ._table import CacheTable
+    from ._warming import Warmer
+
+__all__ = ["MISSING", "CacheActor", "Fetched", "Found", "fetch_from_l2", "fetch_many_from_l2"]
+
+logger = logging.getLogger("actors.cache")
+
+MISSING: Any = object()
+
+
+class Found:
+    """A reply that carries a cached value (``None`` is a value too)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+
+class CacheActor(Actor[CacheMessage]):
+    """See the module docstring. Build one per incarnation; share ``table`` across them."""
+
+    def __init__(
+        self,
+        *,
+        config: CacheConfig,
+        keyspace: KeySpace,
+        table: CacheTable,
+        l2: L2Store | None,
+        fanout: Fanout,
+        warmers: tuple[Warmer, ...] = (),
+        node_id: str | None = None,
+    ) -> None:
+        self._config = config
+        self._keyspace = keyspace
+        self._table = table
+        self._l2 = l2
+        self._coherence = Coherence(fanout, node_id or uuid.uuid4().hex)
+        self._warmers = warmers
+        self._flights: dict[str, Flight] = {}
+        self._writer: OrderedWriter | None = None
+        self._l1: L1Store | None = None
+        self._loader_calls = 0
+        self._loader_errors = 0
+        self._loader_seconds = 0.0
+        self._joins = 0
+        self._stale_refreshes = 0
+        self._coherence_resets = 0
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def on_start(self) -> None:
+        config = self._config
+        self._l1 = L1Store(
+            max_entries=config.l1_max_entries, max_bytes=config.l1_max_bytes, clock=self.clock
+        )
+        self._table.attach(self._l1, self.context.self_ref)
+        if self._l2 is not None:
+            self._writer = OrderedWriter(
+                self._l2,
+                self._coherence,
+                queue_size=config.write_queue_size,
+                batch_size=config.write_batch_size,
+                invalidate_batch_size=config.invalidate_batch_size,
+            )
+            self.start_soon(self._writer.run)
+            self.start_soon(self._coherence.listen, self.context.self_ref)
+        for warmer in self._warmers:
+            self.start_soon(warmer.run, self.context.self_ref, self.clock)
+
+    async def on_stop(self) -> None:
+        self._table.detach()
+        if self._writer is not None:
+            self._writer.abandon()
+        for flight in self._flights.values():
+            if not flight.done:
+                flight.fail(Rejected("unavailable", "the cache restarted while loading; retry"))
+
+    # -- messages ---------------------------------------------------------------------------
+
+    async def handle(self, message: CacheMessage) -> Any:
+        l1 = self._l1
+        assert l1 is not None
+        match message:
+            case CacheGet(key=key):
+                return await self._get(key)
+            case CacheSet():
+                return await self._set(message)
+            case CacheDelete(keys=keys):
+                for key in keys:
+                    l1.delete(key)
+                    self._table.wrote(key)
+                return await self._queue(Delete(keys=keys, completion=Completion()))
+            case CacheExists(key=key):
+                return await self._exists(key)
+            case CacheInvalidate(pattern=pattern, tag=tag):
+                return await self._invalidate(pattern, tag)
+            case CacheStats():
+                return self.statistics()
+            case CacheReset(reason=reason):
+                self._reset(reason)
+                return None
+            case CacheFill():
+                self._fill(message)
+                return None
+            case CacheGetOrLoad():
+                return self._join_or_fly(message)
+            case CacheFlightDone(key=key):
+                self._flights.pop(key, None)
+                return None
+            case CacheApplyInvalidation(invalidation=invalidation):
+                self._apply(invalidation)
+                return None
+            case _:
+                assert_never(message)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def _get(self, key: str) -> Found | None:
+        hit = self._table.lookup(key)
+        if hit is not None:
+            return None if hit.state is L1State.ABSENT else Found(hit.value)
+        fetched = await fetch_from_l2(self._l2, self._table, key, self.clock.time)
+        if fetched is None:
+            return None
+        self._fill(fetched.fill)
+        return Found(fetched.value)
+
+    async def _fetch_for_flight(self, key: str) -> Fetched | None:
+        """Read L2 from a flight task; the L1 fill goes through the actor's own loop."""
+        fetched = await fetch_from_l2(self._l2, self._table, key, self.clock.time)
+        if fetched is not None:
+            await self.context.self_ref.tell(fetched.fill)
+        return fetched
+
+    async def _exists(self, key: str) -> bool:
+        assert self._l1 is not None
+        hit = self._l1.peek(key)
+        if hit is not None:
+            return hit.state is not L1State.ABSENT
+        if self._l2 is None:
+            return False
+        try:
+            return await self._l2.exists(key)
+        except RedisUnavailable:
+            self._table.l2_errors += 1
+            return False
+
+    # -- writes -----------------------------------------------------------------------------
+
+    async def _set(self, message: CacheSet) -> Completion | None:
+        assert self._l1 is not None
+        key = message.key
+        tags = frozenset(message.tags)
+        try:
+            self._l1.set(
+                key,
+                message.value,
+                size_bytes=len(message.payload),
+                ttl_seconds=message.ttl_seconds,
+                stale_seconds=message.stale_seconds,
+                tags=tags,
+            )
+        except EntryTooLarge:
+            pass  # larger than all of L1: it lives in L2 only (set() dropped the old copy)
+        self._table.wrote(key)
+        if self._writer is None:
+            return None
+        now = self.clock.time()
+        entry = StoredEntry(
+            payload=message.payload,
+            encoding=message.encoding,
+            fresh_until=now + message.ttl_seconds,
+            stale_until=now + message.ttl_seconds + message.stale_seconds,
+            tags=message.tags,
+        )
+        return await self._queue(
+            Put(
+                key=key,
+                blob=pack_entry(entry),
+                ttl_seconds=message.ttl_seconds + message.stale_seconds,
+                tag_keys=tuple(self._keyspace.tag_key(tag) for tag in message.tags),
+                completion=Completion(),
+            )
+        )
+
+    async def _invalidate(self, pattern: str | None, tag: str | None) -> Completion | int:
+        assert self._l1 is not None
+        if pattern is not None:
+            removed = self._l1.invalidate_matching(self._keyspace.matcher(pattern))
+            operation = BulkDelete(pattern=pattern, completion=Completion())
+        elif tag is not None:
+            removed = self._l1.invalidate_tag(tag)
+            operation = BulkDelete(
+                tag=tag, tag_key=self._keyspace.tag_key(tag), completion=Completion()
+            )
+        else:
+            raise Rejected("invalid_invalidation", "give a pattern or a tag to invalidate")
+        self._table.wrote_everything()
+        completion = await self._queue(operation)
+        return removed if completion is None else completion
+
+    async def _queue(self, operation: Put | Delete | BulkDelete) -> Completion | None:
+        if self._writer is None:
+            return None
+        return await self._writer.submit(operation)
+
+    def _fill(self, message: CacheFill) -> None:
+        assert self._l1 is not None
+        if not self._table.fill_allowed(message.key, message.epoch):
+            return  # a write or invalidation came after this value was read
+        try:
+            self._l1.set(
+                message.key,
+                message.value,
+                size_bytes=message.size_bytes,
+                ttl_seconds=message.ttl_seconds,
+                stale_seconds=message.stale_seconds,
+                tags=frozenset(message.tags),
+            )
+        except EntryTooLarge:
+            return
+
+    def _apply(self, invalidation: Invalidation) -> None:
+        assert self._l1 is not None
+        l1, table = self._l1, self._table
+        for key in invalidation.keys:
+            l1.delete(key)
+            table.wrote(key)
+        if invalidation.pattern is not None:
+            l1.invalidate_matching(self._keyspace.matcher(invalidation.pattern))
+            table.wrote_everything()
+        if invalidation.tag is not None:
+            l1.invalidate_tag(invalidation.tag)
+            table.wrote_everything()
+        if invalidation.everything:
+            self._reset("another node cleared the cache")
+
+    def _reset(self, reason: str) -> None:
+        assert self._l1 is not None
+        dropped = len(self._l1)
+        self._l1.clear()
+        self._table.wrote_everything()
+        if dropped:
+            self._coherence_resets += 1
+            logger.warning(
+                "cache dropped its %d L1 entries: %s (invalidations may have been missed)",
+                dropped,
+                reason,
+            )
+
+    # -- single flight ------------------------------------------------------------------------
+
+    def _join_or_fly(self, message: CacheGetOrLoad) -> Flight | Found | None:
+        key = message.key
+        flight = self._flights.get(key)
+        if flight is not None:
+            if message.refresh:
+                return None
+            flight.joins += 1
+            self._joins += 1
+            return flight
+        if not message.refresh:
+            assert self._l1 is not None
+            hit = self._l1.peek(key)  # filled since the caller looked?
+            if hit is not None and hit.state is L1State.FRESH:
+                return Found(hit.value)
+        flight = Flight(key)
+        self._flights[key] = flight
+        self.start_soon(self._fly, flight, message)
+        if message.refresh:
+            self._stale_refreshes += 1
+            return None
+        return flight
+
+    async def _fly(self, flight: Flight, message: CacheGetOrLoad) -> None:
+        lock: tuple[str, str] | None = None
+        try:
+            fetched = None if message.force else await self._fetch_for_flight(message.key)
+            if fetched is not None and fetched.fresh:
+                flight.resolve(fetched.value)
+                return
+            if message.cluster_lock and self._l2 is not None:
+                value, lock = await self._cluster_wait(message.key)
+                if value is not MISSING:
+                    flight.resolve(value)
+                    return
+            value = await self._load(message)
+            await self._store_loaded(message, value)
+            flight.resolve(value)
+        except Exception as exc:  # noqa: BLE001 - the loader's failure belongs to its callers
+            flight.fail(exc)
+        finally:
+            with anyio.CancelScope(shield=True):
+                if lock is not None:
+                    await self._unlock(*lock)
+                if not flight.done:
+                    flight.fail(Rejected("unavailable", "the cache stopped while loading; retry"))
+                await self.context.self_ref.tell(CacheFlightDone(key=message.key))
+
+    async def _load(self, message: CacheGetOrLoad) -> Any:
+        self._loader_calls += 1
+        started = time.perf_counter()
+        try:
+            return await message.loader()
+        except Exception:
+            self._loader_errors += 1
+            raise
+        finally:
+            self._loader_seconds += time.perf_counter() - started
+
+    async def _store_loaded(self, message: CacheGetOrLoad, value: object) -> None:
+        config = self._config
+        if value is None:
+            if config.negative_ttl_seconds > 0:
+                assert self._l1 is not None
+                self._l1.set_absent(message.key, ttl_seconds=config.negative_ttl_seconds)
+            return
+        payload, encoding = encode_value(value, max_value_bytes=config.max_value_bytes)
+        reply = await self.context.self_ref.ask(
+            CacheSet(
+                key=message.key,
+                value=value,
+                payload=payload,
+                encoding=encoding,
+                ttl_seconds=message.ttl_seconds,
+                stale_seconds=message.stale_seconds,
+                tags=message.tags,
+            )
+        )
+        if isinstance(reply, Completion):
+            await reply.wait()
+
+    async def _cluster_wait(self, key: str) -> tuple[Any, tuple[str, str] | None]:
+        """Take the cluster lock for ``key``, or wait for its holder to fill L2.
+
+        Returns the value another node loaded (and no lock), or ``MISSING``
+        and the lock (key, owner) when this node must load. Gives up waiting after the
+        loader timeout and loads anyway; a dead holder's lock expires by itself.
+        """
+        assert self._l2 is not None
+        lock_key = self._keyspace.lock_key(key)
+        owner = f"{self._coherence.node}:{uuid.uuid4().hex}"
+        deadline = self.clock.monotonic() + self._config.loader_timeout_seconds
+        delay = 0.005
+        while True:
+            try:
+                if await self._l2.try_lock(lock_key, owner, self._config.lock_ttl_seconds):
+                    fetched = await self._fetch_for_flight(
+                        key
+                    )  # the last holder may have filled it
+                    if fetched is not None and fetched.fresh:
+                        await self._l2.unlock(lock_key, owner)
+                        return fetched.value, None
+                    return MISSING, (lock_key, owner)
+            except RedisUnavailable:
+                return MISSING, None  # no Redis, no cluster: load locally
+            fetched = await self._fetch_for_flight(key)
+            if fetched is not None and fetched.fresh:
+                return fetched.value, None
+            if self.clock.monotonic() >= deadline:
+                return MISSING, None
+            await self.clock.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+    async def _unlock(self, lock_key: str, owner: str) -> None:
+        assert self._l2 is not None
+        try:
+            await self._l2.unlock(lock_key, owner)
+        except RedisUnavailable:
+            pass  # the lock expires by itself after lock_ttl_seconds
+
+    # -- telemetry --------------------------------------------------------------------------
+
+    def statistics(self) -> CacheStatistics:
+        """A snapshot of every counter (also the reply to ``CacheStats``)."""
+        assert self._l1 is not None
+        l1, table, writer = self._l1.statistics(), self._table, self._writer
+        lookups = l1.hits + l1.misses
+        hits = l1.hits + table.l2_hits
+        return CacheStatistics(
+            hit_ratio=hits / lookups if lookups else 0.0,
+            lookups=lookups,
+            l1_hits=l1.hits,
+            l1_stale_hits=l1.stale_hits,
+            l1_misses=l1.misses,
+            l1_misses_absent=l1.misses_absent,
+            l1_misses_expired=l1.misses_expired,
+            l1_misses_evicted=l1.misses_evicted,
+            l1_misses_invalidated=l1.misses_invalidated,
+            l1_evictions=l1.evictions,
+            l1_entries=l1.entries,
+            l1_bytes=l1.bytes,
+            l2_enabled=self._l2 is not None,
+            l2_hits=table.l2_hits,
+            l2_misses=table.l2_misses,
+            l2_errors=table.l2_errors,
+            loader_calls=self._loader_calls,
+            loader_errors=self._loader_errors,
+            loader_seconds_total=self._loader_seconds,
+            single_flight_joins=self._joins,
+            stale_refreshes=self._stale_refreshes,
+            writes=writer.writes if writer else 0,
+            degraded_writes=writer.degraded if writer else 0,
+            write_queue_depth=writer.depth if writer else 0,
+            invalidations_sent=self._coherence.sent,
+            invalidations_received=self._coherence.received,
+            coherence_resets=self._coherence_resets,
+        )
+
+
+class Fetched:
+    """A live L2 entry: its decoded value, whether it is fresh, and the L1 fill for it."""
+
+    __slots__ = ("fill", "fresh", "value")
+
+    def __init__(self, value: object, fresh: bool, fill: CacheFill) -> None:
+        self.value = value
+        self.fresh = fresh
+        self.fill = fill
+
+
+async def fetch_from_l2(
+    l2: L2Store | None, table: CacheTable, key: str, wall_time: Callable[[], float]
+) -> Fetched | None:
+    """Read ``key`` from L2; ``None`` when absent, expired or unreachable (counted).
+
+    The fill it returns carries the write epoch seen before the read, so the
+    owner drops it if the key changed meanwhile.
+
+    Raises:
+        Rejected: ``undecodable_value`` when the stored bytes are not a cache entry.
+    """
+    if l2 is None:
+        return None
+    epoch = table.epoch
+    try:
+        blob = await l2.get(key)
+    except RedisUnavailable:
+        table.l2_errors += 1
+        return None
+    if blob is None:
+        table.l2_misses += 1
+        return None
+    entry = unpack_entry(blob)
+    now = wall_time()
+    if entry.is_gone(now):
+        table.l2_misses += 1
+        return None
+    table.l2_hits += 1
+    value = decode_value(entry.payload, entry.encoding)
+    return Fetched(value, entry.is_fresh(now), _fill_message(key, value, entry, now, epoch))
+
+
+async def fetch_many_from_l2(
+    l2: L2Store | None, table: CacheTable, keys: list[str], wall_time: Callable[[], float]
+) -> list[Fetched | None]:
+    """:func:`fetch_from_l2` for many keys in one round trip (``MGET``)."""
+    if l2 is None:
+        return [None] * len(keys)
+    epoch = table.epoch
+    try:
+        blobs = await l2.get_many(keys)
+    except RedisUnavailable:
+        table.l2_errors += 1
+        return [None] * len(keys)
+    now = wall_time()
+    results: list[Fetched | None] = []
+    for key, blob in zip(keys, blobs, strict=True):
+        entry = unpack_entry(blob) if blob is not None else None
+        if entry is None or entry.is_gone(now):
+            table.l2_misses += 1
+            results.append(None)
+            continue
+        table.l2_hits += 1
+        value = decode_value(entry.payload, entry.encoding)
+        fill = _fill_message(key, value, entry, now, epoch)
+        results.append(Fetched(value, entry.is_fresh(now), fill))
+    return results
+
+
+def _fill_message(key: str, value: object, entry: StoredEntry, now: float, epoch: int) -> CacheFill:
+    """An L1 fill for an L2 entry read at ``now``: its remaining fresh and stale time."""
+    fresh = entry.fresh_until - now
+    stale_end = entry.stale_until - now
+    if fresh > 0:
+        ttl, stale = fresh, max(0.0, stale_end - fresh)
+    else:  # already stale: keep it only for what is left of the stale window
+        ttl, stale = 1e-6, max(0.0, stale_end)
+    return CacheFill(
+        key=key,
+        value=value,
+        size_bytes=len(entry.payload),
+        ttl_seconds=ttl,
+        stale_seconds=stale,
+        tags=entry.tags,
+        epoch=epoch,
+    )

@@ -1,0 +1,368 @@
+"""The typed Python API over the cache actor: ``get``, ``set``, ``get_or_set`` and the rest.
+
+Reads take the fast path: an L1 hit is served from the shared table without a
+message round trip; an L1 miss reads Redis in the caller's own task (so many
+readers wait on Redis concurrently, not one after another in the actor) and
+hands the value to the actor for L1. Writes, deletes and invalidations go
+through the actor, which orders them. Callers never see a Redis outage.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+import msgspec
+
+from runtime import MailboxFull, Rejected
+
+from ._actor import Found, fetch_from_l2, fetch_many_from_l2
+from ._codec import encode_value
+from ._flight import Flight
+from ._keys import validate_tag, validate_ttl
+from ._l1 import L1State
+from ._messages import (
+    CacheDelete,
+    CacheExists,
+    CacheGetOrLoad,
+    CacheInvalidate,
+    CacheSet,
+    CacheStats,
+)
+from ._writer import Completion
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterable
+
+    from runtime import ActorRef, Clock
+
+    from ._config import CacheConfig, CacheStatistics
+    from ._keys import KeySpace
+    from ._l2 import L2Store
+    from ._messages import CacheMessage
+    from ._table import CacheTable
+    from ._warming import Warmer
+
+__all__ = ["Cache"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_args_encoder = msgspec.msgpack.Encoder(order="deterministic")
+
+
+class Cache:
+    """One node's cache, as a Python API. Build it with :func:`actors.cache.cache_child`.
+
+    Keys are user keys; they are namespaced as ``{prefix}:cache[:{prefix}]:{key}``
+    (``prefix=`` is an optional per-call sub-prefix). Values: ``bytes`` pass
+    through untouched, anything else is encoded with msgpack. Values are
+    shared, not copied: treat what you get as read-only.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: CacheConfig,
+        keyspace: KeySpace,
+        table: CacheTable,
+        l2: L2Store | None,
+        clock: Clock,
+        warmers: list[Warmer],
+    ) -> None:
+        self._config = config
+        self._keyspace = keyspace
+        self._table = table
+        self._l2 = l2
+        self._clock = clock
+        self._warmers = warmers
+        self._full_keys: dict[tuple[str, str | None], str] = {}
+
+    @property
+    def keyspace(self) -> KeySpace:
+        return self._keyspace
+
+    def _ref(self) -> ActorRef[CacheMessage]:
+        ref = self._table.ref
+        if ref is None:
+            raise Rejected("unavailable", "the cache actor is not running; retry shortly")
+        return ref
+
+    def _full(self, key: str, prefix: str | None) -> str:
+        # Validated keys are remembered (bounded), so a hot get skips validation.
+        memo = self._full_keys
+        full = memo.get((key, prefix))
+        if full is None:
+            full = self._keyspace.full_key(key, prefix)
+            if len(memo) >= self._config.l1_max_entries:
+                memo.clear()
+            memo[(key, prefix)] = full
+        return full
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def get(self, key: str, *, prefix: str | None = None, default: Any = None) -> Any:
+        """The cached value of ``key``, or ``default``. A stale value within its window counts."""
+        full = self._full(key, prefix)
+        hit = self._table.lookup(full)
+        if hit is not None:
+            return default if hit.state is L1State.ABSENT else hit.value
+        fetched = await fetch_from_l2(self._l2, self._table, full, self._clock.time)
+        if fetched is None:
+            return default
+        self._fill(fetched.fill)
+        return fetched.value
+
+    async def get_many(self, keys: Iterable[str], *, prefix: str | None = None) -> dict[str, Any]:
+        """The cached values of ``keys`` that are present, by key (one Redis round trip)."""
+        wanted = {key: self._full(key, prefix) for key in keys}
+        found: dict[str, Any] = {}
+        missing: list[tuple[str, str]] = []
+        for key, full in wanted.items():
+            hit = self._table.lookup(full)
+            if hit is None:
+                missing.append((key, full))
+            elif hit.state is not L1State.ABSENT:
+                found[key] = hit.value
+        if missing:
+            fulls = [full for _, full in missing]
+            fetched = await fetch_many_from_l2(self._l2, self._table, fulls, self._clock.time)
+            for (key, _), item in zip(missing, fetched, strict=True):
+                if item is not None:
+                    self._fill(item.fill)
+                    found[key] = item.value
+        return found
+
+    async def exists(self, key: str, *, prefix: str | None = None) -> bool:
+        """Whether ``key`` is cached on any layer (does not count as a lookup)."""
+        exists: bool = await self._ref().ask(CacheExists(key=self._full(key, prefix)))
+        return exists
+
+    # -- writes -----------------------------------------------------------------------------
+
+    async def set(
+        self,
+        key: str,
+        value: object,
+        *,
+        ttl_seconds: float | None = None,
+        stale_seconds: float = 0.0,
+        tags: Iterable[str] = (),
+        prefix: str | None = None,
+    ) -> None:
+        """Store ``value`` for ``ttl_seconds`` (default 1 h) on every layer.
+
+        When it returns, Redis holds the value (or Redis is down and the
+        write was counted as degraded) and the other nodes have been told to
+        drop their copies.
+        """
+        full = self._full(key, prefix)
+        message = self._set_message(full, value, ttl_seconds, stale_seconds, tags)
+        await _completed(await self._ref().ask(message))
+
+    async def delete(self, *keys: str, prefix: str | None = None) -> int:
+        """Delete ``keys`` on every layer and node; return how many Redis held."""
+        full = tuple(self._full(key, prefix) for key in keys)
+        return await _completed(await self._ref().ask(CacheDelete(keys=full)))
+
+    async def invalidate_pattern(self, pattern: str, *, prefix: str | None = None) -> int:
+        """Delete every key matching the glob ``pattern`` (``*``, ``?``, ``[a-z]``).
+
+        Redis is walked with ``SCAN`` and ``UNLINK`` in batches, never ``KEYS``.
+        Returns how many entries were removed (from Redis, or from L1 without Redis).
+        """
+        full = self._keyspace.full_pattern(pattern, prefix)
+        return await _completed(await self._ref().ask(CacheInvalidate(pattern=full)))
+
+    async def invalidate_tag(self, tag: str) -> int:
+        """Delete every entry set with ``tag``, on every layer and node."""
+        reply = await self._ref().ask(CacheInvalidate(tag=validate_tag(tag)))
+        return await _completed(reply)
+
+    # -- loading ----------------------------------------------------------------------------
+
+    async def get_or_set(
+        self,
+        key: str,
+        loader: Callable[[], Awaitable[Any]],
+        *,
+        ttl_seconds: float | None = None,
+        stale_seconds: float = 0.0,
+        tags: Iterable[str] = (),
+        prefix: str | None = None,
+        cluster_lock: bool = False,
+    ) -> Any:
+        """The cached value of ``key``, or what ``loader()`` returns (then cached).
+
+        Concurrent misses on one key run the loader once on this node and
+        all get its result or its exception (single flight); with
+        ``cluster_lock=True`` once across nodes, through a Redis lock that
+        expires if its holder dies. Within ``stale_seconds`` after the TTL,
+        the stale value is returned at once while one background refresh runs.
+        """
+        full = self._full(key, prefix)
+        hit = self._table.lookup(full)
+        if hit is not None:
+            if hit.state is L1State.FRESH:
+                return hit.value
+            if hit.state is L1State.ABSENT:
+                return None
+        message = CacheGetOrLoad(
+            key=full,
+            loader=loader,
+            ttl_seconds=validate_ttl(ttl_seconds, self._config.default_ttl_seconds),
+            stale_seconds=_stale(stale_seconds),
+            tags=tuple(validate_tag(tag) for tag in tags),
+            cluster_lock=cluster_lock,
+            refresh=hit is not None,
+        )
+        reply = await self._ref().ask(message)
+        if hit is not None:  # stale: served now, refreshed in the background
+            return hit.value
+        if isinstance(reply, Found):
+            return reply.value
+        assert isinstance(reply, Flight)
+        return await reply.result(
+            clock=self._clock, timeout_seconds=self._config.loader_timeout_seconds
+        )
+
+    def warm(
+        self,
+        key: str,
+        loader: Callable[[], Awaitable[Any]],
+        *,
+        ttl_seconds: float | None = None,
+        refresh_seconds: float | None = None,
+        tags: Iterable[str] = (),
+        prefix: str | None = None,
+    ) -> None:
+        """Load ``key`` when the cache starts, and again every ``refresh_seconds``.
+
+        Call it from the ``--app`` setup hook, before the node starts.
+        """
+        from ._warming import Warmer
+
+        if refresh_seconds is not None:
+            validate_ttl(refresh_seconds, refresh_seconds)
+        self._warmers.append(
+            Warmer(
+                key=self._full(key, prefix),
+                loader=loader,
+                ttl_seconds=validate_ttl(ttl_seconds, self._config.default_ttl_seconds),
+                refresh_seconds=refresh_seconds,
+                tags=tuple(validate_tag(tag) for tag in tags),
+                timeout_seconds=self._config.loader_timeout_seconds,
+            )
+        )
+
+    def cached(
+        self,
+        *,
+        ttl_seconds: float | None = None,
+        key: str | Callable[..., str] | None = None,
+        tags: Iterable[str] = (),
+        stale_seconds: float = 0.0,
+    ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+        """Decorate an async function so its results are cached (the blueprint's ``@Cacheable``).
+
+        ``key`` is a format string over the arguments (``"user:{user_id}"``), a
+        callable taking the same arguments, or ``None`` for a stable key built
+        from the function's qualified name and a hash of its arguments.
+        Concurrent calls with the same arguments share one execution.
+        """
+        tag_list = tuple(tags)
+
+        def decorate(function: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+            signature = inspect.signature(function)
+            name = f"{function.__module__}.{function.__qualname__}"
+
+            @functools.wraps(function)
+            async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+                cache_key = _function_key(name, signature, key, args, kwargs)
+                result: R = await self.get_or_set(
+                    cache_key,
+                    lambda: function(*args, **kwargs),
+                    ttl_seconds=ttl_seconds,
+                    stale_seconds=stale_seconds,
+                    tags=tag_list,
+                    prefix="fn",
+                )
+                return result
+
+            return wrapper
+
+        return decorate
+
+    async def statistics(self) -> CacheStatistics:
+        """Hits and misses per layer, miss reasons, loaders, single-flight joins, and more."""
+        stats: CacheStatistics = await self._ref().ask(CacheStats())
+        return stats
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _set_message(
+        self,
+        full: str,
+        value: object,
+        ttl_seconds: float | None,
+        stale_seconds: float,
+        tags: Iterable[str],
+    ) -> CacheSet:
+        payload, encoding = encode_value(value, max_value_bytes=self._config.max_value_bytes)
+        return CacheSet(
+            key=full,
+            value=value,
+            payload=payload,
+            encoding=encoding,
+            ttl_seconds=validate_ttl(ttl_seconds, self._config.default_ttl_seconds),
+            stale_seconds=_stale(stale_seconds),
+            tags=tuple(validate_tag(tag) for tag in tags),
+        )
+
+    def _fill(self, fill: Any) -> None:
+        ref = self._table.ref
+        if ref is None:
+            return
+        try:
+            ref.tell_nowait(fill)
+        except MailboxFull:
+            pass  # the fill is an optimisation; a busy actor skips it
+
+
+async def _completed(reply: object) -> int:
+    """Wait for the writer when the actor queued the change for Redis."""
+    if isinstance(reply, Completion):
+        return await reply.wait()
+    return reply if isinstance(reply, int) else 0
+
+
+def _stale(stale_seconds: float) -> float:
+    if stale_seconds == 0:
+        return 0.0
+    return validate_ttl(stale_seconds, stale_seconds)
+
+
+def _function_key(
+    name: str,
+    signature: inspect.Signature,
+    key: str | Callable[..., str] | None,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> str:
+    if callable(key):
+        return key(*args, **kwargs)
+    bound = signature.bind(*args, **kwargs)
+    bound.apply_defaults()
+    if isinstance(key, str):
+        return key.format(**bound.arguments)
+    try:
+        encoded = _args_encoder.encode(sorted(bound.arguments.items()))
+    except TypeError as exc:
+        raise Rejected(
+            "unhashable_arguments",
+            f"cannot build a cache key for {name}: {exc}; pass key= to @cached",
+        ) from exc
+    digest = hashlib.blake2b(encoded, digest_size=16).hexdigest()
+    return f"{name}:{digest}"

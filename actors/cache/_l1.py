@@ -1,0 +1,901 @@
+"""The cache actor's in-process L1 store: bounded, expiring, tagged, W-TinyLFU evicted.
+
+:class:`L1Store` is a plain synchronous data structure. The cache actor owns it
+and is its only writer; code in the same process may call :meth:`L1Store.get`
+directly, without a message round trip, the way Erlang readers use an ETS
+table that one process owns. ``get`` never awaits, so it is atomic with
+respect to other tasks on the event loop. It is not thread-safe: every caller
+must run on the owner's event-loop thread.
+
+Eviction follows Caffeine's W-TinyLFU (ben-manes/caffeine ``BoundedLocalCache``;
+Einziger et al., "TinyLFU: A Highly Efficient Cache Admission Policy"):
+
+* New entries enter a small LRU *admission window* (1% of capacity at first),
+  which absorbs bursts of recency.
+* Entries that overflow the window become *candidates* for the main space, a
+  segmented LRU of *probation* (20%) and *protected* (80%). A hit in probation
+  promotes the entry to protected; protected's overflow is demoted back.
+* When the store is over its bounds, each candidate competes with the
+  probation LRU entry (the *victim*). A 4-bit count-min sketch estimates how
+  often each key was used recently, and the candidate is admitted only if it
+  is more popular than the victim; otherwise it is evicted and counted as a
+  rejected admission. A warm candidate that loses still gets in 1 time in 128,
+  so nobody can pin hot victims by colliding hashes (Caffeine's hash-flooding
+  defence).
+* Every ``10 * max_entries`` recorded accesses the sketch halves its counters,
+  so popularity ages and the policy follows a drifting workload.
+* Caffeine's hill climber resizes the window: after each sample of lookups it
+  moves capacity between the window and protected in the direction that
+  raised the hit rate, so a recency-heavy workload gets an LRU-like store and
+  a skewed one a frequency-guarded one.
+
+Both ``max_entries`` and ``max_bytes`` bound the store, and the window and
+protected shares apply to both. Value sizes are what the caller says (``len``
+of a bytes value by default); per-entry overhead is not counted.
+
+CPython notes. Counters are stored one per byte and saturate at 15 (what a
+4-bit counter holds), as byte indexing is cheaper than nibble unpacking. An
+entry keeps its four counter indexes, because arithmetic on a 64-bit hash
+costs more than the counter updates, and remembers when all four are
+saturated, so a hit on a popular key skips the sketch until the next aging.
+There is no doorkeeper (Caffeine ships without one too): it only shrinks the
+sketch, and its extra probes would slow every ``get``. Keys are hashed with
+:func:`hash`, which is salted per process, so hit rates vary very slightly
+from one run to the next.
+"""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+import heapq
+import itertools
+import math
+import random
+import re
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Final, Protocol
+
+import msgspec
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+__all__ = [
+    "EntryTooLarge",
+    "L1Hit",
+    "L1State",
+    "L1Statistics",
+    "L1Store",
+    "MonotonicClock",
+]
+
+
+class MonotonicClock(Protocol):
+    """The one thing the store needs from a clock (``runtime``'s ``Clock`` satisfies it)."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes backwards."""
+        ...
+
+
+class L1State(enum.Enum):
+    """How a hit may be used."""
+
+    FRESH = "fresh"
+    """Within its TTL: serve it."""
+    STALE = "stale"
+    """Past its TTL but inside its stale window: serve it, and refresh it in the background."""
+    ABSENT = "absent"
+    """A negative entry: the key is known not to exist, so skip the loader."""
+
+
+class L1Hit(msgspec.Struct, frozen=True, kw_only=True):
+    """What :meth:`L1Store.get` found: the value and how fresh it is.
+
+    Fresh and absent hits are built when the entry is stored, so a hit
+    allocates nothing. ``value`` is ``None`` for :attr:`L1State.ABSENT`.
+    """
+
+    value: object
+    state: L1State
+
+
+class L1Statistics(msgspec.Struct, frozen=True, kw_only=True):
+    """A snapshot of the store's counters (cumulative) and occupancy (current).
+
+    ``hits`` counts every hit, including ``stale_hits`` and ``absent_hits``.
+    ``misses`` is the sum of the four ``misses_*`` reasons: the key was never
+    stored or fell out of the ghost record (``absent``), outlived its stale
+    window (``expired``), was evicted for space (``evicted``), or was deleted
+    or invalidated (``invalidated``). ``evictions`` includes the
+    ``admissions_rejected`` candidates that lost to their victim.
+    ``entries`` counts expired entries not yet removed. The ``*_entries``
+    of the three queues show where the hill climber has set the window, and
+    ``tags`` is the number of distinct tags indexed.
+    """
+
+    hits: int
+    stale_hits: int
+    absent_hits: int
+    misses: int
+    misses_absent: int
+    misses_expired: int
+    misses_evicted: int
+    misses_invalidated: int
+    evictions: int
+    admissions_rejected: int
+    expirations: int
+    invalidations: int
+    entries: int
+    bytes: int
+    max_entries: int
+    max_bytes: int
+    window_entries: int
+    probation_entries: int
+    protected_entries: int
+    tags: int
+
+    @property
+    def hit_rate(self) -> float:
+        """Hits over lookups, or 0.0 before the first lookup."""
+        lookups = self.hits + self.misses
+        return self.hits / lookups if lookups else 0.0
+
+
+class EntryTooLarge(ValueError):
+    """A value is larger than the whole store, so it can never be cached."""
+
+    def __init__(self, key: str, size_bytes: int, max_bytes: int) -> None:
+        self.key = key
+        self.size_bytes = size_bytes
+        self.max_bytes = max_bytes
+        super().__init__(
+            f"cannot cache {key!r}: its value is {size_bytes} bytes, more than the whole L1 "
+            f"(max_bytes={max_bytes}); serve it uncached or raise max_bytes"
+        )
+
+
+# Why a key is missing; indexes into L1Store._misses.
+_ABSENT: Final = 0
+_EXPIRED: Final = 1
+_EVICTED: Final = 2
+_INVALIDATED: Final = 3
+
+_ABSENT_HIT: Final = L1Hit(value=None, state=L1State.ABSENT)
+_HALVE: Final = bytes(b >> 1 for b in range(256))
+_MAX_COUNT: Final = 15  # a 4-bit counter
+_HASH_FLOOD_THRESHOLD: Final = 6  # Caffeine's ADMIT_HASHDOS_THRESHOLD
+# Caffeine's shares of capacity: the window starts at 1%, protected at 80% of the rest. The
+# hill climber moves capacity between them; their sum stays fixed and probation keeps the rest.
+_INITIAL_WINDOW_SHARE: Final = 0.01
+_WINDOW_AND_PROTECTED_SHARE: Final = _INITIAL_WINDOW_SHARE + 0.8 * (1 - _INITIAL_WINDOW_SHARE)
+_CLIMBER_STEP: Final = 0.0625  # HILL_CLIMBER_STEP_PERCENT
+_CLIMBER_DECAY: Final = 0.98  # HILL_CLIMBER_STEP_DECAY_RATE
+_CLIMBER_RESTART: Final = 0.05  # HILL_CLIMBER_RESTART_THRESHOLD
+_CLIMBER_MIN_SAMPLE: Final = 4096
+_MAX_TRANSFERS: Final = 1000  # QUEUE_TRANSFER_THRESHOLD: bounds the work of one rebalancing
+
+
+class _Entry:
+    """One resident entry. ``queue`` is the LRU it sits in, or ``None`` once removed."""
+
+    __slots__ = (
+        "expires_at",
+        "hit",
+        "key",
+        "probes",
+        "queue",
+        "saturated_in",
+        "size",
+        "stale_until",
+        "tags",
+        "value",
+    )
+
+    def __init__(
+        self,
+        key: str,
+        value: object,
+        size: int,
+        expires_at: float | None,
+        stale_until: float | None,
+        tags: frozenset[str],
+        hit: L1Hit,
+        mask: int,
+    ) -> None:
+        self.key = key
+        self.value = value
+        self.size = size
+        self.expires_at = expires_at  # None: never expires
+        self.stale_until = stale_until  # removal deadline; equals expires_at without a stale window
+        self.tags = tags
+        self.hit = hit
+        self.queue: OrderedDict[str, _Entry] | None = None
+        self.saturated_in: object = None
+        # The key's four sketch counters (double hashing), computed once: arithmetic on a
+        # 64-bit hash costs CPython more than the four counter updates themselves.
+        h = hash(key)
+        step = (h >> 32) | 1
+        self.probes = (h & mask, (h + step) & mask, (h + 2 * step) & mask, (h + 3 * step) & mask)
+
+
+class L1Store:
+    """A bounded in-process cache with TTLs, stale windows, tags and W-TinyLFU eviction.
+
+    Args:
+        max_entries: Most entries held at once (>= 1); negative entries count.
+        max_bytes: Most value bytes held at once (>= 1), as sized by the caller.
+        clock: Source of monotonic time for TTLs; defaults to :func:`time.monotonic`.
+        ghost_entries: How many recently removed keys are remembered to explain
+            later misses ("evicted", "expired", "invalidated"); defaults to
+            ``max_entries``. 0 classifies every miss of a missing key as "absent".
+        seed: Seeds the rare random admission of warm candidates, for reproducibility.
+
+    Raises:
+        ValueError: a bound is below 1 or ``ghost_entries`` is negative.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_entries: int,
+        max_bytes: int,
+        clock: MonotonicClock | None = None,
+        ghost_entries: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        if max_entries < 1:
+            raise ValueError(f"L1Store max_entries must be >= 1, got {max_entries!r}")
+        if max_bytes < 1:
+            raise ValueError(f"L1Store max_bytes must be >= 1, got {max_bytes!r}")
+        if ghost_entries is not None and ghost_entries < 0:
+            raise ValueError(f"L1Store ghost_entries must be >= 0, got {ghost_entries!r}")
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._monotonic: Callable[[], float] = (
+            clock.monotonic if clock is not None else time.monotonic
+        )
+        self._ghost_capacity = max_entries if ghost_entries is None else ghost_entries
+        self._random = random.Random(seed)
+
+        self._data: dict[str, _Entry] = {}
+        self._window: OrderedDict[str, _Entry] = OrderedDict()
+        self._probation: OrderedDict[str, _Entry] = OrderedDict()
+        self._protected: OrderedDict[str, _Entry] = OrderedDict()
+        self._total_bytes = 0
+        self._window_bytes = 0
+        self._protected_bytes = 0
+        self._window_max_entries = self._window_max_bytes = 1
+        self._protected_max_entries = self._protected_max_bytes = 0
+        self._resize_window(_INITIAL_WINDOW_SHARE)
+        self._climber_step = -_CLIMBER_STEP
+        self._sample_hits = 0
+        self._sample_lookups = 0
+        self._previous_hit_rate = 0.0
+
+        # Count-min sketch: 4 counters per key in one table of 16 * 2**ceil(log2(max_entries))
+        # counters, as in Caffeine's FrequencySketch.
+        width = 1 << max(6, (max_entries - 1).bit_length() + 4)
+        self._table = bytearray(width)
+        self._mask = width - 1
+        self._sample_size = 10 * max_entries
+        self._age_at = self._sample_size  # age when hits reach this (inserts move it closer)
+        # Changes at each aging; an entry whose four counters were all full in the current
+        # epoch holds it in saturated_in (counters only grow between agings).
+        self._epoch = object()
+        # Caffeine samples 10 * max_entries lookups per climb; 2 * max_entries adapts to a
+        # recency-heavy workload five times sooner at little cost on skewed ones, and the
+        # floor keeps the sampled hit rate of a small store from being mostly noise.
+        self._climber_sample = max(_CLIMBER_MIN_SAMPLE, 2 * max_entries)
+
+        self._tag_index: dict[str, set[str]] = {}
+        self._expiry_heap: list[tuple[float, int, _Entry]] = []
+        self._expiry_seq = itertools.count()
+        self._ghosts: OrderedDict[str, int] = OrderedDict()
+
+        self._hits = 0
+        self._stale_hits = 0
+        self._absent_hits = 0
+        self._misses = [0, 0, 0, 0]
+        self._evictions = 0
+        self._rejections = 0
+        self._expirations = 0
+        self._invalidations = 0
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def get(self, key: str) -> L1Hit | None:
+        """Look ``key`` up, record the access and return the hit, or ``None`` on a miss.
+
+        An entry past its TTL but inside its stale window is returned as
+        :attr:`L1State.STALE`; past the window it is removed and reported as a
+        miss. A negative entry (:meth:`set_absent`) is an :attr:`L1State.ABSENT` hit.
+        """
+        entry = self._data.get(key)
+        if entry is None:
+            self._misses[self._ghosts.get(key, _ABSENT)] += 1
+            return None
+        expires_at = entry.expires_at
+        if expires_at is not None and expires_at <= (now := self._monotonic()):
+            return self._get_expired(key, entry, now)
+        # The hot path, with _bump() inlined: a method call costs as much as two probes.
+        # A popular key's counters are all at 15 most of the time, and stay there until the
+        # next aging, so one identity check replaces four probes.
+        if entry.saturated_in is not self._epoch:
+            table = self._table
+            i, j, k, m = entry.probes
+            saturated = True
+            if table[i] < _MAX_COUNT:
+                table[i] += 1
+                saturated = False
+            if table[j] < _MAX_COUNT:
+                table[j] += 1
+                saturated = False
+            if table[k] < _MAX_COUNT:
+                table[k] += 1
+                saturated = False
+            if table[m] < _MAX_COUNT:
+                table[m] += 1
+                saturated = False
+            if saturated:
+                entry.saturated_in = self._epoch
+        hits = self._hits = self._hits + 1
+        if hits >= self._age_at:
+            self._age()
+        queue = entry.queue
+        if queue is self._probation:
+            self._promote(key, entry)
+        else:
+            queue.move_to_end(key)  # type: ignore[union-attr]  # resident entries have a queue
+        hit = entry.hit
+        if hit is _ABSENT_HIT:
+            self._absent_hits += 1
+        return hit
+
+    def peek(self, key: str) -> L1Hit | None:
+        """Like :meth:`get`, but touch neither recency, frequency nor statistics."""
+        entry = self._data.get(key)
+        if entry is None:
+            return None
+        if entry.expires_at is None or entry.expires_at > (now := self._monotonic()):
+            return entry.hit
+        if now < entry.stale_until:  # type: ignore[operator]  # set together with expires_at
+            return L1Hit(value=entry.value, state=L1State.STALE)
+        return None
+
+    def __contains__(self, key: object) -> bool:
+        """Whether :meth:`peek` would return a hit (fresh, stale or absent)."""
+        return isinstance(key, str) and self.peek(key) is not None
+
+    def __len__(self) -> int:
+        """Resident entries, including expired ones not yet swept (see :meth:`sweep`)."""
+        return len(self._data)
+
+    def keys(self) -> list[str]:
+        """A snapshot of the keys :meth:`peek` would find, oldest insertion first."""
+        now = self._monotonic()
+        return [k for k, e in self._data.items() if e.stale_until is None or e.stale_until > now]
+
+    def keys_tagged(self, tag: str) -> frozenset[str]:
+        """The resident keys tagged ``tag`` (expired ones included until removed)."""
+        return frozenset(self._tag_index.get(tag, ()))
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes held by resident values, as sized by the callers of :meth:`set`."""
+        return self._total_bytes
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def set(
+        self,
+        key: str,
+        value: object,
+        *,
+        size_bytes: int | None = None,
+        ttl_seconds: float | None,
+        stale_seconds: float = 0.0,
+        tags: frozenset[str] = frozenset(),
+    ) -> tuple[str, ...]:
+        """Store ``value`` under ``key`` and return the keys evicted to make room.
+
+        Storing a key that is not resident counts as one access for the
+        frequency sketch (a ``get`` miss followed by ``set`` is one use).
+        The returned keys may include ``key`` itself: a new entry that is not
+        yet popular enough to displace what is cached is rejected by the
+        admission filter. An empty tuple means nothing was evicted.
+
+        Args:
+            key: The cache key.
+            value: Any object; the store never copies or inspects it.
+            size_bytes: The value's size; defaults to ``len(value)`` for bytes,
+                bytearray and memoryview values and is required for others.
+            ttl_seconds: Seconds until the entry expires, or ``None`` for never.
+                0 with no stale window stores nothing and drops any current entry.
+            stale_seconds: After expiry, how long :meth:`get` still returns the
+                entry as :attr:`L1State.STALE`. Needs a ``ttl_seconds``.
+            tags: Labels for :meth:`invalidate_tag`.
+
+        Raises:
+            ValueError: ``ttl_seconds``, ``stale_seconds`` or ``size_bytes`` is invalid.
+            TypeError: ``size_bytes`` is missing for a value that is not bytes.
+            EntryTooLarge: ``size_bytes`` exceeds ``max_bytes``. The value is not
+                stored and any current entry for ``key`` is removed, so a stale
+                value is never served in place of the new one.
+        """
+        size = _size_of(key, value, size_bytes)
+        expires_at, stale_until = self._deadlines(ttl_seconds, stale_seconds)
+        if size > self._max_bytes:
+            self.delete(key)
+            raise EntryTooLarge(key, size, self._max_bytes)
+        return self._store(key, value, size, expires_at, stale_until, tags, None)
+
+    def set_absent(
+        self, key: str, *, ttl_seconds: float | None, tags: frozenset[str] = frozenset()
+    ) -> tuple[str, ...]:
+        """Remember that ``key`` does not exist, so :meth:`get` returns an ABSENT hit.
+
+        A negative entry holds an entry slot and no bytes. Returns the keys
+        evicted, as :meth:`set` does.
+        """
+        expires_at, stale_until = self._deadlines(ttl_seconds, 0.0)
+        return self._store(key, None, 0, expires_at, stale_until, tags, _ABSENT_HIT)
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; return whether it was resident. Later misses count as "invalidated"."""
+        entry = self._data.get(key)
+        if entry is None:
+            return False
+        self._remove(entry, _INVALIDATED)
+        self._invalidations += 1
+        return True
+
+    def invalidate_tag(self, tag: str) -> int:
+        """Remove every entry tagged ``tag``; return how many were removed."""
+        keys = self._tag_index.pop(tag, None)
+        if not keys:
+            return 0
+        data = self._data
+        for key in keys:
+            self._remove(data[key], _INVALIDATED)
+        self._invalidations += len(keys)
+        return len(keys)
+
+    def invalidate_matching(self, pattern: str | re.Pattern[str] | Callable[[str], bool]) -> int:
+        """Remove every entry whose key matches; return how many were removed.
+
+        Args:
+            pattern: A glob (``"user:42:*"``, matched like :func:`fnmatch.fnmatchcase`),
+                a compiled regular expression (which must match the whole key,
+                e.g. ``re.compile(fnmatch.translate(glob))``), or a predicate
+                on the key. A predicate must not modify the store.
+
+        Raises:
+            TypeError: ``pattern`` is none of these.
+        """
+        match: Callable[[str], object]
+        if isinstance(pattern, str):
+            match = re.compile(fnmatch.translate(pattern)).fullmatch
+        elif isinstance(pattern, re.Pattern):
+            match = pattern.fullmatch
+        elif callable(pattern):
+            match = pattern
+        else:
+            raise TypeError(
+                "invalidate_matching() takes a glob string, a compiled re.Pattern or a "
+                f"predicate, got {type(pattern).__name__}: {pattern!r}"
+            )
+        doomed = [entry for key, entry in self._data.items() if match(key)]
+        for entry in doomed:
+            self._remove(entry, _INVALIDATED)
+        self._invalidations += len(doomed)
+        return len(doomed)
+
+    def clear(self) -> None:
+        """Remove every entry. Later misses on them count as "invalidated".
+
+        The frequency sketch and the cumulative counters are kept: popularity
+        outlives the entries.
+        """
+        self._invalidations += len(self._data)
+        ghosts = self._ghosts
+        recent = list(itertools.islice(reversed(self._data), self._ghost_capacity))
+        for key in reversed(recent):  # resident keys are never ghosts, so each goes to the end
+            ghosts[key] = _INVALIDATED
+        while len(ghosts) > self._ghost_capacity:
+            ghosts.popitem(last=False)
+        for entry in self._data.values():
+            entry.queue = None
+        self._data.clear()
+        self._window.clear()
+        self._probation.clear()
+        self._protected.clear()
+        self._tag_index.clear()
+        self._expiry_heap.clear()
+        self._total_bytes = self._window_bytes = self._protected_bytes = 0
+
+    def sweep(self, max_items: int = 100) -> int:
+        """Remove entries past their stale window, examining at most ``max_items``.
+
+        Expired entries are also removed when :meth:`get` finds them and
+        before size-based eviction, so calling this is only needed to return
+        their memory early. Returns how many entries were removed.
+        """
+        if max_items < 0:
+            raise ValueError(f"sweep() max_items must be >= 0, got {max_items!r}")
+        return self._expire(self._monotonic(), max_items)
+
+    def statistics(self) -> L1Statistics:
+        """A snapshot of the counters and the occupancy."""
+        misses = self._misses
+        return L1Statistics(
+            hits=self._hits,
+            stale_hits=self._stale_hits,
+            absent_hits=self._absent_hits,
+            misses=sum(misses),
+            misses_absent=misses[_ABSENT],
+            misses_expired=misses[_EXPIRED],
+            misses_evicted=misses[_EVICTED],
+            misses_invalidated=misses[_INVALIDATED],
+            evictions=self._evictions,
+            admissions_rejected=self._rejections,
+            expirations=self._expirations,
+            invalidations=self._invalidations,
+            entries=len(self._data),
+            bytes=self._total_bytes,
+            max_entries=self._max_entries,
+            max_bytes=self._max_bytes,
+            window_entries=len(self._window),
+            probation_entries=len(self._probation),
+            protected_entries=len(self._protected),
+            tags=len(self._tag_index),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"L1Store(entries={len(self._data)}/{self._max_entries}, "
+            f"bytes={self._total_bytes}/{self._max_bytes})"
+        )
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _deadlines(
+        self, ttl_seconds: float | None, stale_seconds: float
+    ) -> tuple[float | None, float | None]:
+        """Turn a TTL and a stale window into (expires_at, stale_until) deadlines."""
+        if not 0.0 <= stale_seconds < math.inf:
+            raise ValueError(f"stale_seconds must be a finite number >= 0, got {stale_seconds!r}")
+        if ttl_seconds is None or ttl_seconds == math.inf:
+            if stale_seconds:
+                raise ValueError(
+                    f"stale_seconds={stale_seconds!r} needs a finite ttl_seconds: "
+                    "an entry that never expires is never stale"
+                )
+            return None, None
+        if not ttl_seconds >= 0.0:  # also rejects NaN
+            raise ValueError(
+                f"ttl_seconds must be >= 0 (or None for no expiry), got {ttl_seconds!r}"
+            )
+        expires_at = self._monotonic() + ttl_seconds
+        return expires_at, expires_at + stale_seconds
+
+    def _store(
+        self,
+        key: str,
+        value: object,
+        size: int,
+        expires_at: float | None,
+        stale_until: float | None,
+        tags: frozenset[str],
+        hit: L1Hit | None,
+    ) -> tuple[str, ...]:
+        entry = self._data.get(key)
+        if stale_until is not None and stale_until <= self._monotonic():
+            # Zero lifetime: nothing to store, and the old value must not outlive the write.
+            if entry is not None:
+                self._remove(entry, _EXPIRED)
+                self._expirations += 1
+            return ()
+        if tags.__class__ is not frozenset:
+            tags = _as_tags(tags)
+        if hit is None:
+            hit = L1Hit(value=value, state=L1State.FRESH)
+        if entry is None:
+            self._ghosts.pop(key, None)
+            entry = _Entry(key, value, size, expires_at, stale_until, tags, hit, self._mask)
+            self._data[key] = entry
+            self._window[key] = entry
+            entry.queue = self._window
+            self._window_bytes += size
+            self._total_bytes += size
+            self._index_tags(key, tags)
+            # A new key counts as one access; the threshold moves because hits did not.
+            self._bump(entry)
+            self._age_at -= 1
+            if self._hits >= self._age_at:
+                self._age()
+        else:
+            delta = size - entry.size
+            self._total_bytes += delta
+            if entry.queue is self._window:
+                self._window_bytes += delta
+            elif entry.queue is self._protected:
+                self._protected_bytes += delta
+            if entry.tags != tags:
+                self._unindex_tags(key, entry.tags)
+                self._index_tags(key, tags)
+            entry.value = value
+            entry.size = size
+            entry.expires_at = expires_at
+            entry.stale_until = stale_until
+            entry.tags = tags
+            entry.hit = hit
+            self._touch(key, entry)
+        if stale_until is not None:
+            heap = self._expiry_heap
+            heapq.heappush(heap, (stale_until, next(self._expiry_seq), entry))
+            if len(heap) > 2 * len(self._data) + 1024:
+                self._compact_expiry_heap()
+        if (
+            len(self._data) > self._max_entries
+            or self._total_bytes > self._max_bytes
+            or len(self._window) > self._window_max_entries
+            or self._window_bytes > self._window_max_bytes
+        ):
+            return self._evict()
+        return ()
+
+    def _get_expired(self, key: str, entry: _Entry, now: float) -> L1Hit | None:
+        if now < entry.stale_until:  # type: ignore[operator]  # set together with expires_at
+            self._bump(entry)
+            self._touch(key, entry)
+            self._hits += 1
+            self._stale_hits += 1
+            if self._hits >= self._age_at:
+                self._age()
+            return L1Hit(value=entry.value, state=L1State.STALE)
+        self._remove(entry, _EXPIRED)
+        self._expirations += 1
+        self._misses[_EXPIRED] += 1
+        return None
+
+    def _bump(self, entry: _Entry) -> None:
+        """Count one access: +1 on each of the key's four counters (inlined in :meth:`get`)."""
+        if entry.saturated_in is self._epoch:
+            return
+        table = self._table
+        saturated = True
+        for i in entry.probes:
+            if table[i] < _MAX_COUNT:
+                table[i] += 1
+                saturated = False
+        if saturated:
+            entry.saturated_in = self._epoch
+
+    def _frequency(self, entry: _Entry) -> int:
+        """The sketch's estimate of recent accesses of an entry's key (0-15)."""
+        table = self._table
+        i, j, k, m = entry.probes
+        return min(table[i], table[j], table[k], table[m])
+
+    def _age(self) -> None:
+        """Halve every counter, so old popularity fades (TinyLFU's reset).
+
+        The next reset comes after half a sample, as counts start half full
+        (Caffeine halves its addition count too).
+        """
+        self._table = self._table.translate(_HALVE)
+        self._epoch = object()  # no counter is saturated any more
+        self._age_at = self._hits + self._sample_size // 2
+
+    def _touch(self, key: str, entry: _Entry) -> None:
+        """Move an accessed entry to the MRU end of its queue (inlined in :meth:`get`)."""
+        if entry.queue is self._probation:
+            self._promote(key, entry)
+        else:
+            entry.queue.move_to_end(key)  # type: ignore[union-attr]
+
+    def _promote(self, key: str, entry: _Entry) -> None:
+        """A probation hit: move to protected, demoting protected's LRU entries if it is full."""
+        probation = self._probation
+        protected = self._protected
+        del probation[key]
+        protected[key] = entry
+        entry.queue = protected
+        self._protected_bytes += entry.size
+        # Demote protected's LRU entries while it is over its share. After the hill climber
+        # shrinks protected this may take several promotions, a few entries each.
+        for _ in range(8):
+            if len(protected) <= self._protected_max_entries and (
+                self._protected_bytes <= self._protected_max_bytes
+            ):
+                break
+            demoted_key, demoted = protected.popitem(last=False)
+            self._protected_bytes -= demoted.size
+            probation[demoted_key] = demoted
+            demoted.queue = probation
+
+    def _evict(self) -> tuple[str, ...]:
+        """Drain the window's overflow into probation, then evict until within bounds."""
+        window = self._window
+        probation = self._probation
+        candidates: list[_Entry] = []
+        for _ in range(_MAX_TRANSFERS):
+            if not window or (
+                len(window) <= self._window_max_entries
+                and self._window_bytes <= self._window_max_bytes
+            ):
+                break
+            key, entry = window.popitem(last=False)
+            self._window_bytes -= entry.size
+            probation[key] = entry
+            entry.queue = probation
+            candidates.append(entry)
+        data = self._data
+        if len(data) <= self._max_entries and self._total_bytes <= self._max_bytes:
+            return ()
+        self._climb()
+        # Expired entries go first: they are dead weight, whatever their popularity.
+        self._expire(self._monotonic(), 16)
+        evicted: list[str] = []
+        while len(data) > self._max_entries or self._total_bytes > self._max_bytes:
+            victim = self._victim()
+            candidate = None
+            while candidates:  # newest first, as Caffeine's evictFromMain walks them
+                entry = candidates.pop()
+                if entry.queue is probation:
+                    candidate = entry
+                    break
+            if candidate is None or candidate is victim or self._admit(candidate, victim):
+                loser = victim
+            else:
+                loser = candidate
+                self._rejections += 1
+            evicted.append(loser.key)
+            self._remove(loser, _EVICTED)
+            self._evictions += 1
+        return tuple(evicted)
+
+    def _climb(self) -> None:
+        """Caffeine's hill climber: after each sample, move the window size toward more hits.
+
+        A mostly-recency workload grows the window (the store behaves more like
+        an LRU); a frequency-skewed one shrinks it. The step decays, and
+        restarts at full size when the hit rate jumps, i.e. the workload changed.
+        """
+        lookups = self._hits + sum(self._misses)
+        if lookups < self._sample_size:
+            # Warming up: hits rise as the sketch learns, whatever the window does, and
+            # the climber would credit its own moves with the rise.
+            self._sample_hits = self._hits
+            self._sample_lookups = lookups
+            return
+        requests = lookups - self._sample_lookups
+        if requests < self._climber_sample:
+            return
+        hit_rate = (self._hits - self._sample_hits) / requests
+        change = hit_rate - self._previous_hit_rate
+        amount = self._climber_step if change >= 0 else -self._climber_step
+        if abs(change) >= _CLIMBER_RESTART:
+            self._climber_step = _CLIMBER_STEP if amount >= 0 else -_CLIMBER_STEP
+        else:
+            self._climber_step = _CLIMBER_DECAY * amount
+        self._previous_hit_rate = hit_rate
+        self._sample_hits = self._hits
+        self._sample_lookups = lookups
+        self._resize_window(self._window_share + amount)
+
+    def _resize_window(self, share: float) -> None:
+        """Give the window ``share`` of capacity and protected what the window does not take.
+
+        Queues over their new limits drain lazily: the window on the next
+        eviction, protected on the next promotions.
+        """
+        share = min(max(share, 0.0), _WINDOW_AND_PROTECTED_SHARE)
+        self._window_share = share
+        protected_share = _WINDOW_AND_PROTECTED_SHARE - share
+        self._window_max_entries = max(1, int(self._max_entries * share))
+        self._window_max_bytes = max(1, int(self._max_bytes * share))
+        self._protected_max_entries = int(self._max_entries * protected_share)
+        self._protected_max_bytes = int(self._max_bytes * protected_share)
+
+    def _victim(self) -> _Entry:
+        """The LRU entry of probation, else of protected, else of the window."""
+        queue = self._probation or self._protected or self._window
+        return queue[next(iter(queue))]
+
+    def _admit(self, candidate: _Entry, victim: _Entry) -> bool:
+        """TinyLFU: admit the candidate only if the sketch says it is more popular."""
+        candidate_frequency = self._frequency(candidate)
+        if candidate_frequency > self._frequency(victim):
+            return True
+        if candidate_frequency >= _HASH_FLOOD_THRESHOLD:
+            return self._random.getrandbits(7) == 0
+        return False
+
+    def _expire(self, now: float, max_items: int) -> int:
+        heap = self._expiry_heap
+        removed = 0
+        for _ in range(max_items):
+            if not heap or heap[0][0] > now:
+                break
+            deadline, _, entry = heapq.heappop(heap)
+            # Skip stale heap items: the entry was removed, or rewritten with a new deadline.
+            if entry.queue is not None and entry.stale_until == deadline:
+                self._remove(entry, _EXPIRED)
+                removed += 1
+        self._expirations += removed
+        return removed
+
+    def _compact_expiry_heap(self) -> None:
+        """Rebuild the heap from live entries once rewrites have left it mostly garbage."""
+        seq = self._expiry_seq
+        heap: list[tuple[float, int, _Entry]] = []
+        for entry in self._data.values():
+            if entry.stale_until is not None:
+                heap.append((entry.stale_until, next(seq), entry))
+        heapq.heapify(heap)
+        self._expiry_heap = heap
+
+    def _remove(self, entry: _Entry, reason: int) -> None:
+        """Unlink a resident entry from every structure and remember why it went."""
+        key = entry.key
+        queue = entry.queue
+        del self._data[key]
+        del queue[key]  # type: ignore[index]  # resident entries have a queue
+        if queue is self._window:
+            self._window_bytes -= entry.size
+        elif queue is self._protected:
+            self._protected_bytes -= entry.size
+        entry.queue = None
+        self._total_bytes -= entry.size
+        if entry.tags:
+            self._unindex_tags(key, entry.tags)
+        if self._ghost_capacity:
+            ghosts = self._ghosts
+            ghosts[key] = reason
+            if len(ghosts) > self._ghost_capacity:
+                ghosts.popitem(last=False)
+
+    def _index_tags(self, key: str, tags: frozenset[str]) -> None:
+        index = self._tag_index
+        for tag in tags:
+            keys = index.get(tag)
+            if keys is None:
+                index[tag] = {key}
+            else:
+                keys.add(key)
+
+    def _unindex_tags(self, key: str, tags: frozenset[str]) -> None:
+        index = self._tag_index
+        for tag in tags:
+            keys = index.get(tag)
+            if keys is not None:  # None while invalidate_tag() removes this tag's own keys
+                keys.discard(key)
+                if not keys:
+                    del index[tag]
+
+
+def _as_tags(tags: Iterable[str]) -> frozenset[str]:
+    if isinstance(tags, str):
+        raise TypeError(f"tags must be a collection of strings, not the string {tags!r}")
+    return frozenset(tags)
+
+
+def _size_of(key: str, value: object, size_bytes: int | None) -> int:
+    if size_bytes is None:
+        if isinstance(value, bytes | bytearray):
+            return len(value)
+        if isinstance(value, memoryview):
+            return value.nbytes
+        raise TypeError(
+            f"set({key!r}) got a {type(value).__name__} value and no size_bytes; "
+            "pass size_bytes= for values that are not bytes, bytearray or memoryview"
+        )
+    if isinstance(size_bytes, bool) or not isinstance(size_bytes, int):
+        raise TypeError(f"size_bytes must be an int, got {type(size_bytes).__name__}")
+    if size_bytes < 0:
+        raise ValueError(f"size_bytes must be >= 0, got {size_bytes!r}")
+    return size_bytes

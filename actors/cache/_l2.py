@@ -1,0 +1,446 @@
+"""The cache's shared layer (L2): the :class:`L2Store` port, on Redis and in memory.
+
+Keys arrive fully namespaced (the caller applies :class:`~actors.cache._keys.KeySpace`),
+and values are opaque blobs (:func:`~actors.cache._codec.pack_entry`).
+
+Tags: ``set(..., tags=...)`` takes tag KEYS (``KeySpace.tag_key(tag)``), not
+tags. Each tag key is a set of entry keys. One atomic step writes the entry
+and adds it to each of its tag sets, whose TTL is raised to at least the
+entry's: a tag index never outlives its newest member, so it cannot leak. A
+tag set keeps members that expired or were deleted; each write samples a
+couple of its members and drops the dead ones, so dead members stay a small
+fraction. A key rewritten without a tag stays in that tag's set and is
+removed by the tag's next invalidation: invalidation may remove too much,
+never too little.
+
+``delete_tagged`` first renames the tag set to a private snapshot (atomic), then
+deletes the snapshot's members in batches: an entry tagged while the
+invalidation runs lands in a fresh set and is not lost from the index. (If
+Redis fails midway, the snapshot expires with the tag's TTL.)
+
+:class:`RedisL2` never blocks Redis for long: pattern and tag deletion walk
+``SCAN``/``SSCAN`` cursors and ``UNLINK`` in batches (never ``KEYS``), and yield
+to the event loop between batches. Every call runs inside
+:meth:`RedisLink.map_errors`, so an outage raises :class:`runtime.RedisUnavailable`
+naming the operation (``"cache get"``, ``"cache set"``, ...), and callers degrade.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import secrets
+from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar
+
+import anyio.lowlevel
+
+from ._keys import compile_glob
+
+if TYPE_CHECKING:
+    from collections.abc import Collection, Sequence
+
+    from runtime import Clock, RedisLink
+
+__all__ = ["L2Store", "MemoryL2", "RedisL2"]
+
+#: How many members of a tag set each tagged write checks (and drops if dead).
+PRUNE_SAMPLES: Final = 2
+_MAX_BATCH: Final = 100_000
+
+
+def _ttl_ms(ttl_seconds: float) -> int:
+    """Redis's unit: whole milliseconds, at least 1."""
+    if not (isinstance(ttl_seconds, int | float) and 0 < ttl_seconds < math.inf):
+        raise ValueError(f"ttl_seconds must be a finite number > 0, got {ttl_seconds!r}")
+    return max(1, round(ttl_seconds * 1000))
+
+
+def _check_batch(batch_size: int) -> None:
+    if not 1 <= batch_size <= _MAX_BATCH:
+        raise ValueError(f"batch_size must be between 1 and {_MAX_BATCH}, got {batch_size!r}")
+
+
+def _check_tags(tags: Collection[str]) -> list[str]:
+    if isinstance(tags, str | bytes):
+        raise TypeError(f"tags must be a collection of tag keys, not a single string {tags!r}")
+    return list(dict.fromkeys(tags))
+
+
+class L2Store(Protocol):
+    """The shared cache layer; every key is fully namespaced by the caller."""
+
+    async def get(self, key: str) -> bytes | None:
+        """The blob stored at ``key``, or ``None``."""
+        ...
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The blobs of ``keys`` in order (``None`` where absent), in one round trip."""
+        ...
+
+    async def set(
+        self, key: str, blob: bytes, *, ttl_seconds: float, tags: Collection[str] = ()
+    ) -> None:
+        """Store ``blob`` for ``ttl_seconds`` and index it under each tag KEY in ``tags``."""
+        ...
+
+    async def delete(self, keys: Sequence[str]) -> int:
+        """Delete ``keys``; return how many existed."""
+        ...
+
+    async def exists(self, key: str) -> bool:
+        """Whether ``key`` exists (of any kind: entry, tag set or lock)."""
+        ...
+
+    async def delete_matching(self, pattern: str, *, batch_size: int = 1000) -> int:
+        """Delete every key matching the Redis glob ``pattern``, in batches; return the count."""
+        ...
+
+    async def delete_tagged(self, tag_key: str, *, batch_size: int = 1000) -> int:
+        """Delete the keys indexed under ``tag_key``, then the index; return the entries removed."""
+        ...
+
+    async def try_lock(self, lock_key: str, owner: str, ttl_seconds: float) -> bool:
+        """Take ``lock_key`` for ``owner`` unless it exists; it expires after ``ttl_seconds``."""
+        ...
+
+    async def unlock(self, lock_key: str, owner: str) -> bool:
+        """Release ``lock_key`` if ``owner`` holds it; return whether it did."""
+        ...
+
+    async def ttl_seconds(self, key: str) -> float | None:
+        """Seconds until ``key`` expires; ``None`` if absent, ``math.inf`` if it never expires."""
+        ...
+
+
+# -- Redis --------------------------------------------------------------------------------
+
+# KEYS[1]: the entry; KEYS[2..]: its tag keys. ARGV: blob, TTL in ms, members to sample.
+# Sampled members are entry keys not listed in KEYS: fine on a single Redis, not on a cluster.
+_SET_TAGGED_LUA: Final = """
+local ttl = tonumber(ARGV[2])
+local samples = tonumber(ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+for i = 2, #KEYS do
+  local tag = KEYS[i]
+  for _, member in ipairs(redis.call('SRANDMEMBER', tag, samples)) do
+    if member ~= KEYS[1] and redis.call('EXISTS', member) == 0 then
+      redis.call('SREM', tag, member)
+    end
+  end
+  redis.call('SADD', tag, KEYS[1])
+  if redis.call('PTTL', tag) < ttl then
+    redis.call('PEXPIRE', tag, ttl)
+  end
+end
+return #KEYS - 1
+"""
+
+# Compare-and-delete: only the owner releases its lock.
+_UNLOCK_LUA: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+# Move a tag set aside (RENAME keeps its TTL), so later tagged writes start a new set.
+_SNAPSHOT_LUA: Final = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+redis.call('RENAME', KEYS[1], KEYS[2])
+return 1
+"""
+
+
+class RedisL2:
+    """:class:`L2Store` on Redis through the node's :class:`RedisLink`.
+
+    Every method raises :class:`runtime.RedisUnavailable` when Redis cannot be reached.
+    """
+
+    def __init__(self, link: RedisLink) -> None:
+        self._link = link
+        client = link.client
+        self._set_tagged = client.register_script(_SET_TAGGED_LUA)
+        self._unlock = client.register_script(_UNLOCK_LUA)
+        self._snapshot = client.register_script(_SNAPSHOT_LUA)
+
+    async def get(self, key: str) -> bytes | None:
+        with self._link.map_errors("cache get"):
+            blob: bytes | None = await self._link.client.get(key)
+        return blob
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        with self._link.map_errors("cache get_many"):
+            blobs: list[bytes | None] = await self._link.client.mget(list(keys))
+        return blobs
+
+    async def set(
+        self, key: str, blob: bytes, *, ttl_seconds: float, tags: Collection[str] = ()
+    ) -> None:
+        ttl_ms = _ttl_ms(ttl_seconds)
+        tag_keys = _check_tags(tags)
+        with self._link.map_errors("cache set"):
+            if tag_keys:
+                await self._set_tagged(keys=[key, *tag_keys], args=[blob, ttl_ms, PRUNE_SAMPLES])
+            else:
+                await self._link.client.set(key, blob, px=ttl_ms)
+
+    async def delete(self, keys: Sequence[str]) -> int:
+        if not keys:
+            return 0
+        with self._link.map_errors("cache delete"):
+            removed: int = await self._link.client.unlink(*keys)
+        return removed
+
+    async def exists(self, key: str) -> bool:
+        with self._link.map_errors("cache exists"):
+            count: int = await self._link.client.exists(key)
+        return count == 1
+
+    async def delete_matching(self, pattern: str, *, batch_size: int = 1000) -> int:
+        _check_batch(batch_size)
+        client = self._link.client
+        removed = 0
+        cursor = 0
+        while True:
+            with self._link.map_errors("cache delete_matching"):
+                cursor, keys = await client.scan(cursor=cursor, match=pattern, count=batch_size)
+                if keys:
+                    removed += await client.unlink(*keys)
+            if cursor == 0:
+                return removed
+            await anyio.lowlevel.checkpoint()
+
+    async def delete_tagged(self, tag_key: str, *, batch_size: int = 1000) -> int:
+        _check_batch(batch_size)
+        client = self._link.client
+        # Tags have no whitespace, so no tag key can collide with a snapshot's name.
+        snapshot = f"{tag_key} deleting {secrets.token_hex(8)}"
+        with self._link.map_errors("cache delete_tagged"):
+            moved = await self._snapshot(keys=[tag_key, snapshot])
+        if not moved:
+            return 0
+        removed = 0
+        cursor = 0
+        while True:
+            with self._link.map_errors("cache delete_tagged"):
+                cursor, members = await client.sscan(snapshot, cursor=cursor, count=batch_size)
+                if members:
+                    removed += await client.unlink(*members)
+            if cursor == 0:
+                break
+            await anyio.lowlevel.checkpoint()
+        with self._link.map_errors("cache delete_tagged"):
+            await client.unlink(snapshot)
+        return removed
+
+    async def try_lock(self, lock_key: str, owner: str, ttl_seconds: float) -> bool:
+        ttl_ms = _ttl_ms(ttl_seconds)
+        with self._link.map_errors("cache try_lock"):
+            taken = await self._link.client.set(lock_key, owner, nx=True, px=ttl_ms)
+        return bool(taken)
+
+    async def unlock(self, lock_key: str, owner: str) -> bool:
+        with self._link.map_errors("cache unlock"):
+            released = await self._unlock(keys=[lock_key], args=[owner])
+        return bool(released)
+
+    async def ttl_seconds(self, key: str) -> float | None:
+        with self._link.map_errors("cache ttl_seconds"):
+            pttl: int = await self._link.client.pttl(key)
+        if pttl == -2:
+            return None
+        if pttl == -1:
+            return math.inf
+        return pttl / 1000
+
+    def __repr__(self) -> str:
+        return f"RedisL2({self._link!r})"
+
+
+# -- memory -------------------------------------------------------------------------------
+
+V = TypeVar("V")
+
+
+class _Item(Generic[V]):
+    __slots__ = ("deadline", "value")
+
+    def __init__(self, value: V, deadline: float) -> None:
+        self.value = value
+        self.deadline = deadline
+
+
+class _Table(Generic[V]):
+    """Keys with deadlines: lazy expiry, and past ``max_items`` the soonest deadline goes."""
+
+    def __init__(self, max_items: int) -> None:
+        self.items: dict[str, _Item[V]] = {}
+        self._max_items = max_items
+        self._heap: list[tuple[float, str]] = []  # (deadline, key); stale rows are skipped
+
+    def live(self, key: str, now: float) -> _Item[V] | None:
+        item = self.items.get(key)
+        if item is not None and item.deadline <= now:
+            del self.items[key]
+            return None
+        return item
+
+    def put(self, key: str, item: _Item[V]) -> list[_Item[V]]:
+        """Store ``item`` (a changed deadline must be put again); return what was evicted."""
+        self.items[key] = item
+        heapq.heappush(self._heap, (item.deadline, key))
+        evicted: list[_Item[V]] = []
+        while len(self.items) > self._max_items:
+            deadline, victim = heapq.heappop(self._heap)
+            current = self.items.get(victim)
+            if current is not None and current.deadline == deadline:
+                del self.items[victim]
+                evicted.append(current)
+        if len(self._heap) > 2 * len(self.items) + 64:
+            self._heap = [(entry.deadline, k) for k, entry in self.items.items()]
+            heapq.heapify(self._heap)
+        return evicted
+
+
+class MemoryL2:
+    """:class:`L2Store` in process memory, for nodes without Redis and for tests.
+
+    Same semantics as :class:`RedisL2`, on ``clock.monotonic()`` time: a key is
+    gone once its deadline is reached. Entries, tag sets and locks are each
+    bounded by ``max_entries``. Past the bound, the item that expires soonest
+    is dropped (Redis's ``volatile-ttl`` policy); a dropped tag set takes its
+    entries with it, so an invalidation is never missed, and a dropped lock
+    merely allows a second filler.
+    """
+
+    def __init__(self, clock: Clock, *, max_entries: int = 100_000) -> None:
+        if max_entries < 1:
+            raise ValueError(f"MemoryL2 max_entries must be >= 1, got {max_entries!r}")
+        self._clock = clock
+        self._entries: _Table[bytes] = _Table(max_entries)
+        self._locks: _Table[str] = _Table(max_entries)
+        self._tags: _Table[dict[str, None]] = _Table(max_entries)
+        self._tables = (self._entries, self._locks, self._tags)
+
+    def __len__(self) -> int:
+        """Entries held, including expired ones not yet dropped."""
+        return len(self._entries.items)
+
+    def _delete_one(self, key: str, now: float) -> int:
+        removed = 0
+        for table in self._tables:
+            if table.live(key, now) is not None:
+                del table.items[key]
+                removed = 1
+        return removed
+
+    def _get_string(self, key: str, now: float) -> bytes | None:
+        if (entry := self._entries.live(key, now)) is not None:
+            return entry.value
+        if (lock := self._locks.live(key, now)) is not None:
+            return lock.value.encode()
+        return None
+
+    async def get(self, key: str) -> bytes | None:
+        return self._get_string(key, self._clock.monotonic())
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        now = self._clock.monotonic()
+        return [self._get_string(key, now) for key in keys]
+
+    async def set(
+        self, key: str, blob: bytes, *, ttl_seconds: float, tags: Collection[str] = ()
+    ) -> None:
+        now = self._clock.monotonic()
+        deadline = now + _ttl_ms(ttl_seconds) / 1000
+        tag_keys = _check_tags(tags)
+        self._locks.items.pop(key, None)  # SET replaces a key of any kind
+        self._tags.items.pop(key, None)
+        self._entries.put(key, _Item(bytes(blob), deadline))
+        for tag_key in tag_keys:
+            index: _Item[dict[str, None]] | None = self._tags.live(tag_key, now)
+            if index is None:
+                index = _Item({}, deadline)
+            else:
+                self._prune(index.value, key, now)
+            index.value[key] = None
+            index.deadline = max(index.deadline, deadline)
+            for dropped in self._tags.put(tag_key, index):
+                for member in dropped.value:
+                    self._entries.items.pop(member, None)
+
+    def _prune(self, members: dict[str, None], key: str, now: float) -> None:
+        """Check the oldest members (round robin): drop the dead, move the live to the end."""
+        for member in list(itertools.islice(members, PRUNE_SAMPLES)):
+            if member == key:
+                continue
+            del members[member]
+            if any(table.live(member, now) is not None for table in self._tables):
+                members[member] = None
+
+    async def delete(self, keys: Sequence[str]) -> int:
+        now = self._clock.monotonic()
+        return sum(self._delete_one(key, now) for key in keys)
+
+    async def exists(self, key: str) -> bool:
+        now = self._clock.monotonic()
+        return any(table.live(key, now) is not None for table in self._tables)
+
+    async def delete_matching(self, pattern: str, *, batch_size: int = 1000) -> int:
+        _check_batch(batch_size)
+        matches = compile_glob(pattern)
+        snapshot = [key for table in self._tables for key in table.items]
+        removed = 0
+        for start in range(0, len(snapshot), batch_size):
+            now = self._clock.monotonic()
+            for key in snapshot[start : start + batch_size]:
+                if matches(key):
+                    removed += self._delete_one(key, now)
+            await anyio.lowlevel.checkpoint()
+        return removed
+
+    async def delete_tagged(self, tag_key: str, *, batch_size: int = 1000) -> int:
+        _check_batch(batch_size)
+        index = self._tags.live(tag_key, self._clock.monotonic())
+        if index is None:
+            return 0
+        del self._tags.items[tag_key]  # the snapshot: later tagged writes start a new set
+        members = list(index.value)
+        removed = 0
+        for start in range(0, len(members), batch_size):
+            now = self._clock.monotonic()
+            batch = members[start : start + batch_size]
+            removed += sum(self._delete_one(key, now) for key in batch)
+            await anyio.lowlevel.checkpoint()
+        return removed
+
+    async def try_lock(self, lock_key: str, owner: str, ttl_seconds: float) -> bool:
+        now = self._clock.monotonic()
+        deadline = now + _ttl_ms(ttl_seconds) / 1000
+        if any(table.live(lock_key, now) is not None for table in self._tables):
+            return False
+        self._locks.put(lock_key, _Item(owner, deadline))
+        return True
+
+    async def unlock(self, lock_key: str, owner: str) -> bool:
+        lock = self._locks.live(lock_key, self._clock.monotonic())
+        if lock is None or lock.value != owner:
+            return False
+        del self._locks.items[lock_key]
+        return True
+
+    async def ttl_seconds(self, key: str) -> float | None:
+        now = self._clock.monotonic()
+        for table in self._tables:
+            if (item := table.live(key, now)) is not None:
+                return item.deadline - now
+        return None
+
+    def __repr__(self) -> str:
+        return f"MemoryL2({len(self._entries.items)} entries, {len(self._tags.items)} tags)"
