@@ -483,6 +483,9 @@ async def fetch_from_l2(
     """
     if l2 is None:
         return None
+    if not l2.available:  # Redis is down: do not wait on it, fall back to loaders
+        table.l2_errors += 1
+        return None
     epoch = table.epoch
     try:
         blob = await l2.get(key)
@@ -507,6 +510,9 @@ async def fetch_many_from_l2(
 ) -> list[Fetched | None]:
     """:func:`fetch_from_l2` for many keys in one round trip (``MGET``)."""
     if l2 is None:
+        return [None] * len(keys)
+    if not l2.available:
+        table.l2_errors += 1
         return [None] * len(keys)
     epoch = table.epoch
     try:

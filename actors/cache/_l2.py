@@ -70,6 +70,11 @@ def _check_tags(tags: Collection[str]) -> list[str]:
 class L2Store(Protocol):
     """The shared cache layer; every key is fully namespaced by the caller."""
 
+    @property
+    def available(self) -> bool:
+        """Whether the layer is believed reachable now; callers skip it while it is not."""
+        ...
+
     async def get(self, key: str) -> bytes | None:
         """The blob stored at ``key``, or ``None``."""
         ...
@@ -166,6 +171,10 @@ class RedisL2:
         self._set_tagged = client.register_script(_SET_TAGGED_LUA)
         self._unlock = client.register_script(_UNLOCK_LUA)
         self._snapshot = client.register_script(_SNAPSHOT_LUA)
+
+    @property
+    def available(self) -> bool:
+        return self._link.up
 
     async def get(self, key: str) -> bytes | None:
         with self._link.map_errors("cache get"):
@@ -327,6 +336,10 @@ class MemoryL2:
         self._locks: _Table[str] = _Table(max_entries)
         self._tags: _Table[dict[str, None]] = _Table(max_entries)
         self._tables = (self._entries, self._locks, self._tags)
+
+    @property
+    def available(self) -> bool:
+        return True
 
     def __len__(self) -> int:
         """Entries held, including expired ones not yet dropped."""

@@ -99,6 +99,7 @@ class OrderedWriter:
         self._room = anyio.Event()
         self.writes = 0
         self.degraded = 0
+        self._outage_logged = False
 
     @property
     def depth(self) -> int:
@@ -159,6 +160,10 @@ class OrderedWriter:
 
     async def _perform(self, operation: Put | Delete) -> None:
         self.writes += 1
+        if not self._l2.available:  # Redis is down: keep it in L1, do not wait on Redis
+            self._degrade(RedisUnavailable("cache write", "redis is down"))
+            operation.completion.finish()
+            return
         try:
             if isinstance(operation, Put):
                 await self._l2.set(
@@ -170,6 +175,7 @@ class OrderedWriter:
                 operation.completion.finish()
             else:
                 operation.completion.finish(await self._l2.delete(operation.keys))
+            self._outage_logged = False
         except RedisUnavailable as exc:
             self._degrade(exc)
             operation.completion.finish()
@@ -177,6 +183,10 @@ class OrderedWriter:
     async def _bulk(self, operation: BulkDelete) -> None:
         self.writes += 1
         removed = 0
+        if not self._l2.available:
+            self._degrade(RedisUnavailable("cache invalidation", "redis is down"))
+            operation.completion.finish()
+            return
         try:
             if operation.pattern is not None:
                 removed = await self._l2.delete_matching(
@@ -195,8 +205,10 @@ class OrderedWriter:
         operation.completion.finish(removed)
 
     def _degrade(self, exc: RedisUnavailable) -> None:
-        if self.degraded == 0 or logger.isEnabledFor(logging.DEBUG):
-            logger.warning("cache write kept in L1 only (degraded): %s", exc)
+        # Logged once per outage; the count tells how many writes it cost.
+        if not self._outage_logged:
+            logger.warning("cache writes are kept in L1 only until Redis is back: %s", exc)
+            self._outage_logged = True
         self.degraded += 1
 
 
