@@ -19,7 +19,7 @@ import anyio
 
 from runtime import Actor, RedisUnavailable, Rejected
 
-from ._codec import StoredEntry, decode_value, encode_value, pack_entry, unpack_entry
+from ._codec import StoredEntry, encode_value, pack_entry
 from ._coherence import Coherence
 from ._config import CacheConfig, CacheStatistics
 from ._flight import Flight
@@ -39,11 +39,10 @@ from ._messages import (
     CacheStats,
     Invalidation,
 )
+from ._reads import Fetched, fetch_from_l2
 from ._writer import BulkDelete, Completion, Delete, OrderedWriter, Put
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from runtime import Fanout
 
     from ._keys import KeySpace
@@ -51,7 +50,7 @@ if TYPE_CHECKING:
     from ._table import CacheTable
     from ._warming import Warmer
 
-__all__ = ["MISSING", "CacheActor", "Fetched", "Found", "fetch_from_l2", "fetch_many_from_l2"]
+__all__ = ["MISSING", "CacheActor", "Found"]
 
 logger = logging.getLogger("actors.cache")
 
@@ -109,6 +108,7 @@ class CacheActor(Actor[CacheMessage]):
             self._writer = OrderedWriter(
                 self._l2,
                 self._coherence,
+                clock=self.clock,
                 queue_size=config.write_queue_size,
                 batch_size=config.write_batch_size,
                 invalidate_batch_size=config.invalidate_batch_size,
@@ -137,10 +137,12 @@ class CacheActor(Actor[CacheMessage]):
             case CacheSet():
                 return await self._set(message)
             case CacheDelete(keys=keys):
+                removed = 0
                 for key in keys:
-                    l1.delete(key)
+                    removed += l1.delete(key)
                     self._table.wrote(key)
-                return await self._queue(Delete(keys=keys, completion=Completion()))
+                completion = await self._queue(Delete(keys=keys, completion=Completion()))
+                return removed if completion is None else completion
             case CacheExists(key=key):
                 return await self._exists(key)
             case CacheInvalidate(pattern=pattern, tag=tag):
@@ -176,9 +178,9 @@ class CacheActor(Actor[CacheMessage]):
         self._fill(fetched.fill)
         return Found(fetched.value)
 
-    async def _fetch_for_flight(self, key: str) -> Fetched | None:
+    async def _fetch_for_flight(self, key: str, *, lookup: bool) -> Fetched | None:
         """Read L2 from a flight task; the L1 fill goes through the actor's own loop."""
-        fetched = await fetch_from_l2(self._l2, self._table, key, self.clock.time)
+        fetched = await fetch_from_l2(self._l2, self._table, key, self.clock.time, lookup=lookup)
         if fetched is not None:
             await self.context.self_ref.tell(fetched.fill)
         return fetched
@@ -268,8 +270,8 @@ class CacheActor(Actor[CacheMessage]):
                 stale_seconds=message.stale_seconds,
                 tags=frozenset(message.tags),
             )
-        except EntryTooLarge:
-            return
+        except ValueError as exc:  # EntryTooLarge, or deadlines no L1 entry can have
+            logger.debug("cache did not keep %s in L1: %s", message.key, exc)
 
     def _apply(self, invalidation: Invalidation) -> None:
         assert self._l1 is not None
@@ -310,7 +312,7 @@ class CacheActor(Actor[CacheMessage]):
             flight.joins += 1
             self._joins += 1
             return flight
-        if not message.refresh:
+        if not message.refresh and not message.force:
             assert self._l1 is not None
             hit = self._l1.peek(key)  # filled since the caller looked?
             if hit is not None and hit.state is L1State.FRESH:
@@ -326,7 +328,11 @@ class CacheActor(Actor[CacheMessage]):
     async def _fly(self, flight: Flight, message: CacheGetOrLoad) -> None:
         lock: tuple[str, str] | None = None
         try:
-            fetched = None if message.force else await self._fetch_for_flight(message.key)
+            fetched = (
+                None
+                if message.force
+                else await self._fetch_for_flight(message.key, lookup=message.lookup)
+            )
             if fetched is not None and fetched.fresh:
                 flight.resolve(fetched.value)
                 return
@@ -385,27 +391,31 @@ class CacheActor(Actor[CacheMessage]):
         """Take the cluster lock for ``key``, or wait for its holder to fill L2.
 
         Returns the value another node loaded (and no lock), or ``MISSING``
-        and the lock (key, owner) when this node must load. Gives up waiting after the
-        loader timeout and loads anyway; a dead holder's lock expires by itself.
+        and the lock (key, owner) when this node must load. Gives up waiting
+        after the lock's TTL (at most half the loader timeout) and loads anyway;
+        a dead holder's lock expires by itself.
         """
         assert self._l2 is not None
         lock_key = self._keyspace.lock_key(key)
         owner = f"{self._coherence.node}:{uuid.uuid4().hex}"
-        deadline = self.clock.monotonic() + self._config.loader_timeout_seconds
+        # A dead holder's lock expires after lock_ttl_seconds: waiting longer is pointless,
+        # and this node must still have time to load before its callers give up.
+        deadline = self.clock.monotonic() + min(
+            self._config.lock_ttl_seconds, self._config.loader_timeout_seconds / 2
+        )
         delay = 0.005
         while True:
             try:
                 if await self._l2.try_lock(lock_key, owner, self._config.lock_ttl_seconds):
-                    fetched = await self._fetch_for_flight(
-                        key
-                    )  # the last holder may have filled it
+                    # The previous holder may have filled it just before letting go.
+                    fetched = await self._fetch_for_flight(key, lookup=False)
                     if fetched is not None and fetched.fresh:
                         await self._l2.unlock(lock_key, owner)
                         return fetched.value, None
                     return MISSING, (lock_key, owner)
             except RedisUnavailable:
                 return MISSING, None  # no Redis, no cluster: load locally
-            fetched = await self._fetch_for_flight(key)
+            fetched = await self._fetch_for_flight(key, lookup=False)
             if fetched is not None and fetched.fresh:
                 return fetched.value, None
             if self.clock.monotonic() >= deadline:
@@ -452,103 +462,10 @@ class CacheActor(Actor[CacheMessage]):
             stale_refreshes=self._stale_refreshes,
             writes=writer.writes if writer else 0,
             degraded_writes=writer.degraded if writer else 0,
+            replayed_writes=writer.replayed if writer else 0,
+            replay_dropped=writer.replay_dropped if writer else 0,
             write_queue_depth=writer.depth if writer else 0,
             invalidations_sent=self._coherence.sent,
             invalidations_received=self._coherence.received,
             coherence_resets=self._coherence_resets,
         )
-
-
-class Fetched:
-    """A live L2 entry: its decoded value, whether it is fresh, and the L1 fill for it."""
-
-    __slots__ = ("fill", "fresh", "value")
-
-    def __init__(self, value: object, fresh: bool, fill: CacheFill) -> None:
-        self.value = value
-        self.fresh = fresh
-        self.fill = fill
-
-
-async def fetch_from_l2(
-    l2: L2Store | None, table: CacheTable, key: str, wall_time: Callable[[], float]
-) -> Fetched | None:
-    """Read ``key`` from L2; ``None`` when absent, expired or unreachable (counted).
-
-    The fill it returns carries the write epoch seen before the read, so the
-    owner drops it if the key changed meanwhile.
-
-    Raises:
-        Rejected: ``undecodable_value`` when the stored bytes are not a cache entry.
-    """
-    if l2 is None:
-        return None
-    if not l2.available:  # Redis is down: do not wait on it, fall back to loaders
-        table.l2_errors += 1
-        return None
-    epoch = table.epoch
-    try:
-        blob = await l2.get(key)
-    except RedisUnavailable:
-        table.l2_errors += 1
-        return None
-    if blob is None:
-        table.l2_misses += 1
-        return None
-    entry = unpack_entry(blob)
-    now = wall_time()
-    if entry.is_gone(now):
-        table.l2_misses += 1
-        return None
-    table.l2_hits += 1
-    value = decode_value(entry.payload, entry.encoding)
-    return Fetched(value, entry.is_fresh(now), _fill_message(key, value, entry, now, epoch))
-
-
-async def fetch_many_from_l2(
-    l2: L2Store | None, table: CacheTable, keys: list[str], wall_time: Callable[[], float]
-) -> list[Fetched | None]:
-    """:func:`fetch_from_l2` for many keys in one round trip (``MGET``)."""
-    if l2 is None:
-        return [None] * len(keys)
-    if not l2.available:
-        table.l2_errors += 1
-        return [None] * len(keys)
-    epoch = table.epoch
-    try:
-        blobs = await l2.get_many(keys)
-    except RedisUnavailable:
-        table.l2_errors += 1
-        return [None] * len(keys)
-    now = wall_time()
-    results: list[Fetched | None] = []
-    for key, blob in zip(keys, blobs, strict=True):
-        entry = unpack_entry(blob) if blob is not None else None
-        if entry is None or entry.is_gone(now):
-            table.l2_misses += 1
-            results.append(None)
-            continue
-        table.l2_hits += 1
-        value = decode_value(entry.payload, entry.encoding)
-        fill = _fill_message(key, value, entry, now, epoch)
-        results.append(Fetched(value, entry.is_fresh(now), fill))
-    return results
-
-
-def _fill_message(key: str, value: object, entry: StoredEntry, now: float, epoch: int) -> CacheFill:
-    """An L1 fill for an L2 entry read at ``now``: its remaining fresh and stale time."""
-    fresh = entry.fresh_until - now
-    stale_end = entry.stale_until - now
-    if fresh > 0:
-        ttl, stale = fresh, max(0.0, stale_end - fresh)
-    else:  # already stale: keep it only for what is left of the stale window
-        ttl, stale = 1e-6, max(0.0, stale_end)
-    return CacheFill(
-        key=key,
-        value=value,
-        size_bytes=len(entry.payload),
-        ttl_seconds=ttl,
-        stale_seconds=stale,
-        tags=entry.tags,
-        epoch=epoch,
-    )

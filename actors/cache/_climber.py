@@ -57,7 +57,6 @@ class HillClimber:
     )
 
     def __init__(self, *, max_entries: int, warm_up: int) -> None:
-        self.window_share = self.protected_share = 0.0
         self._set_window_share(_INITIAL_WINDOW_SHARE)
         self._step = -_STEP
         self._sample_hits = 0
@@ -70,7 +69,7 @@ class HillClimber:
         self._sample = max(_MIN_SAMPLE, 2 * max_entries)
 
     def climb(self, hits: int, lookups: int) -> bool:
-        """Take a step if a sample is complete; return whether the shares changed.
+        """Take a step if a sample of lookups is complete; return whether it took one.
 
         Args:
             hits: The store's cumulative hits.

@@ -18,6 +18,7 @@ an envelope raises ``Rejected("undecodable_value")``.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Final
 
 import msgspec
@@ -66,6 +67,11 @@ class StoredEntry(msgspec.Struct, frozen=True, array_like=True):
             raise ValueError(
                 f"StoredEntry encoding must be {ENCODING_RAW} (raw bytes) or "
                 f"{ENCODING_MSGPACK} (msgpack), got {self.encoding!r}"
+            )
+        if not (math.isfinite(self.fresh_until) and math.isfinite(self.stale_until)):
+            raise ValueError(
+                f"StoredEntry deadlines must be finite, got fresh_until={self.fresh_until!r} "
+                f"and stale_until={self.stale_until!r}"
             )
         if self.stale_until < self.fresh_until:
             raise ValueError(

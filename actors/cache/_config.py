@@ -44,9 +44,10 @@ class CacheStatistics(msgspec.Struct, frozen=True, kw_only=True):
 
     ``hit_ratio`` is over every lookup (L1 hits plus L2 hits over lookups);
     ``l1_*`` come from the L1 store (misses by reason: absent, expired,
-    evicted, invalidated); ``degraded_writes`` were kept in L1 only because
-    Redis was unreachable; ``coherence_resets`` count the times L1 was dropped
-    because invalidations may have been missed.
+    evicted, invalidated); ``degraded_writes`` found Redis unreachable and
+    were kept in L1, then ``replayed_writes`` to Redis once it was back (or
+    ``replay_dropped`` past the replay log's bound); ``coherence_resets``
+    count the times L1 was dropped because invalidations may have been missed.
     """
 
     hit_ratio: float
@@ -72,6 +73,8 @@ class CacheStatistics(msgspec.Struct, frozen=True, kw_only=True):
     stale_refreshes: int
     writes: int
     degraded_writes: int
+    replayed_writes: int
+    replay_dropped: int
     write_queue_depth: int
     invalidations_sent: int
     invalidations_received: int

@@ -18,10 +18,10 @@ import msgspec
 
 from runtime import MailboxFull, Rejected
 
-from ._actor import Found, fetch_from_l2, fetch_many_from_l2
+from ._actor import Found
 from ._codec import encode_value
 from ._flight import Flight
-from ._keys import validate_tag, validate_ttl
+from ._keys import CacheKeyError, short_repr, validate_tag, validate_ttl
 from ._l1 import L1State
 from ._messages import (
     CacheDelete,
@@ -31,6 +31,7 @@ from ._messages import (
     CacheSet,
     CacheStats,
 )
+from ._reads import fetch_from_l2, fetch_many_from_l2
 from ._writer import Completion
 
 if TYPE_CHECKING:
@@ -92,6 +93,8 @@ class Cache:
 
     def _full(self, key: str, prefix: str | None) -> str:
         # Validated keys are remembered (bounded), so a hot get skips validation.
+        if type(key) is not str:  # validate before hashing: a list key must not be a TypeError
+            return self._keyspace.full_key(key, prefix)
         memo = self._full_keys
         full = memo.get((key, prefix))
         if full is None:
@@ -163,7 +166,7 @@ class Cache:
         await _completed(await self._ref().ask(message))
 
     async def delete(self, *keys: str, prefix: str | None = None) -> int:
-        """Delete ``keys`` on every layer and node; return how many Redis held."""
+        """Delete ``keys`` on every layer and node; return how many existed (in Redis, or L1)."""
         full = tuple(self._full(key, prefix) for key in keys)
         return await _completed(await self._ref().ask(CacheDelete(keys=full)))
 
@@ -214,7 +217,7 @@ class Cache:
             loader=loader,
             ttl_seconds=validate_ttl(ttl_seconds, self._config.default_ttl_seconds),
             stale_seconds=_stale(stale_seconds),
-            tags=tuple(validate_tag(tag) for tag in tags),
+            tags=_tags(tags),
             cluster_lock=cluster_lock,
             refresh=hit is not None,
         )
@@ -245,14 +248,14 @@ class Cache:
         from ._warming import Warmer
 
         if refresh_seconds is not None:
-            validate_ttl(refresh_seconds, refresh_seconds)
+            validate_ttl(refresh_seconds, refresh_seconds, name="refresh_seconds")
         self._warmers.append(
             Warmer(
                 key=self._full(key, prefix),
                 loader=loader,
                 ttl_seconds=validate_ttl(ttl_seconds, self._config.default_ttl_seconds),
                 refresh_seconds=refresh_seconds,
-                tags=tuple(validate_tag(tag) for tag in tags),
+                tags=_tags(tags),
                 timeout_seconds=self._config.loader_timeout_seconds,
             )
         )
@@ -272,7 +275,7 @@ class Cache:
         from the function's qualified name and a hash of its arguments.
         Concurrent calls with the same arguments share one execution.
         """
-        tag_list = tuple(tags)
+        tag_list = _tags(tags)
 
         def decorate(function: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             signature = inspect.signature(function)
@@ -318,7 +321,7 @@ class Cache:
             encoding=encoding,
             ttl_seconds=validate_ttl(ttl_seconds, self._config.default_ttl_seconds),
             stale_seconds=_stale(stale_seconds),
-            tags=tuple(validate_tag(tag) for tag in tags),
+            tags=_tags(tags),
         )
 
     def _fill(self, fill: Any) -> None:
@@ -341,7 +344,19 @@ async def _completed(reply: object) -> int:
 def _stale(stale_seconds: float) -> float:
     if stale_seconds == 0:
         return 0.0
-    return validate_ttl(stale_seconds, stale_seconds)
+    return validate_ttl(stale_seconds, stale_seconds, name="stale_seconds")
+
+
+def _tags(tags: Iterable[str]) -> tuple[str, ...]:
+    """Validated tags; a bare string is refused rather than split into letters."""
+    if isinstance(tags, str | bytes):
+        raise CacheKeyError(
+            "invalid_tag",
+            f"tags must be a list of tags, got a single {type(tags).__name__} "
+            f"{short_repr(tags)}; write tags=[{short_repr(tags)}]",
+            value=tags,
+        )
+    return tuple(validate_tag(tag) for tag in tags)
 
 
 def _function_key(

@@ -179,11 +179,11 @@ def validate_pattern(pattern: object) -> str:
     return text
 
 
-def validate_ttl(ttl_seconds: float | None, default: float) -> float:
+def validate_ttl(ttl_seconds: float | None, default: float, *, name: str = "ttl_seconds") -> float:
     """The TTL to use: ``ttl_seconds``, or ``default`` when it is ``None``.
 
     Raises ``CacheKeyError("invalid_ttl")`` unless the result is a finite
-    number with ``0 < ttl <= 30 days``.
+    number with ``0 < ttl <= 30 days``; the message names the argument ``name``.
     """
     value: object = default if ttl_seconds is None else ttl_seconds
     if (
@@ -194,7 +194,7 @@ def validate_ttl(ttl_seconds: float | None, default: float) -> float:
     ):
         raise CacheKeyError(
             "invalid_ttl",
-            f"ttl_seconds must be a finite number > 0 and <= {MAX_TTL_SECONDS:.0f} (30 days), "
+            f"{name} must be a finite number > 0 and <= {MAX_TTL_SECONDS:.0f} (30 days), "
             f"got {short_repr(value)}",
             value=value,
         )

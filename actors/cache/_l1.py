@@ -16,37 +16,33 @@ Einziger et al., "TinyLFU: A Highly Efficient Cache Admission Policy"):
   segmented LRU of *probation* (20%) and *protected* (80%). A hit in probation
   promotes the entry to protected; protected's overflow is demoted back.
 * When the store is over its bounds, each candidate competes with the
-  probation LRU entry (the *victim*). A 4-bit count-min sketch estimates how
-  often each key was used recently, and the candidate is admitted only if it
-  is more popular than the victim; otherwise it is evicted and counted as a
-  rejected admission. A warm candidate that loses still gets in 1 time in 128,
-  so nobody can pin hot victims by colliding hashes (Caffeine's hash-flooding
-  defence).
+  probation LRU entry (the *victim*). A 4-bit count-min sketch
+  (:mod:`._sketch`) estimates how often each key was used recently, and the
+  candidate is admitted only if it is more popular than the victim; otherwise
+  it is evicted and counted as a rejected admission. A warm candidate that
+  loses still gets in 1 time in 128, so nobody can pin hot victims by
+  colliding hashes (Caffeine's hash-flooding defence).
 * Every ``10 * max_entries`` recorded accesses the sketch halves its counters,
   so popularity ages and the policy follows a drifting workload.
-* Caffeine's hill climber resizes the window: after each sample of lookups it
-  moves capacity between the window and protected in the direction that
-  raised the hit rate, so a recency-heavy workload gets an LRU-like store and
-  a skewed one a frequency-guarded one.
+* Caffeine's hill climber (:mod:`._climber`) resizes the window: after each
+  sample of lookups it moves capacity between the window and protected in the
+  direction that raised the hit rate, so a recency-heavy workload gets an
+  LRU-like store and a skewed one a frequency-guarded one.
 
 Both ``max_entries`` and ``max_bytes`` bound the store, and the window and
 protected shares apply to both. Value sizes are what the caller says (``len``
 of a bytes value by default); per-entry overhead is not counted.
 
-CPython notes. Counters are stored one per byte and saturate at 15 (what a
-4-bit counter holds), as byte indexing is cheaper than nibble unpacking. An
-entry keeps its four counter indexes, because arithmetic on a 64-bit hash
-costs more than the counter updates, and remembers when all four are
-saturated, so a hit on a popular key skips the sketch until the next aging.
-There is no doorkeeper (Caffeine ships without one too): it only shrinks the
-sketch, and its extra probes would slow every ``get``. Keys are hashed with
-:func:`hash`, which is salted per process, so hit rates vary very slightly
-from one run to the next.
+CPython notes. An entry keeps its four sketch counter indexes, computed once,
+and remembers the sketch epoch in which all four were saturated, so a hit on a
+popular key skips the sketch until the next aging. :meth:`L1Store.get` updates
+the sketch's table inline, as a method call costs as much as two probes. The
+sketch hashes keys with :func:`hash`, which is salted per process, so hit rates
+vary very slightly from one run to the next.
 """
 
 from __future__ import annotations
 
-import enum
 import fnmatch
 import heapq
 import itertools
@@ -55,12 +51,16 @@ import random
 import re
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Final
 
-import msgspec
+from ._climber import HillClimber
+from ._l1_types import EntryTooLarge, L1Hit, L1State, L1Statistics, MonotonicClock
+from ._sketch import MAX_COUNT, FrequencySketch
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
+
+    from ._sketch import Probes
 
 __all__ = [
     "EntryTooLarge",
@@ -72,91 +72,6 @@ __all__ = [
 ]
 
 
-class MonotonicClock(Protocol):
-    """The one thing the store needs from a clock (``runtime``'s ``Clock`` satisfies it)."""
-
-    def monotonic(self) -> float:
-        """Seconds on a clock that never goes backwards."""
-        ...
-
-
-class L1State(enum.Enum):
-    """How a hit may be used."""
-
-    FRESH = "fresh"
-    """Within its TTL: serve it."""
-    STALE = "stale"
-    """Past its TTL but inside its stale window: serve it, and refresh it in the background."""
-    ABSENT = "absent"
-    """A negative entry: the key is known not to exist, so skip the loader."""
-
-
-class L1Hit(msgspec.Struct, frozen=True, kw_only=True):
-    """What :meth:`L1Store.get` found: the value and how fresh it is.
-
-    Fresh and absent hits are built when the entry is stored, so a hit
-    allocates nothing. ``value`` is ``None`` for :attr:`L1State.ABSENT`.
-    """
-
-    value: object
-    state: L1State
-
-
-class L1Statistics(msgspec.Struct, frozen=True, kw_only=True):
-    """A snapshot of the store's counters (cumulative) and occupancy (current).
-
-    ``hits`` counts every hit, including ``stale_hits`` and ``absent_hits``.
-    ``misses`` is the sum of the four ``misses_*`` reasons: the key was never
-    stored or fell out of the ghost record (``absent``), outlived its stale
-    window (``expired``), was evicted for space (``evicted``), or was deleted
-    or invalidated (``invalidated``). ``evictions`` includes the
-    ``admissions_rejected`` candidates that lost to their victim.
-    ``entries`` counts expired entries not yet removed. The ``*_entries``
-    of the three queues show where the hill climber has set the window, and
-    ``tags`` is the number of distinct tags indexed.
-    """
-
-    hits: int
-    stale_hits: int
-    absent_hits: int
-    misses: int
-    misses_absent: int
-    misses_expired: int
-    misses_evicted: int
-    misses_invalidated: int
-    evictions: int
-    admissions_rejected: int
-    expirations: int
-    invalidations: int
-    entries: int
-    bytes: int
-    max_entries: int
-    max_bytes: int
-    window_entries: int
-    probation_entries: int
-    protected_entries: int
-    tags: int
-
-    @property
-    def hit_rate(self) -> float:
-        """Hits over lookups, or 0.0 before the first lookup."""
-        lookups = self.hits + self.misses
-        return self.hits / lookups if lookups else 0.0
-
-
-class EntryTooLarge(ValueError):
-    """A value is larger than the whole store, so it can never be cached."""
-
-    def __init__(self, key: str, size_bytes: int, max_bytes: int) -> None:
-        self.key = key
-        self.size_bytes = size_bytes
-        self.max_bytes = max_bytes
-        super().__init__(
-            f"cannot cache {key!r}: its value is {size_bytes} bytes, more than the whole L1 "
-            f"(max_bytes={max_bytes}); serve it uncached or raise max_bytes"
-        )
-
-
 # Why a key is missing; indexes into L1Store._misses.
 _ABSENT: Final = 0
 _EXPIRED: Final = 1
@@ -164,17 +79,7 @@ _EVICTED: Final = 2
 _INVALIDATED: Final = 3
 
 _ABSENT_HIT: Final = L1Hit(value=None, state=L1State.ABSENT)
-_HALVE: Final = bytes(b >> 1 for b in range(256))
-_MAX_COUNT: Final = 15  # a 4-bit counter
 _HASH_FLOOD_THRESHOLD: Final = 6  # Caffeine's ADMIT_HASHDOS_THRESHOLD
-# Caffeine's shares of capacity: the window starts at 1%, protected at 80% of the rest. The
-# hill climber moves capacity between them; their sum stays fixed and probation keeps the rest.
-_INITIAL_WINDOW_SHARE: Final = 0.01
-_WINDOW_AND_PROTECTED_SHARE: Final = _INITIAL_WINDOW_SHARE + 0.8 * (1 - _INITIAL_WINDOW_SHARE)
-_CLIMBER_STEP: Final = 0.0625  # HILL_CLIMBER_STEP_PERCENT
-_CLIMBER_DECAY: Final = 0.98  # HILL_CLIMBER_STEP_DECAY_RATE
-_CLIMBER_RESTART: Final = 0.05  # HILL_CLIMBER_RESTART_THRESHOLD
-_CLIMBER_MIN_SAMPLE: Final = 4096
 _MAX_TRANSFERS: Final = 1000  # QUEUE_TRANSFER_THRESHOLD: bounds the work of one rebalancing
 
 
@@ -203,7 +108,7 @@ class _Entry:
         stale_until: float | None,
         tags: frozenset[str],
         hit: L1Hit,
-        mask: int,
+        probes: Probes,
     ) -> None:
         self.key = key
         self.value = value
@@ -213,12 +118,8 @@ class _Entry:
         self.tags = tags
         self.hit = hit
         self.queue: OrderedDict[str, _Entry] | None = None
-        self.saturated_in: object = None
-        # The key's four sketch counters (double hashing), computed once: arithmetic on a
-        # 64-bit hash costs CPython more than the four counter updates themselves.
-        h = hash(key)
-        step = (h >> 32) | 1
-        self.probes = (h & mask, (h + step) & mask, (h + 2 * step) & mask, (h + 3 * step) & mask)
+        self.saturated_in: object = None  # the sketch epoch in which all four counters were full
+        self.probes = probes  # the key's four sketch counters, computed once
 
 
 class L1Store:
@@ -267,28 +168,20 @@ class L1Store:
         self._total_bytes = 0
         self._window_bytes = 0
         self._protected_bytes = 0
+
+        sketch = self._sketch = FrequencySketch(max_entries)
+        # get() updates the sketch inline through these two: the table is halved in place,
+        # so it stays the sketch's, and _age() renews the epoch. An entry whose four counters
+        # were all full in the current epoch holds it in saturated_in.
+        self._table = sketch.table
+        self._epoch = sketch.epoch
+        self._age_at = sketch.sample_size  # age when hits reach this (inserts move it closer)
+
+        # The climber sets the window's and protected's shares; _resize_window() applies them.
+        self._climber = HillClimber(max_entries=max_entries, warm_up=sketch.sample_size)
         self._window_max_entries = self._window_max_bytes = 1
         self._protected_max_entries = self._protected_max_bytes = 0
-        self._resize_window(_INITIAL_WINDOW_SHARE)
-        self._climber_step = -_CLIMBER_STEP
-        self._sample_hits = 0
-        self._sample_lookups = 0
-        self._previous_hit_rate = 0.0
-
-        # Count-min sketch: 4 counters per key in one table of 16 * 2**ceil(log2(max_entries))
-        # counters, as in Caffeine's FrequencySketch.
-        width = 1 << max(6, (max_entries - 1).bit_length() + 4)
-        self._table = bytearray(width)
-        self._mask = width - 1
-        self._sample_size = 10 * max_entries
-        self._age_at = self._sample_size  # age when hits reach this (inserts move it closer)
-        # Changes at each aging; an entry whose four counters were all full in the current
-        # epoch holds it in saturated_in (counters only grow between agings).
-        self._epoch = object()
-        # Caffeine samples 10 * max_entries lookups per climb; 2 * max_entries adapts to a
-        # recency-heavy workload five times sooner at little cost on skewed ones, and the
-        # floor keeps the sampled hit rate of a small store from being mostly noise.
-        self._climber_sample = max(_CLIMBER_MIN_SAMPLE, 2 * max_entries)
+        self._resize_window()
 
         self._tag_index: dict[str, set[str]] = {}
         self._expiry_heap: list[tuple[float, int, _Entry]] = []
@@ -320,23 +213,24 @@ class L1Store:
         expires_at = entry.expires_at
         if expires_at is not None and expires_at <= (now := self._monotonic()):
             return self._get_expired(key, entry, now)
-        # The hot path, with _bump() inlined: a method call costs as much as two probes.
+        # The hot path, with _bump() and FrequencySketch.increment() inlined on the sketch's
+        # table: a method call costs as much as two probes.
         # A popular key's counters are all at 15 most of the time, and stay there until the
         # next aging, so one identity check replaces four probes.
         if entry.saturated_in is not self._epoch:
             table = self._table
             i, j, k, m = entry.probes
             saturated = True
-            if table[i] < _MAX_COUNT:
+            if table[i] < MAX_COUNT:
                 table[i] += 1
                 saturated = False
-            if table[j] < _MAX_COUNT:
+            if table[j] < MAX_COUNT:
                 table[j] += 1
                 saturated = False
-            if table[k] < _MAX_COUNT:
+            if table[k] < MAX_COUNT:
                 table[k] += 1
                 saturated = False
-            if table[m] < _MAX_COUNT:
+            if table[m] < MAX_COUNT:
                 table[m] += 1
                 saturated = False
             if saturated:
@@ -604,7 +498,8 @@ class L1Store:
             hit = L1Hit(value=value, state=L1State.FRESH)
         if entry is None:
             self._ghosts.pop(key, None)
-            entry = _Entry(key, value, size, expires_at, stale_until, tags, hit, self._mask)
+            probes = self._sketch.probes(key)
+            entry = _Entry(key, value, size, expires_at, stale_until, tags, hit, probes)
             self._data[key] = entry
             self._window[key] = entry
             entry.queue = self._window
@@ -612,7 +507,8 @@ class L1Store:
             self._total_bytes += size
             self._index_tags(key, tags)
             # A new key counts as one access; the threshold moves because hits did not.
-            self._bump(entry)
+            if self._sketch.increment(probes):  # _bump() for an entry not yet saturated
+                entry.saturated_in = self._epoch
             self._age_at -= 1
             if self._hits >= self._age_at:
                 self._age()
@@ -662,33 +558,23 @@ class L1Store:
         return None
 
     def _bump(self, entry: _Entry) -> None:
-        """Count one access: +1 on each of the key's four counters (inlined in :meth:`get`)."""
-        if entry.saturated_in is self._epoch:
-            return
-        table = self._table
-        saturated = True
-        for i in entry.probes:
-            if table[i] < _MAX_COUNT:
-                table[i] += 1
-                saturated = False
-        if saturated:
+        """Count one access in the sketch, unless it is saturated (inlined in :meth:`get`)."""
+        if entry.saturated_in is not self._epoch and self._sketch.increment(entry.probes):
             entry.saturated_in = self._epoch
 
     def _frequency(self, entry: _Entry) -> int:
         """The sketch's estimate of recent accesses of an entry's key (0-15)."""
-        table = self._table
-        i, j, k, m = entry.probes
-        return min(table[i], table[j], table[k], table[m])
+        return self._sketch.frequency(entry.probes)
 
     def _age(self) -> None:
-        """Halve every counter, so old popularity fades (TinyLFU's reset).
+        """Age the sketch (halve its counters) and schedule the next aging.
 
-        The next reset comes after half a sample, as counts start half full
+        The next one comes after half a sample, as counts start half full
         (Caffeine halves its addition count too).
         """
-        self._table = self._table.translate(_HALVE)
-        self._epoch = object()  # no counter is saturated any more
-        self._age_at = self._hits + self._sample_size // 2
+        sketch = self._sketch
+        self._epoch = sketch.age()
+        self._age_at = self._hits + sketch.sample_size // 2
 
     def _touch(self, key: str, entry: _Entry) -> None:
         """Move an accessed entry to the MRU end of its queue (inlined in :meth:`get`)."""
@@ -736,7 +622,8 @@ class L1Store:
         data = self._data
         if len(data) <= self._max_entries and self._total_bytes <= self._max_bytes:
             return ()
-        self._climb()
+        if self._climber.climb(self._hits, self._hits + sum(self._misses)):
+            self._resize_window()
         # Expired entries go first: they are dead weight, whatever their popularity.
         self._expire(self._monotonic(), 16)
         evicted: list[str] = []
@@ -758,46 +645,17 @@ class L1Store:
             self._evictions += 1
         return tuple(evicted)
 
-    def _climb(self) -> None:
-        """Caffeine's hill climber: after each sample, move the window size toward more hits.
-
-        A mostly-recency workload grows the window (the store behaves more like
-        an LRU); a frequency-skewed one shrinks it. The step decays, and
-        restarts at full size when the hit rate jumps, i.e. the workload changed.
-        """
-        lookups = self._hits + sum(self._misses)
-        if lookups < self._sample_size:
-            # Warming up: hits rise as the sketch learns, whatever the window does, and
-            # the climber would credit its own moves with the rise.
-            self._sample_hits = self._hits
-            self._sample_lookups = lookups
-            return
-        requests = lookups - self._sample_lookups
-        if requests < self._climber_sample:
-            return
-        hit_rate = (self._hits - self._sample_hits) / requests
-        change = hit_rate - self._previous_hit_rate
-        amount = self._climber_step if change >= 0 else -self._climber_step
-        if abs(change) >= _CLIMBER_RESTART:
-            self._climber_step = _CLIMBER_STEP if amount >= 0 else -_CLIMBER_STEP
-        else:
-            self._climber_step = _CLIMBER_DECAY * amount
-        self._previous_hit_rate = hit_rate
-        self._sample_hits = self._hits
-        self._sample_lookups = lookups
-        self._resize_window(self._window_share + amount)
-
-    def _resize_window(self, share: float) -> None:
-        """Give the window ``share`` of capacity and protected what the window does not take.
+    def _resize_window(self) -> None:
+        """Apply the hill climber's shares of capacity to the window and protected limits.
 
         Queues over their new limits drain lazily: the window on the next
         eviction, protected on the next promotions.
         """
-        share = min(max(share, 0.0), _WINDOW_AND_PROTECTED_SHARE)
-        self._window_share = share
-        protected_share = _WINDOW_AND_PROTECTED_SHARE - share
-        self._window_max_entries = max(1, int(self._max_entries * share))
-        self._window_max_bytes = max(1, int(self._max_bytes * share))
+        climber = self._climber
+        window_share = climber.window_share
+        protected_share = climber.protected_share
+        self._window_max_entries = max(1, int(self._max_entries * window_share))
+        self._window_max_bytes = max(1, int(self._max_bytes * window_share))
         self._protected_max_entries = int(self._max_entries * protected_share)
         self._protected_max_bytes = int(self._max_bytes * protected_share)
 

@@ -102,7 +102,9 @@ class CacheGetOrLoad(Message, tag="cache.get_or_load", kw_only=True):
     Replies the :class:`~actors.cache._flight.Flight` to await, or ``Found``
     when the key was filled meanwhile. ``refresh`` asks for a background
     refresh of a stale entry (the reply is then ``None``); ``force`` runs the
-    loader even if L2 holds a fresh value (scheduled warming).
+    loader even if L2 holds a fresh value (scheduled warming); ``lookup`` is
+    false when no caller's lookup missed (warming), so L2 reads are not
+    counted in the hit ratio.
     """
 
     key: str
@@ -113,6 +115,7 @@ class CacheGetOrLoad(Message, tag="cache.get_or_load", kw_only=True):
     cluster_lock: bool = False
     refresh: bool = False
     force: bool = False
+    lookup: bool = True
 
 
 class CacheFlightDone(Message, tag="cache.flight_done", kw_only=True):

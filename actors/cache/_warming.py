@@ -46,6 +46,7 @@ class Warmer(msgspec.Struct, frozen=True, kw_only=True):
                     ttl_seconds=self.ttl_seconds,
                     tags=self.tags,
                     force=force,
+                    lookup=False,
                 )
             )
             if isinstance(reply, Flight):

@@ -9,13 +9,14 @@ the writes of one segment run concurrently. After each segment the writer
 tells the other nodes which keys changed.
 
 When Redis is unreachable, the write is counted as degraded and the caller
-still succeeds: the value lives in L1 until Redis returns.
+still succeeds: the value lives in L1, and the operation is replayed once
+Redis returns.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from typing import TYPE_CHECKING
 
 import anyio
@@ -26,6 +27,8 @@ from runtime import RedisUnavailable
 from ._messages import Invalidation
 
 if TYPE_CHECKING:
+    from runtime import Clock
+
     from ._coherence import Coherence
     from ._l2 import L2Store
 
@@ -78,32 +81,53 @@ Operation = Put | Delete | BulkDelete
 
 
 class OrderedWriter:
-    """A bounded queue of L2 operations and the task that performs them in order."""
+    """A bounded queue of L2 operations and the task that performs them in order.
+
+    Operations that find Redis down are kept in a bounded replay log (the
+    latest per key, in order) and performed again, in that order, once Redis
+    is back: a delete or an invalidation made during an outage is not undone
+    when Redis returns with its old data, and a write made during it is not
+    lost. Past ``queue_size`` logged operations the oldest are dropped and
+    counted (``replay_dropped``).
+    """
 
     def __init__(
         self,
         l2: L2Store,
         coherence: Coherence,
         *,
+        clock: Clock,
         queue_size: int,
         batch_size: int,
         invalidate_batch_size: int,
+        replay_poll_seconds: float = 0.25,
     ) -> None:
         self._l2 = l2
         self._coherence = coherence
+        self._clock = clock
         self._queue: deque[Operation] = deque()
         self._queue_size = queue_size
         self._batch_size = batch_size
         self._invalidate_batch_size = invalidate_batch_size
+        self._replay_poll_seconds = replay_poll_seconds
+        self._replay: OrderedDict[tuple[str, object], Operation] = OrderedDict()
+        self._bulk_seq = 0
         self._work = anyio.Event()
         self._room = anyio.Event()
         self.writes = 0
         self.degraded = 0
+        self.replayed = 0
+        self.replay_dropped = 0
         self._outage_logged = False
+        self._backoff = False  # an operation just failed: wait before replaying
 
     @property
     def depth(self) -> int:
         return len(self._queue)
+
+    @property
+    def replay_depth(self) -> int:
+        return len(self._replay)
 
     async def submit(self, operation: Operation) -> Completion:
         """Queue ``operation``; wait for room while the queue is full (backpressure)."""
@@ -130,9 +154,10 @@ class OrderedWriter:
         """Perform queued operations in order, forever (a background task of the actor)."""
         queue = self._queue
         while True:
+            if self._replay and not self._backoff and self._l2.available:
+                self._requeue_replay()
             if not queue:
-                self._work = anyio.Event()
-                await self._work.wait()
+                await self._wait_for_work()
                 continue
             first = queue.popleft()
             if isinstance(first, BulkDelete):
@@ -147,22 +172,42 @@ class OrderedWriter:
                     await self._write(segment)
             self._room.set()
 
+    async def _wait_for_work(self) -> None:
+        self._work = anyio.Event()
+        if not self._replay:
+            await self._work.wait()
+            return
+        # Operations wait for Redis: look again now and then, or sooner on new work.
+        with self._clock.move_on_after(self._replay_poll_seconds) as scope:
+            await self._work.wait()
+        if scope.cancelled_caught:
+            self._backoff = False
+
+    def _requeue_replay(self) -> None:
+        logger.info("redis is back: replaying %d cache operations", len(self._replay))
+        self.replayed += len(self._replay)
+        self._queue.extendleft(reversed(self._replay.values()))
+        self._replay.clear()
+
     async def _write(self, segment: list[Put | Delete]) -> None:
+        results = [0] * len(segment)
         async with anyio.create_task_group() as tg:
-            for operation in segment:
-                tg.start_soon(self._perform, operation)
+            for index, operation in enumerate(segment):
+                tg.start_soon(self._perform, operation, results, index)
         keys = tuple(
             key
             for operation in segment
             for key in ((operation.key,) if isinstance(operation, Put) else operation.keys)
         )
+        # Callers are released only once the other nodes have been told.
         await self._coherence.publish(Invalidation(node=self._coherence.node, keys=keys))
+        for operation, result in zip(segment, results, strict=True):
+            operation.completion.finish(result)
 
-    async def _perform(self, operation: Put | Delete) -> None:
+    async def _perform(self, operation: Put | Delete, results: list[int], index: int) -> None:
         self.writes += 1
         if not self._l2.available:  # Redis is down: keep it in L1, do not wait on Redis
-            self._degrade(RedisUnavailable("cache write", "redis is down"))
-            operation.completion.finish()
+            self._degrade(operation, RedisUnavailable("cache write", "redis is down"))
             return
         try:
             if isinstance(operation, Put):
@@ -172,19 +217,16 @@ class OrderedWriter:
                     ttl_seconds=operation.ttl_seconds,
                     tags=operation.tag_keys,
                 )
-                operation.completion.finish()
             else:
-                operation.completion.finish(await self._l2.delete(operation.keys))
+                results[index] = await self._l2.delete(operation.keys)
             self._outage_logged = False
         except RedisUnavailable as exc:
-            self._degrade(exc)
-            operation.completion.finish()
+            self._degrade(operation, exc)
 
     async def _bulk(self, operation: BulkDelete) -> None:
         self.writes += 1
-        removed = 0
         if not self._l2.available:
-            self._degrade(RedisUnavailable("cache invalidation", "redis is down"))
+            self._degrade(operation, RedisUnavailable("cache invalidation", "redis is down"))
             operation.completion.finish()
             return
         try:
@@ -194,22 +236,50 @@ class OrderedWriter:
                 )
                 message = Invalidation(node=self._coherence.node, pattern=operation.pattern)
             else:
-                assert operation.tag_key is not None
+                assert operation.tag_key is not None  # built by the actor
                 removed = await self._l2.delete_tagged(operation.tag_key)
                 message = Invalidation(node=self._coherence.node, tag=operation.tag)
         except RedisUnavailable as exc:
-            self._degrade(exc)
+            self._degrade(operation, exc)
             operation.completion.finish()
             return
         await self._coherence.publish(message)
         operation.completion.finish(removed)
 
-    def _degrade(self, exc: RedisUnavailable) -> None:
+    def _degrade(self, operation: Operation, exc: RedisUnavailable) -> None:
         # Logged once per outage; the count tells how many writes it cost.
         if not self._outage_logged:
             logger.warning("cache writes are kept in L1 only until Redis is back: %s", exc)
             self._outage_logged = True
         self.degraded += 1
+        self._backoff = True
+        self._log_for_replay(operation)
+
+    def _log_for_replay(self, operation: Operation) -> None:
+        replay = self._replay
+        if isinstance(operation, BulkDelete):
+            self._bulk_seq += 1
+            entries: list[tuple[tuple[str, object], Operation]] = [
+                (("bulk", self._bulk_seq), _replayable(operation))
+            ]
+        elif isinstance(operation, Put):
+            entries = [(("key", operation.key), _replayable(operation))]
+        else:
+            entries = [
+                (("key", key), Delete(keys=(key,), completion=Completion()))
+                for key in operation.keys
+            ]
+        for slot, replayable in entries:
+            replay.pop(slot, None)  # only the latest operation on a key matters
+            replay[slot] = replayable
+        while len(replay) > self._queue_size:
+            replay.popitem(last=False)
+            self.replay_dropped += 1
+
+
+def _replayable(operation: Put | BulkDelete) -> Operation:
+    """A copy of ``operation`` that nobody waits on."""
+    return msgspec.structs.replace(operation, completion=Completion())
 
 
 def _segments(batch: list[Put | Delete]) -> list[list[Put | Delete]]:

@@ -10,9 +10,9 @@ from collections import OrderedDict
 
 import pytest
 
+from actors.cache._climber import HillClimber
 from actors.cache._l1 import EntryTooLarge, L1Hit, L1State, L1Statistics, L1Store
-
-# runtime.testing will re-export ManualClock; until it exists, import it from its module.
+from actors.cache._sketch import MAX_COUNT, FrequencySketch
 from runtime.testing import ManualClock
 
 V = b"x" * 10  # a 10-byte value
@@ -628,6 +628,44 @@ def test_the_sketch_saturates_at_15_and_ages_by_halving(clock: ManualClock) -> N
     assert entry.saturated_in is not store._epoch
     store.get("k")
     assert store._frequency(entry) == 8
+
+
+def test_frequency_sketch_counts_saturates_and_ages_in_place() -> None:
+    sketch = FrequencySketch(max_entries=100)
+    assert len(sketch.table) == 16 * 128
+    assert sketch.sample_size == 1_000
+    probes = sketch.probes("k")
+    assert probes == sketch.probes("k")
+    assert all(0 <= i < len(sketch.table) for i in probes)
+    assert sketch.frequency(probes) == 0
+    for expected in range(1, MAX_COUNT + 1):
+        assert not sketch.increment(probes)
+        assert sketch.frequency(probes) == expected
+    assert sketch.increment(probes)  # all four already full: saturated
+    assert sketch.frequency(probes) == MAX_COUNT
+    table, epoch = sketch.table, sketch.epoch
+    assert sketch.age() is sketch.epoch is not epoch
+    assert sketch.table is table  # halved in place: holders of the table stay valid
+    assert sketch.frequency(probes) == MAX_COUNT // 2
+    assert not sketch.increment(probes)
+
+
+def test_hill_climber_waits_out_the_warm_up_then_follows_the_hit_rate() -> None:
+    climber = HillClimber(max_entries=100, warm_up=1_000)
+    initial = climber.window_share
+    assert initial == pytest.approx(0.01)
+    assert climber.window_share + climber.protected_share == pytest.approx(0.802)
+    assert not climber.climb(hits=900, lookups=999)  # warming up: the sample starts here
+    assert not climber.climb(hits=900, lookups=999 + 4_095)  # the sample is not complete
+    # The first step (hit rate 0 -> 0.5, a jump) goes the initial way: a smaller window.
+    assert climber.climb(hits=900 + 2_048, lookups=999 + 4_096)
+    assert climber.window_share == 0.0
+    # A better hit rate keeps the direction; a worse one reverses it.
+    assert climber.climb(hits=900 + 2_048 + 4_000, lookups=999 + 2 * 4_096)
+    assert climber.window_share == 0.0
+    assert climber.climb(hits=900 + 2_048 + 4_000 + 100, lookups=999 + 3 * 4_096)
+    assert climber.window_share == pytest.approx(0.0625)
+    assert climber.window_share + climber.protected_share == pytest.approx(0.802)
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -1,0 +1,796 @@
+"""The cache actor against cashews, aiocache and raw redis-py, in one run.
+
+    python bench/bench_cache.py [--ops 100000] [--keys 1000] [--runs 3] [--quick]
+
+Starts a private ``redis-server`` (``runtime.testing.RedisServer``) and measures,
+on uvloop for every contender, medians of ``--runs`` runs (contenders of a
+table are measured back to back in each run, in a rotating order; a ratio is
+the median of the per-run ratios to the table's baseline):
+
+1. **L1 hit ``get``**: ``await cache.get(key)`` in one coroutine over ``--keys``
+   pre-set keys, against cashews ``mem://``, cashews on Redis with its
+   client-side layer (``client_side=True``) and aiocache ``SimpleMemoryCache``.
+2. **L2 ``get``**: ``Cache.get`` when L1 misses and Redis has the entry,
+   against raw redis-py ``GET`` on the same client (same settings, hiredis)
+   and cashews on Redis without the client-side layer. The main row reads
+   every key exactly once through a freshly started cache (default config,
+   empty L1): each get is a genuine L1 miss, a Redis ``GET``, a decode and an
+   L1 fill. The same for ``get_or_set`` (its miss goes through the actor),
+   and ``CacheConfig(l1_max_entries=1)`` over ``--keys`` keys (nearly every
+   get misses L1).
+3. **``set``**: L1 only (``l2=None``) against cashews ``mem://``; write-through
+   to Redis (the call returns once Redis has the value; the writer publishes
+   the invalidation before its next write) against raw ``SET PX`` and
+   ``SET`` + ``PUBLISH``.
+4. **Hit rate** on seeded Zipf traces (s = 0.9 and 1.0): ``L1Store`` driven
+   directly as a read-through cache against an ``OrderedDict`` LRU of the same
+   size, and the whole ``Cache`` with Redis through ``get_or_set`` (L1 and
+   combined L1+L2 hit rates; only first touches should reach the loader).
+
+Rows whose every operation is a Redis round trip use ``--redis-ops``
+operations (default ``--ops / 10``). ``--quick`` shrinks everything about 10x
+(Redis rows and the Zipf section 20x), for a smoke run of under a minute.
+Prints markdown tables, ready for the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import random
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+
+import anyio
+from _common import (
+    Row,
+    Zipf,
+    environment_lines,
+    lru_hit_rate,
+    markdown_table,
+    median,
+    rotated,
+    timed,
+)
+
+from actors.cache import Cache, CacheConfig, L1Store, RedisL2, cache_child
+from runtime import ChildSpec, RedisFanout, RedisLink, SystemClock
+from runtime.testing import RedisServer, open_system
+
+try:
+    import cashews
+except ImportError:  # the "bench" extra is not installed
+    cashews = None  # type: ignore[assignment]
+try:
+    import aiocache
+except ImportError:
+    aiocache = None  # type: ignore[assignment]
+
+VALUE = b"v" * 100
+TTL_SECONDS = 3600.0
+SEED = 42
+SKEWS = (0.9, 1.0)
+
+Body = Callable[[], Awaitable[object]]
+Prepare = Callable[[], AbstractAsyncContextManager[Body]]
+
+
+@dataclass(frozen=True)
+class Plan:
+    ops: int
+    keys: int
+    runs: int
+    redis_ops: int
+    zipf_requests: int
+    zipf_keys: int
+    zipf_capacity: int
+    workers: int
+    sections: frozenset[str]
+    quick: bool
+
+
+@dataclass
+class Contender:
+    row: Row
+    prepare: Prepare
+
+
+def ready(body: Body) -> Prepare:
+    """A contender that needs no per-run setup."""
+
+    @asynccontextmanager
+    async def prepare() -> AsyncIterator[Body]:
+        yield body
+
+    return prepare
+
+
+def get_loop(
+    get: Callable[[str], Awaitable[object]], sequence: Sequence[str], expected: object = VALUE
+) -> Body:
+    """``await get(key)`` for each key, in one coroutine; the last value is checked."""
+
+    async def body() -> None:
+        value = None
+        for key in sequence:
+            value = await get(key)
+        if value != expected:
+            raise AssertionError(f"the last get returned {value!r}")
+
+    return body
+
+
+def set_loop(
+    set_: Callable[..., Awaitable[object]], sequence: Sequence[str], **kwargs: object
+) -> Body:
+    """``await set_(key, VALUE, **kwargs)`` for each key, in one coroutine."""
+
+    async def body() -> None:
+        for key in sequence:
+            await set_(key, VALUE, **kwargs)
+
+    return body
+
+
+def shuffled_cycle(keys: Sequence[str], ops: int, seed: int) -> list[str]:
+    """``ops`` keys: ``keys`` repeated, each pass in its own seeded random order."""
+    rng = random.Random(seed)
+    out: list[str] = []
+    while len(out) < ops:
+        chunk = list(keys)
+        rng.shuffle(chunk)
+        out += chunk
+    return out[:ops]
+
+
+def l1store_hit_rate(trace: Sequence[str], capacity: int) -> float:
+    """``L1Store`` (W-TinyLFU) as a read-through cache: every miss stores the key."""
+    store = L1Store(max_entries=capacity, max_bytes=capacity * len(VALUE))
+    get, put = store.get, store.set
+    hits = 0
+    for key in trace:
+        if get(key) is None:
+            put(key, VALUE, ttl_seconds=None)
+        else:
+            hits += 1
+    return hits / len(trace)
+
+
+@dataclass
+class ZipfResult:
+    s: float
+    requests: int
+    keys: int
+    capacity: int
+    ideal: float
+    lru: float
+    l1store: float
+    cache_l1: float
+    combined: float
+    first_touch: float
+    loader_calls: int
+    joins: int
+    cache_rate: float
+
+
+async def replay(
+    cache: Cache, trace: Sequence[str], loader: Callable[[], Awaitable[bytes]], workers: int
+) -> float:
+    """``get_or_set`` each key of ``trace`` from ``workers`` tasks (keys taken in order)."""
+    requests = iter(trace)
+
+    async def worker() -> None:
+        for key in requests:
+            await cache.get_or_set(key, loader, ttl_seconds=TTL_SECONDS)
+
+    start = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for _ in range(workers):
+            tg.start_soon(worker)
+    return time.perf_counter() - start
+
+
+class Bench:
+    """The measurements; holds the shared Redis link, fanout and key sequences."""
+
+    def __init__(self, plan: Plan, url: str, link: RedisLink, fanout: RedisFanout) -> None:
+        self.plan = plan
+        self.url = url
+        self.link = link
+        self.fanout = fanout
+        self.client = link.client
+        self.keys = [f"k{i}" for i in range(plan.keys)]
+        self.sequence = shuffled_cycle(self.keys, plan.ops, SEED)
+        self.redis_sequence = self.sequence[: plan.redis_ops]
+        self.l1_entries = max(10_000, plan.keys)
+        self.notes: list[str] = []
+        self._systems = 0
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    async def commands(self) -> int:
+        """Commands Redis has processed so far (``INFO stats``)."""
+        info = await self.client.info("stats")
+        return int(info["total_commands_processed"])
+
+    async def table(
+        self, contenders: Sequence[Contender], baseline: Contender
+    ) -> tuple[list[Row], str]:
+        """Measure every contender ``runs`` times; record rates, paired ratios and Redis load."""
+        for run in range(self.plan.runs):
+            rates: dict[str, float] = {}
+            for contender in rotated(contenders, run):
+                assert isinstance(contender, Contender)
+                row = contender.row
+                async with contender.prepare() as body:
+                    before = await self.commands()
+                    rate = await timed(row.ops, body)
+                    after = await self.commands()
+                row.rates.append(rate)
+                # The INFO that read ``before`` is counted in ``after``.
+                row.commands_per_op.append(max(0, after - before - 1) / row.ops)
+                rates[row.name] = rate
+            for contender in contenders:
+                contender.row.ratios.append(rates[contender.row.name] / rates[baseline.row.name])
+        return [contender.row for contender in contenders], baseline.row.name
+
+    def switchyard(
+        self, prefix: str, *, redis: bool, l1_max_entries: int | None = None
+    ) -> tuple[ChildSpec, Cache]:
+        """A cache to run under ``open_system``: L1 only, or with Redis as L2 and fanout."""
+        self._systems += 1
+        actor_id = f"cache-{self._systems}"
+        config = CacheConfig(prefix=prefix, l1_max_entries=l1_max_entries or self.l1_entries)
+        if not redis:
+            return cache_child(config=config, actor_id=actor_id)
+        return cache_child(
+            config=config, l2=RedisL2(self.link), fanout=self.fanout, actor_id=actor_id
+        )
+
+    # -- 1. L1 hit get --------------------------------------------------------------------
+
+    async def l1_get(self, l1_only: Cache, with_redis: Cache) -> tuple[list[Row], str]:
+        plan, keys, sequence = self.plan, self.keys, self.sequence
+        for cache in (l1_only, with_redis):
+            for key in keys:
+                await cache.set(key, VALUE, ttl_seconds=TTL_SECONDS)
+        contenders = [
+            Contender(
+                Row("Switchyard `Cache.get`, L1 hit (`l2=None`)", ops=plan.ops),
+                ready(get_loop(l1_only.get, sequence)),
+            ),
+            Contender(
+                Row("Switchyard `Cache.get`, L1 hit (L2 = Redis)", ops=plan.ops),
+                ready(get_loop(with_redis.get, sequence)),
+            ),
+        ]
+        baseline = contenders[0]
+        closers: list[Callable[[], Awaitable[object]]] = []
+        if cashews is not None:
+            memory = cashews.Cache()
+            memory.setup("mem://", size=max(1000, plan.keys))
+            client_side = cashews.Cache()
+            client_side.setup(self.url, client_side=True)
+            await client_side.init()
+            closers += [memory.close, client_side.close]
+            for key in keys:
+                await memory.set(key, VALUE, expire=TTL_SECONDS)
+                await client_side.set(f"cs:{key}", VALUE, expire=TTL_SECONDS)
+            baseline = Contender(
+                Row("cashews `mem://` get", ops=plan.ops), ready(get_loop(memory.get, sequence))
+            )
+            contenders += [
+                baseline,
+                Contender(
+                    Row(
+                        "cashews Redis `client_side=True` get",
+                        note="local hits (Redis CLIENT TRACKING BCAST)",
+                        ops=plan.ops,
+                    ),
+                    ready(get_loop(client_side.get, [f"cs:{key}" for key in sequence])),
+                ),
+            ]
+        if aiocache is not None:
+            default = aiocache.SimpleMemoryCache()
+            no_timeout = aiocache.SimpleMemoryCache(timeout=None)
+            for key in keys:
+                await default.set(key, VALUE, ttl=TTL_SECONDS)
+                await no_timeout.set(key, VALUE, ttl=TTL_SECONDS)
+            contenders += [
+                Contender(
+                    Row(
+                        "aiocache `SimpleMemoryCache()` get",
+                        note="default `timeout=5`: an `asyncio.wait_for` per call",
+                        ops=plan.ops,
+                    ),
+                    ready(get_loop(default.get, sequence)),
+                ),
+                Contender(
+                    Row("aiocache `SimpleMemoryCache(timeout=None)` get", ops=plan.ops),
+                    ready(get_loop(no_timeout.get, sequence)),
+                ),
+            ]
+        try:
+            return await self.table(contenders, baseline)
+        finally:
+            for close in closers:
+                await close()
+
+    # -- 2. L2 get ------------------------------------------------------------------------
+
+    async def _clone_cold_keys(self, writer: Cache, count: int) -> list[str]:
+        """Store ``count`` entries in Redis (not in any L1) that a cache reads as its own.
+
+        One entry is written through the API; its Redis blob is then copied
+        under ``count`` more names of the same namespace with a pipeline, so
+        the set-up takes a second instead of ``count`` write-throughs.
+        """
+        keyspace = writer.keyspace
+        await writer.set("probe", VALUE, ttl_seconds=TTL_SECONDS)
+        blob = await self.client.get(keyspace.full_key("probe"))
+        assert blob is not None
+        cold = [f"cold:{i}" for i in range(count)]
+        for start in range(0, count, 1000):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key in cold[start : start + 1000]:
+                    pipe.set(keyspace.full_key(key), blob, px=int(TTL_SECONDS * 1000))
+                await pipe.execute()
+        random.Random(SEED).shuffle(cold)
+        return cold
+
+    async def l2_get(self, writer: Cache, writer_prefix: str) -> tuple[list[Row], str]:
+        plan = self.plan
+        cold = await self._clone_cold_keys(writer, plan.redis_ops)
+        names = [writer.keyspace.full_key(key) for key in cold]
+        cold_stats: dict[str, list[tuple[int, int, int]]] = {"get": [], "get_or_set": []}
+
+        async def must_not_load() -> bytes:
+            raise AssertionError("the loader ran: the entry was not found in Redis")
+
+        def fresh_reader(kind: str) -> Prepare:
+            """A cache started for this run only, so its L1 is empty: every read misses L1."""
+
+            @asynccontextmanager
+            async def prepare() -> AsyncIterator[Body]:
+                spec, cache = self.switchyard(writer_prefix, redis=True)
+                async with open_system([spec]):
+                    if kind == "get":
+                        yield get_loop(cache.get, cold)
+                    else:
+                        yield get_loop(
+                            functools.partial(cache.get_or_set, loader=must_not_load), cold
+                        )
+                    stats = await cache.statistics()
+                    cold_stats[kind].append((stats.l1_hits, stats.l2_hits, stats.loader_calls))
+
+            return prepare
+
+        tiny_spec, tiny = self.switchyard(writer_prefix, redis=True, l1_max_entries=1)
+        tiny_sequence = shuffled_cycle(cold[: plan.keys], plan.redis_ops, SEED)
+        raw = Contender(
+            Row("raw redis-py `GET` (same client, hiredis)", ops=plan.redis_ops),
+            ready(get_loop(self.client.get, names, expected=await self.client.get(names[-1]))),
+        )
+        contenders = [
+            Contender(
+                Row(
+                    "Switchyard `Cache.get`, L1 miss -> Redis",
+                    note=f"fresh cache each run, {plan.redis_ops:,} distinct keys read once",
+                    ops=plan.redis_ops,
+                ),
+                fresh_reader("get"),
+            ),
+            Contender(
+                Row(
+                    "Switchyard `Cache.get_or_set`, L1 miss -> Redis",
+                    note="as above; the miss goes through the actor (single flight)",
+                    ops=plan.redis_ops,
+                ),
+                fresh_reader("get_or_set"),
+            ),
+            Contender(
+                Row(
+                    "Switchyard `Cache.get`, `CacheConfig(l1_max_entries=1)`",
+                    note=f"{plan.keys:,} keys cycled",
+                    ops=plan.redis_ops,
+                ),
+                ready(get_loop(tiny.get, tiny_sequence)),
+            ),
+            raw,
+        ]
+        closers: list[Callable[[], Awaitable[object]]] = []
+        if cashews is not None:
+            remote = cashews.Cache()
+            remote.setup(self.url)
+            await remote.init()
+            closers.append(remote.close)
+            for key in self.keys:
+                await remote.set(f"cr:{key}", VALUE, expire=TTL_SECONDS)
+            contenders.append(
+                Contender(
+                    Row("cashews Redis get (no client side)", ops=plan.redis_ops),
+                    ready(get_loop(remote.get, [f"cr:{key}" for key in self.redis_sequence])),
+                )
+            )
+        try:
+            async with open_system([tiny_spec]):
+                result = await self.table(contenders, raw)
+                tiny_stats = await tiny.statistics()
+        finally:
+            for close in closers:
+                await close()
+        for kind, samples in cold_stats.items():
+            l1_hits, l2_hits, loads = (sum(column) for column in zip(*samples, strict=True))
+            self.notes.append(
+                f"L2 `{kind}`, fresh cache: {l1_hits} L1 hits, {l2_hits:,} L2 hits and "
+                f"{loads} loader calls over {len(samples)} runs of {plan.redis_ops:,} reads."
+            )
+        self.notes.append(
+            f"L2 get, `l1_max_entries=1`: {tiny_stats.l1_hits:,} L1 hits of "
+            f"{tiny_stats.lookups:,} lookups; the facade's key memo is bounded by "
+            "`l1_max_entries`, so this row also re-validates every key."
+        )
+        return result
+
+    # -- 3. set ---------------------------------------------------------------------------
+
+    async def set_l1(self, l1_only: Cache) -> tuple[list[Row], str]:
+        plan = self.plan
+        ours = Contender(
+            Row("Switchyard `Cache.set`, L1 only (`l2=None`)", ops=plan.ops),
+            ready(set_loop(l1_only.set, self.sequence, ttl_seconds=TTL_SECONDS)),
+        )
+        contenders = [ours]
+        baseline = ours
+        closers: list[Callable[[], Awaitable[object]]] = []
+        if cashews is not None:
+            memory = cashews.Cache()
+            memory.setup("mem://", size=max(1000, plan.keys))
+            closers.append(memory.close)
+            baseline = Contender(
+                Row("cashews `mem://` set", ops=plan.ops),
+                ready(set_loop(memory.set, self.sequence, expire=TTL_SECONDS)),
+            )
+            contenders.append(baseline)
+        try:
+            return await self.table(contenders, baseline)
+        finally:
+            for close in closers:
+                await close()
+
+    async def set_redis(self, with_redis: Cache) -> tuple[list[Row], str]:
+        plan, client = self.plan, self.client
+        sequence = self.redis_sequence
+        ttl_ms = int(TTL_SECONDS * 1000)
+        raw_names = [f"raw:{key}" for key in sequence]
+        invalidation = b"\x93\xa4node\x91\xaabench:k123\xc0"  # about the size of the real one
+
+        async def set_and_publish() -> None:
+            for key in raw_names:
+                await client.set(key, VALUE, px=ttl_ms)
+                await client.publish("bench:nobody-listens", invalidation)
+
+        raw = Contender(
+            Row("raw redis-py `SET PX` (same client)", ops=plan.redis_ops),
+            ready(set_loop(client.set, raw_names, px=ttl_ms)),
+        )
+        contenders = [
+            Contender(
+                Row(
+                    "Switchyard `Cache.set`, write-through to Redis",
+                    note="returns after the `SET`; its `PUBLISH` runs before the next write",
+                    ops=plan.redis_ops,
+                ),
+                ready(set_loop(with_redis.set, sequence, ttl_seconds=TTL_SECONDS)),
+            ),
+            raw,
+            Contender(
+                Row(
+                    "raw redis-py `SET PX` then `PUBLISH`",
+                    note="the same two round trips, done by hand",
+                    ops=plan.redis_ops,
+                ),
+                ready(set_and_publish),
+            ),
+        ]
+        closers: list[Callable[[], Awaitable[object]]] = []
+        if cashews is not None:
+            remote = cashews.Cache()
+            remote.setup(self.url)
+            await remote.init()
+            closers.append(remote.close)
+            contenders.append(
+                Contender(
+                    Row("cashews Redis set (no client side)", ops=plan.redis_ops),
+                    ready(
+                        set_loop(remote.set, [f"cw:{key}" for key in sequence], expire=TTL_SECONDS)
+                    ),
+                )
+            )
+        try:
+            return await self.table(contenders, raw)
+        finally:
+            for close in closers:
+                await close()
+
+    # -- 4. hit rate ----------------------------------------------------------------------
+
+    async def zipf(self) -> list[ZipfResult]:
+        plan = self.plan
+        capacity = plan.zipf_capacity
+        results = []
+        for index, s in enumerate(SKEWS):
+            zipf = Zipf(plan.zipf_keys, s, seed=SEED + index)
+            trace = zipf.trace(plan.zipf_requests)
+            distinct = len(set(trace))
+            l1store = l1store_hit_rate(trace, capacity)
+            lru = lru_hit_rate(trace, capacity, VALUE)
+            progress(f"4. s={s}: L1Store {l1store:.2%}, LRU {lru:.2%}; replaying through Cache")
+            loads = 0
+
+            async def loader() -> bytes:
+                nonlocal loads
+                loads += 1
+                return VALUE
+
+            spec, cache = self.switchyard(f"zipf{index}", redis=True, l1_max_entries=capacity)
+            async with open_system([spec]):
+                elapsed = await replay(cache, trace, loader, plan.workers)
+                stats = await cache.statistics()
+            results.append(
+                ZipfResult(
+                    s=s,
+                    requests=len(trace),
+                    keys=plan.zipf_keys,
+                    capacity=capacity,
+                    ideal=zipf.ideal_hit_rate(capacity),
+                    lru=lru,
+                    l1store=l1store,
+                    cache_l1=stats.l1_hits / len(trace),
+                    combined=1 - loads / len(trace),
+                    first_touch=1 - distinct / len(trace),
+                    loader_calls=loads,
+                    joins=stats.single_flight_joins,
+                    cache_rate=len(trace) / elapsed,
+                )
+            )
+        return results
+
+
+# -- report ---------------------------------------------------------------------------------
+
+
+def throughput_table(rows: Sequence[Row], baseline: str) -> str:
+    header = ["Contender", "ops", "ops/s (median)", "ratio", "Redis cmds/op", "Notes"]
+    body = [
+        [
+            row.name,
+            f"{row.ops:,}",
+            f"{row.rate:,.0f}",
+            f"{row.ratio:.2f}x",
+            f"{median(row.commands_per_op):.2f}",
+            row.note,
+        ]
+        for row in rows
+    ]
+    table = markdown_table(header, body, "lrrrrl")
+    return f"{table}\n\nRatio: ops/s against *{baseline}*, measured in the same run."
+
+
+def zipf_table(results: Sequence[ZipfResult]) -> str:
+    header = [
+        "Zipf s",
+        "ideal (top-N)",
+        "LRU",
+        "L1Store",
+        "L1Store / LRU",
+        "Cache L1",
+        "Cache L1+L2",
+        "first-touch bound",
+        "loader calls",
+        "Cache req/s",
+    ]
+    body = [
+        [
+            f"{r.s:.1f}",
+            f"{r.ideal:.2%}",
+            f"{r.lru:.2%}",
+            f"{r.l1store:.2%}",
+            f"{r.l1store / r.lru:.3f}x",
+            f"{r.cache_l1:.2%}",
+            f"{r.combined:.2%}",
+            f"{r.first_touch:.2%}",
+            f"{r.loader_calls:,}",
+            f"{r.cache_rate:,.0f}",
+        ]
+        for r in results
+    ]
+    return markdown_table(header, body, "rrrrrrrrrr")
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+_STARTED = time.perf_counter()
+
+
+def progress(message: str) -> None:
+    print(
+        f"[bench_cache {time.perf_counter() - _STARTED:5.1f}s] {message}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+async def run(plan: Plan, url: str) -> str:
+    async with anyio.create_task_group() as tg:
+        link = RedisLink(url, clock=SystemClock())
+        await tg.start(link.run)
+        fanout = RedisFanout(link)
+        await tg.start(fanout.run)
+        with anyio.fail_after(10):
+            await link.wait_until(True)
+            await fanout.wait_connected()
+        try:
+            report = await measure(plan, url, link, fanout)
+        finally:
+            tg.cancel_scope.cancel()
+    await link.aclose()
+    return report
+
+
+async def measure(plan: Plan, url: str, link: RedisLink, fanout: RedisFanout) -> str:
+    bench = Bench(plan, url, link, fanout)
+    server = await link.client.info("server")
+    l1_spec, l1_only = bench.switchyard("bench-l1", redis=False)
+    redis_spec, with_redis = bench.switchyard("bench", redis=True)
+    out: list[str] = []
+    targets: list[list[str]] = []
+    started = time.perf_counter()
+    async with open_system([l1_spec, redis_spec]):
+        if "get" in plan.sections:
+            progress("1. L1 hit get")
+            rows, baseline = await bench.l1_get(l1_only, with_redis)
+            out += [
+                f"### 1. L1 hit `get` ({plan.ops:,} gets over {plan.keys:,} pre-set keys, "
+                "one coroutine)",
+                "",
+                throughput_table(rows, baseline),
+                "",
+            ]
+            ratio = rows[0].ratio
+            targets.append(
+                ["Switchyard L1 hit >= 1.0x cashews `mem://`", f"{ratio:.2f}x", verdict(ratio >= 1)]
+            )
+        if "l2" in plan.sections:
+            progress("2. L2 get")
+            rows, baseline = await bench.l2_get(with_redis, "bench")
+            out += [
+                f"### 2. L2 `get` (L1 misses, Redis hits; {plan.redis_ops:,} gets, one coroutine)",
+                "",
+                throughput_table(rows, baseline),
+                "",
+            ]
+            ratio = rows[0].ratio
+            targets.append(
+                ["Switchyard L2 get >= 0.8x raw redis-py", f"{ratio:.2f}x", verdict(ratio >= 0.8)]
+            )
+        if "set" in plan.sections:
+            progress("3a. set, L1 only")
+            rows, baseline = await bench.set_l1(l1_only)
+            out += [
+                f"### 3a. `set`, in-process ({plan.ops:,} sets over {plan.keys:,} keys)",
+                "",
+                throughput_table(rows, baseline),
+                "",
+            ]
+            progress("3b. set, write-through")
+            rows, baseline = await bench.set_redis(with_redis)
+            out += [
+                f"### 3b. `set` with Redis ({plan.redis_ops:,} sets, one coroutine)",
+                "",
+                throughput_table(rows, baseline),
+                "",
+            ]
+    if "zipf" in plan.sections:
+        progress("4. Zipf hit rate")
+        results = await bench.zipf()
+        out += [
+            f"### 4. Hit rate, Zipf ({plan.zipf_requests:,} requests over "
+            f"{plan.zipf_keys:,} keys, caches of {plan.zipf_capacity:,} entries)",
+            "",
+            zipf_table(results),
+            "",
+            "- *L1Store*: `actors.cache.L1Store` (W-TinyLFU) driven directly as a read-through "
+            "cache; *LRU*: an `OrderedDict` of the same size; *ideal*: expected hit rate of "
+            "always holding the N most popular keys.",
+            "- *Cache L1* / *Cache L1+L2*: the whole `Cache` with Redis as L2, "
+            f"`get_or_set(key, loader)` from {plan.workers} concurrent tasks consuming the trace "
+            "in order; L1+L2 = 1 - loader calls / requests; *first-touch bound* = "
+            "1 - distinct keys / requests.",
+            "",
+        ]
+        for r in results:
+            targets.append(
+                [
+                    f"L1Store beats LRU (s={r.s:.1f})",
+                    f"{r.l1store:.2%} vs {r.lru:.2%}",
+                    verdict(r.l1store > r.lru),
+                ]
+            )
+            targets.append(
+                [
+                    f"Combined L1+L2 >= 90% (s={r.s:.1f})",
+                    f"{r.combined:.2%}",
+                    verdict(r.combined >= 0.9),
+                ]
+            )
+    header = [
+        f"## Cache benchmark (`python bench/bench_cache.py{' --quick' if plan.quick else ''}`)",
+        "",
+        *environment_lines(
+            [
+                f"- Redis {server['redis_version']} (private `redis-server` on loopback, "
+                "no persistence), redis-py asyncio client with hiredis",
+                f"- Medians of {plan.runs} runs; ratios are medians of per-run ratios "
+                "(contenders measured back to back, order rotated each run); values are "
+                f"{len(VALUE)}-byte `bytes`, TTL {TTL_SECONDS:.0f} s everywhere",
+            ]
+        ),
+        "",
+    ]
+    footer = [
+        "### Targets",
+        "",
+        markdown_table(["Target", "Measured", "Verdict"], targets, "lrl"),
+        "",
+        *[f"- {note}" for note in bench.notes],
+        f"- Total time {time.perf_counter() - started:.0f} s.",
+    ]
+    progress("done")
+    return "\n".join([*header, *out, *footer])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--ops", type=int, help="operations per in-process row (100000)")
+    parser.add_argument("--keys", type=int, help="distinct keys of the get/set rows (1000)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per row; medians (3)")
+    parser.add_argument("--redis-ops", type=int, help="operations per Redis row (ops / 10)")
+    parser.add_argument("--workers", type=int, default=16, help="tasks of the Zipf Cache run")
+    parser.add_argument("--quick", action="store_true", help="shrink everything ~10x")
+    parser.add_argument(
+        "--only",
+        default="get,l2,set,zipf",
+        help="comma-separated sections to run: get, l2, set, zipf (default: all)",
+    )
+    args = parser.parse_args()
+    scale = 10 if args.quick else 1
+    ops = args.ops or 100_000 // scale
+    plan = Plan(
+        ops=ops,
+        keys=args.keys or 1000 // scale,
+        runs=args.runs,
+        redis_ops=args.redis_ops or max(100, ops // (20 if args.quick else 10)),
+        # The Zipf replay through the whole Cache dominates a quick run: shrink it 20x there.
+        zipf_requests=1_000_000 // (2 * scale if args.quick else 1),
+        zipf_keys=100_000 // (2 * scale if args.quick else 1),
+        zipf_capacity=10_000 // (2 * scale if args.quick else 1),
+        workers=args.workers,
+        sections=frozenset(part.strip() for part in args.only.split(",")),
+        quick=args.quick,
+    )
+    with RedisServer() as server:
+        report = anyio.run(run, plan, server.url, backend_options={"use_uvloop": True})
+    print(report)
+
+
+if __name__ == "__main__":
+    main()
