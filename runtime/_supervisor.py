@@ -102,14 +102,6 @@ class _StartFlag:
 Report = Callable[["_Child", "BaseException | None"], None]
 
 
-def _reraise_unwrapped(exc: BaseException) -> BaseException:
-    """The error to raise for ``exc``: its lone member, keeping that member's own cause."""
-    inner = _unwrap(exc)
-    if inner is not exc:
-        inner.__suppress_context__ = True
-    return inner
-
-
 class _Child:
     """One running slot of a supervisor: an actor or a nested supervisor."""
 
@@ -137,9 +129,9 @@ class _Child:
                 try:
                     await self._incarnate(started)
                 except Exception as exc:  # noqa: BLE001 - the supervisor's one catch-all
-                    if not started.started:
-                        raise _reraise_unwrapped(exc) from _unwrap(exc).__cause__
                     reason = _unwrap(exc)
+                    if not started.started:  # a failed start: the caller of start() sees it
+                        raise reason from reason.__cause__
         finally:
             self.alive = False
             self._finished.set()
