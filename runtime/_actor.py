@@ -18,7 +18,7 @@ from ._errors import ActorCrashed, ActorStopped, Rejected
 from ._protocol import message_tag
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Callable, Coroutine
 
     from anyio.abc import TaskGroup
 
@@ -108,7 +108,7 @@ class Actor(Generic[M]):
     def clock(self) -> Clock:
         return self.context.clock
 
-    def start_soon(self, func: Callable[[*PosArgs], Awaitable[Any]], *args: *PosArgs) -> None:
+    def start_soon(self, func: Callable[[*PosArgs], Coroutine[Any, Any, Any]], *args: *PosArgs) -> None:
         """Run a background task linked to this incarnation.
 
         It is cancelled when the incarnation ends, and if it raises, the actor

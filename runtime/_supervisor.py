@@ -250,7 +250,7 @@ class Supervisor:
         backoff_max_seconds: float = 5.0,
         clock: Clock | None = None,
         ask_timeout_seconds: float = 5.0,
-        _registry: dict[str, Mailbox] | None = None,
+        _registry: dict[str, Mailbox | None] | None = None,
         _refs: dict[str, ActorRef[Any]] | None = None,
     ) -> None:
         _check(

@@ -149,14 +149,14 @@ def validate_pattern(pattern: object) -> str:
             if not token.closed:
                 raise CacheKeyError(
                     code,
-                    f"cache pattern {described} has an unclosed '[' at index {token.index}; "
+                    f"cache pattern {described} has an unclosed '[' at index {token.position}; "
                     "close the class with ']' or escape the bracket as '\\['",
                     value=pattern,
                 )
-            if not token.negated and text[token.index + 1] == "!":
+            if not token.negated and text[token.position + 1] == "!":
                 raise CacheKeyError(
                     code,
-                    f"cache pattern {described} opens a class with '!' at index {token.index}; "
+                    f"cache pattern {described} opens a class with '!' at index {token.position}; "
                     "Redis negates with '^', so write '[^...]', or '[\\!...]' for a literal '!'",
                     value=pattern,
                 )
@@ -165,14 +165,14 @@ def validate_pattern(pattern: object) -> str:
                 raise CacheKeyError(
                     code,
                     f"cache pattern {described} has the non-ASCII character "
-                    f"{chr(non_ascii[0])!r} in the class at index {token.index}; Redis "
+                    f"{chr(non_ascii[0])!r} in the class at index {token.position}; Redis "
                     "matches a class against a single byte, so use '?' or '*' instead",
                     value=pattern,
                 )
         elif isinstance(token, _Literal) and token.lone_escape:
             raise CacheKeyError(
                 code,
-                f"cache pattern {described} ends with a lone '\\' at index {token.index}; "
+                f"cache pattern {described} ends with a lone '\\' at index {token.position}; "
                 "escape the next character with it, or write '\\\\' for a backslash",
                 value=pattern,
             )
@@ -289,20 +289,20 @@ _STAR, _QUESTION, _BACKSLASH, _OPEN, _CLOSE, _CARET, _DASH = (ord(c) for c in "*
 
 class _Literal(NamedTuple):
     code: int
-    index: int
+    position: int
     lone_escape: bool = False
 
 
 class _AnyOne(NamedTuple):
-    index: int
+    position: int
 
 
 class _Star(NamedTuple):
-    index: int
+    position: int
 
 
 class _Class(NamedTuple):
-    index: int
+    position: int
     negated: bool
     singles: tuple[int, ...]
     ranges: tuple[tuple[int, int], ...]

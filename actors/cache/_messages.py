@@ -37,13 +37,13 @@ __all__ = [
 Loader = Callable[[], Awaitable[Any]]
 
 
-class CacheGet(Message, tag="cache.get", kw_only=True):
+class CacheGet(Message, tag="cache.get", frozen=True, kw_only=True):
     """Read one key through L1 then L2; replies ``Found`` or ``None``."""
 
     key: str
 
 
-class CacheSet(Message, tag="cache.set", kw_only=True):
+class CacheSet(Message, tag="cache.set", frozen=True, kw_only=True):
     """Store an encoded value in L1 and (write-through, in order) in L2."""
 
     key: str
@@ -55,36 +55,36 @@ class CacheSet(Message, tag="cache.set", kw_only=True):
     tags: tuple[str, ...] = ()
 
 
-class CacheDelete(Message, tag="cache.delete", kw_only=True):
+class CacheDelete(Message, tag="cache.delete", frozen=True, kw_only=True):
     """Delete keys on every layer and every node; replies how many L2 held."""
 
     keys: tuple[str, ...]
 
 
-class CacheExists(Message, tag="cache.exists", kw_only=True):
+class CacheExists(Message, tag="cache.exists", frozen=True, kw_only=True):
     """Whether a key is cached on any layer."""
 
     key: str
 
 
-class CacheInvalidate(Message, tag="cache.invalidate", kw_only=True):
+class CacheInvalidate(Message, tag="cache.invalidate", frozen=True, kw_only=True):
     """Invalidate by full-key glob ``pattern`` or by ``tag`` on every layer and node."""
 
     pattern: str | None = None
     tag: str | None = None
 
 
-class CacheStats(Message, tag="cache.stats", kw_only=True):
+class CacheStats(Message, tag="cache.stats", frozen=True, kw_only=True):
     """Reply with a :class:`~actors.cache.CacheStatistics` snapshot."""
 
 
-class CacheReset(Message, tag="cache.reset", kw_only=True):
+class CacheReset(Message, tag="cache.reset", frozen=True, kw_only=True):
     """Drop every L1 entry (after a Redis reconnect: invalidations may have been missed)."""
 
     reason: str
 
 
-class CacheFill(Message, tag="cache.fill", kw_only=True):
+class CacheFill(Message, tag="cache.fill", frozen=True, kw_only=True):
     """A value a reader fetched from L2: keep it in L1 unless a write came since ``epoch``."""
 
     key: str
@@ -96,7 +96,7 @@ class CacheFill(Message, tag="cache.fill", kw_only=True):
     epoch: int
 
 
-class CacheGetOrLoad(Message, tag="cache.get_or_load", kw_only=True):
+class CacheGetOrLoad(Message, tag="cache.get_or_load", frozen=True, kw_only=True):
     """Join (or start) the single flight that loads ``key``; in-process only.
 
     Replies the :class:`~actors.cache._flight.Flight` to await, or ``Found``
@@ -118,7 +118,7 @@ class CacheGetOrLoad(Message, tag="cache.get_or_load", kw_only=True):
     lookup: bool = True
 
 
-class CacheFlightDone(Message, tag="cache.flight_done", kw_only=True):
+class CacheFlightDone(Message, tag="cache.flight_done", frozen=True, kw_only=True):
     """Sent by a finished flight to the actor, which forgets it (internal)."""
 
     key: str
@@ -139,7 +139,7 @@ class Invalidation(msgspec.Struct, frozen=True, kw_only=True):
     everything: bool = False
 
 
-class CacheApplyInvalidation(Message, tag="cache.apply_invalidation", kw_only=True):
+class CacheApplyInvalidation(Message, tag="cache.apply_invalidation", frozen=True, kw_only=True):
     """An invalidation from another node, for this node's L1 (internal)."""
 
     invalidation: Invalidation
