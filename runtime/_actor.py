@@ -108,7 +108,9 @@ class Actor(Generic[M]):
     def clock(self) -> Clock:
         return self.context.clock
 
-    def start_soon(self, func: Callable[[*PosArgs], Coroutine[Any, Any, Any]], *args: *PosArgs) -> None:
+    def start_soon(
+        self, func: Callable[[*PosArgs], Coroutine[Any, Any, Any]], *args: *PosArgs
+    ) -> None:
         """Run a background task linked to this incarnation.
 
         It is cancelled when the incarnation ends, and if it raises, the actor
