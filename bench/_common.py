@@ -1,7 +1,7 @@
 """Helpers shared by the benchmarks in ``bench/``: timing, Zipf traces, tables, the machine note.
 
-Only the standard library (and ``anyio`` for the event-loop note): benchmarks
-import the project through its public names, never through this module.
+The standard library and ``anyio`` only: nothing here imports the project, so
+each benchmark keeps to the project's public names.
 """
 
 from __future__ import annotations
@@ -16,20 +16,43 @@ import statistics
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from itertools import accumulate
+from pathlib import Path
+from typing import TypeVar
+
+import anyio
 
 __all__ = [
+    "Body",
+    "Contender",
+    "HitRates",
+    "Prepare",
     "Row",
     "Zipf",
     "environment_lines",
+    "get_loop",
+    "hit_rate_table",
     "lru_hit_rate",
     "markdown_table",
+    "measure_table",
     "median",
+    "progress",
+    "read_through_hit_rate",
+    "ready",
+    "replay",
     "rotated",
+    "set_loop",
+    "shuffled_cycle",
+    "throughput_table",
     "timed",
+    "verdict",
 ]
+
+
+T = TypeVar("T")
 
 
 # -- timing -----------------------------------------------------------------------------------
@@ -51,7 +74,7 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def rotated(items: Sequence[object], shift: int) -> list[object]:
+def rotated(items: Sequence[T], shift: int) -> list[T]:
     """``items`` rotated left by ``shift``: each run measures contenders in another order."""
     if not items:
         return []
@@ -82,6 +105,94 @@ class Row:
     @property
     def ratio(self) -> float:
         return median(self.ratios)
+
+
+# -- contenders ---------------------------------------------------------------------------------
+
+Body = Callable[[], Awaitable[object]]
+Prepare = Callable[[], AbstractAsyncContextManager[Body]]
+
+
+@dataclass
+class Contender:
+    row: Row
+    prepare: Prepare
+
+
+def ready(body: Body) -> Prepare:
+    """A contender that needs no per-run setup."""
+
+    @asynccontextmanager
+    async def prepare() -> AsyncIterator[Body]:
+        yield body
+
+    return prepare
+
+
+def get_loop(
+    get: Callable[[str], Awaitable[object]], sequence: Sequence[str], expected: object
+) -> Body:
+    """``await get(key)`` for each key, in one coroutine; the last value is checked."""
+
+    async def body() -> None:
+        value = None
+        for key in sequence:
+            value = await get(key)
+        if value != expected:
+            raise AssertionError(f"the last get returned {value!r}")
+
+    return body
+
+
+def set_loop(
+    set_: Callable[..., Awaitable[object]], sequence: Sequence[str], value: object, **kwargs: object
+) -> Body:
+    """``await set_(key, value, **kwargs)`` for each key, in one coroutine."""
+
+    async def body() -> None:
+        for key in sequence:
+            await set_(key, value, **kwargs)
+
+    return body
+
+
+def shuffled_cycle(keys: Sequence[str], ops: int, seed: int) -> list[str]:
+    """``ops`` keys: ``keys`` repeated, each pass in its own seeded random order."""
+    rng = random.Random(seed)
+    out: list[str] = []
+    while len(out) < ops:
+        chunk = list(keys)
+        rng.shuffle(chunk)
+        out += chunk
+    return out[:ops]
+
+
+async def measure_table(
+    contenders: Sequence[Contender],
+    runs: int,
+    commands: Callable[[], Awaitable[int]],
+    baseline: Contender,
+) -> tuple[list[Row], str]:
+    """Measure every contender ``runs`` times; record rates, paired ratios and Redis load.
+
+    ``commands()`` returns the server's processed-command count (``INFO stats``).
+    Returns the rows and the baseline's name.
+    """
+    for run in range(runs):
+        rates: dict[str, float] = {}
+        for contender in rotated(contenders, run):
+            row = contender.row
+            async with contender.prepare() as body:
+                before = await commands()
+                rate = await timed(row.ops, body)
+                after = await commands()
+            row.rates.append(rate)
+            # The INFO that read ``before`` is counted in ``after``.
+            row.commands_per_op.append(max(0, after - before - 1) / row.ops)
+            rates[row.name] = rate
+        for contender in contenders:
+            contender.row.ratios.append(rates[contender.row.name] / rates[baseline.row.name])
+    return [contender.row for contender in contenders], baseline.row.name
 
 
 # -- Zipf traces --------------------------------------------------------------------------------
@@ -134,6 +245,90 @@ def lru_hit_rate(trace: Sequence[str], capacity: int, value: object) -> float:
     return hits / len(trace)
 
 
+def read_through_hit_rate(
+    trace: Sequence[str],
+    get: Callable[[str], object | None],
+    put: Callable[[str, object], object],
+    value: object,
+) -> float:
+    """Replay ``trace`` on a synchronous cache, read-through: every miss stores the key."""
+    hits = 0
+    for key in trace:
+        if get(key) is None:
+            put(key, value)
+        else:
+            hits += 1
+    return hits / len(trace)
+
+
+async def replay(
+    get_or_set: Callable[[str], Awaitable[object]], trace: Sequence[str], workers: int
+) -> float:
+    """``await get_or_set(key)`` for each key of ``trace``, from ``workers`` tasks that take
+    the keys in order; returns the seconds it took."""
+    requests = iter(trace)
+
+    async def worker() -> None:
+        for key in requests:
+            await get_or_set(key)
+
+    start = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for _ in range(workers):
+            tg.start_soon(worker)
+    return time.perf_counter() - start
+
+
+@dataclass
+class HitRates:
+    """One Zipf trace replayed on each policy, and through the whole cache with Redis."""
+
+    s: float
+    requests: int
+    keys: int
+    capacity: int
+    ideal: float
+    lru: float
+    l1store: float
+    cache_l1: float
+    combined: float
+    first_touch: float
+    loader_calls: int
+    joins: int
+    cache_rate: float
+
+
+def hit_rate_table(results: Sequence[HitRates]) -> str:
+    header = [
+        "Zipf s",
+        "ideal (top-N)",
+        "LRU",
+        "L1Store",
+        "L1Store / LRU",
+        "Cache L1",
+        "Cache L1+L2",
+        "first-touch bound",
+        "loader calls",
+        "Cache req/s",
+    ]
+    body = [
+        [
+            f"{r.s:.1f}",
+            f"{r.ideal:.2%}",
+            f"{r.lru:.2%}",
+            f"{r.l1store:.2%}",
+            f"{r.l1store / r.lru:.3f}x",
+            f"{r.cache_l1:.2%}",
+            f"{r.combined:.2%}",
+            f"{r.first_touch:.2%}",
+            f"{r.loader_calls:,}",
+            f"{r.cache_rate:,.0f}",
+        ]
+        for r in results
+    ]
+    return markdown_table(header, body, "rrrrrrrrrr")
+
+
 # -- output -------------------------------------------------------------------------------------
 
 
@@ -169,3 +364,35 @@ def environment_lines(extra: Sequence[str] = ()) -> list[str]:
         f"- Libraries: {versions}",
         *extra,
     ]
+
+
+def throughput_table(rows: Sequence[Row], baseline: str) -> str:
+    header = ["Contender", "ops", "ops/s (median)", "ratio", "Redis cmds/op", "Notes"]
+    body = [
+        [
+            row.name,
+            f"{row.ops:,}",
+            f"{row.rate:,.0f}",
+            f"{row.ratio:.2f}x",
+            f"{median(row.commands_per_op):.2f}",
+            row.note,
+        ]
+        for row in rows
+    ]
+    table = markdown_table(header, body, "lrrrrl")
+    return f"{table}\n\nRatio: ops/s against *{baseline}*, measured in the same run."
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+_STARTED = time.perf_counter()
+
+
+def progress(message: str) -> None:
+    print(
+        f"[{Path(sys.argv[0]).stem} {time.perf_counter() - _STARTED:5.1f}s] {message}",
+        file=sys.stderr,
+        flush=True,
+    )

@@ -31,7 +31,7 @@ from ._errors import RedisUnavailable
 from ._settings import redact_url
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterator
+    from collections.abc import AsyncIterator, Callable
     from types import TracebackType
 
     from anyio.abc import TaskStatus
@@ -254,17 +254,13 @@ class RedisLink:
         """Wait until Redis is up (``True``) or down (``False``); bound it with a timeout."""
         await self.wait_for(lambda status: status.up is up)
 
-    @contextlib.contextmanager
-    def map_errors(self, operation: str) -> Iterator[None]:
+    def map_errors(self, operation: str) -> _ErrorMap:
         """Translate Redis connection errors into :class:`RedisUnavailable` naming ``operation``.
 
         The failure is also reported (:meth:`report_failure`). Other errors pass through.
+        (A plain context manager, not a generator: it wraps every cache read.)
         """
-        try:
-            yield
-        except CONNECTION_ERRORS as exc:
-            self.report_failure(exc)
-            raise RedisUnavailable(operation, exc) from exc
+        return _ErrorMap(self, operation)
 
     @contextlib.asynccontextmanager
     async def dedicated_connection(self) -> AsyncIterator[AbstractConnection]:
@@ -372,3 +368,27 @@ class RedisLink:
 
     def __repr__(self) -> str:
         return f"RedisLink({self._url!r}, up={self._up})"
+
+
+class _ErrorMap:
+    """The context manager behind :meth:`RedisLink.map_errors`."""
+
+    __slots__ = ("_link", "_operation")
+
+    def __init__(self, link: RedisLink, operation: str) -> None:
+        self._link = link
+        self._operation = operation
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if exc is not None and isinstance(exc, CONNECTION_ERRORS):
+            self._link.report_failure(exc)
+            raise RedisUnavailable(self._operation, exc) from exc
+        return False

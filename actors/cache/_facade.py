@@ -52,6 +52,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _args_encoder = msgspec.msgpack.Encoder(order="deterministic")
+# Validated keys remembered by the API, so a hot get skips validation.
+_KEY_MEMO_SIZE = 65_536
 
 
 class Cache:
@@ -99,7 +101,7 @@ class Cache:
         full = memo.get((key, prefix))
         if full is None:
             full = self._keyspace.full_key(key, prefix)
-            if len(memo) >= self._config.l1_max_entries:
+            if len(memo) >= _KEY_MEMO_SIZE:
                 memo.clear()
             memo[(key, prefix)] = full
         return full
@@ -212,6 +214,12 @@ class Cache:
                 return hit.value
             if hit.state is L1State.ABSENT:
                 return None
+        else:
+            # Redis first, from this task: only a true miss needs the actor's single flight.
+            fetched = await fetch_from_l2(self._l2, self._table, full, self._clock.time)
+            if fetched is not None and fetched.fresh:
+                self._fill(fetched.fill)
+                return fetched.value
         message = CacheGetOrLoad(
             key=full,
             loader=loader,
@@ -220,6 +228,7 @@ class Cache:
             tags=_tags(tags),
             cluster_lock=cluster_lock,
             refresh=hit is not None,
+            lookup=False,  # this task already looked in L1 and L2 and counted it
         )
         reply = await self._ref().ask(message)
         if hit is not None:  # stale: served now, refreshed in the background

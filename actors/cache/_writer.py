@@ -191,9 +191,12 @@ class OrderedWriter:
 
     async def _write(self, segment: list[Put | Delete]) -> None:
         results = [0] * len(segment)
-        async with anyio.create_task_group() as tg:
-            for index, operation in enumerate(segment):
-                tg.start_soon(self._perform, operation, results, index)
+        if len(segment) == 1:  # the common case: no task group for one write
+            await self._perform(segment[0], results, 0)
+        else:
+            async with anyio.create_task_group() as tg:
+                for index, operation in enumerate(segment):
+                    tg.start_soon(self._perform, operation, results, index)
         keys = tuple(
             key
             for operation in segment
