@@ -11,6 +11,7 @@ from ._auth import AuthError as AuthError
 from ._auth import Principal as Principal
 from ._auth import TokenVerifier as TokenVerifier
 from ._boot import NodeSetup as NodeSetup
+from ._boot import assemble_node as assemble_node
 from ._boot import run_node as run_node
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
@@ -103,6 +104,7 @@ __all__ = [
     "SupervisorSpec",
     "SystemClock",
     "TokenVerifier",
+    "assemble_node",
     "configure_logging",
     "create_app",
     "current_principal",

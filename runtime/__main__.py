@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ._boot import run_node
+from ._boot import run_node, token_verifier
 from ._clock import SystemClock
 from ._errors import ConfigError, RestartIntensityExceeded
 from ._logging import configure_logging
@@ -100,19 +100,12 @@ def _print_token(argv: list[str]) -> int:
     parser.add_argument("--name", help="a display name")
     parser.add_argument("--ttl-seconds", type=float, default=3600.0, help="lifetime (default 1 h)")
     options = parser.parse_args(argv)
-    from ._auth import TokenVerifier
-
     try:
         settings = load_settings([])
         if settings.jwt_secret is None:
             raise ConfigError("SWITCHYARD_JWT_SECRET", None, "set it to sign tokens")
-        verifier = TokenVerifier(
-            settings.jwt_secret,
-            algorithms=settings.jwt_algorithms,
-            audience=settings.jwt_audience,
-            issuer=settings.jwt_issuer,
-            clock=SystemClock(),
-        )
+        verifier = token_verifier(settings, SystemClock())
+        assert verifier is not None  # the secret is set
         claims = (("aud", settings.jwt_audience), ("iss", settings.jwt_issuer))
         extra = {name: value for name, value in claims if value}
         token = verifier.issue(

@@ -36,17 +36,17 @@ from ._redis import RedisLink
 from ._supervisor import Supervisor
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from anyio.abc import TaskStatus
-    from quart import Blueprint
+    from quart import Blueprint, Quart
 
     from ._clock import Clock
     from ._fanout import Fanout
     from ._settings import Settings
     from ._supervisor import ChildSpec, SupervisorSpec
 
-__all__ = ["NodeSetup", "load_hook", "run_node"]
+__all__ = ["NodeSetup", "assemble_node", "load_hook", "run_node", "token_verifier"]
 
 logger = logging.getLogger("runtime.node")
 
@@ -101,6 +101,40 @@ def load_hook(spec: str) -> Callable[[NodeSetup], object]:
     return hook  # type: ignore[no-any-return]
 
 
+async def assemble_node(
+    settings: Settings,
+    *,
+    clock: Clock,
+    redis: RedisLink | None,
+    fanout: Fanout,
+    builders: Sequence[Callable[[NodeSetup], object] | None],
+) -> tuple[NodeContext, Quart]:
+    """Build a node's parts without starting them: its context (with the supervisor) and app.
+
+    Each of ``builders`` (the composition root, then the user's hook) adds
+    actors and routes to the :class:`NodeSetup`; ``None`` entries are skipped.
+    """
+    setup = NodeSetup(settings=settings, clock=clock, redis=redis, fanout=fanout)
+    for build in builders:
+        if build is not None:
+            outcome = build(setup)
+            if inspect.isawaitable(outcome):
+                await outcome
+    supervisor = Supervisor(
+        setup.children, clock=clock, ask_timeout_seconds=settings.ask_timeout_seconds
+    )
+    context = NodeContext(
+        settings=settings,
+        clock=clock,
+        supervisor=supervisor,
+        redis=redis,
+        fanout=fanout,
+        verifier=token_verifier(settings, clock),
+        extensions=setup.extensions,
+    )
+    return context, create_app(context, setup.blueprints)
+
+
 async def run_node(
     settings: Settings,
     *,
@@ -123,25 +157,11 @@ async def run_node(
         if redis is not None
         else MemoryFanout()
     )
-    setup = NodeSetup(settings=settings, clock=clock, redis=redis, fanout=fanout)
-    for build in (compose, load_hook(settings.app) if settings.app else None):
-        if build is not None:
-            outcome = build(setup)
-            if inspect.isawaitable(outcome):
-                await outcome
-    supervisor = Supervisor(
-        setup.children, clock=clock, ask_timeout_seconds=settings.ask_timeout_seconds
+    builders = [compose, load_hook(settings.app) if settings.app else None]
+    context, app = await assemble_node(
+        settings, clock=clock, redis=redis, fanout=fanout, builders=builders
     )
-    context = NodeContext(
-        settings=settings,
-        clock=clock,
-        supervisor=supervisor,
-        redis=redis,
-        fanout=fanout,
-        verifier=_verifier(settings, clock),
-        extensions=setup.extensions,
-    )
-    app = create_app(context, setup.blueprints)
+    supervisor = context.supervisor
     listener = _bind(settings.host, settings.port)
     host, port = listener.getsockname()[:2]
     config = HypercornConfig()
@@ -219,7 +239,8 @@ def _redis_link(settings: Settings, clock: Clock) -> RedisLink | None:
     )
 
 
-def _verifier(settings: Settings, clock: Clock) -> TokenVerifier | None:
+def token_verifier(settings: Settings, clock: Clock) -> TokenVerifier | None:
+    """The verifier the settings describe, or ``None`` (with a warning) without a secret."""
     if settings.jwt_secret is None:
         logger.warning(
             "SWITCHYARD_JWT_SECRET is not set: routes that need a token answer 401 on this node"

@@ -16,21 +16,17 @@ The pytest fixtures ``redis_server`` and ``redis_url`` come from
 
 from __future__ import annotations
 
-import inspect
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
 from ._actor import Actor
-from ._auth import TokenVerifier
-from ._boot import NodeSetup
+from ._boot import NodeSetup, assemble_node
 from ._clock import ManualClock, SystemClock
 from ._fanout import MemoryFanout
-from ._http import create_app
-from ._node_context import NodeContext
 from ._node_process import NodeProcess
-from ._redis_server import RedisServer
+from ._redis_server import RedisServer, free_port
 from ._settings import Settings
 from ._supervisor import ChildSpec, Supervisor, SupervisorSpec
 
@@ -40,10 +36,19 @@ if TYPE_CHECKING:
     from quart import Quart
 
     from ._clock import Clock
+    from ._node_context import NodeContext
     from ._ref import Refs
     from ._supervisor import Strategy
 
-__all__ = ["ManualClock", "NodeProcess", "Probe", "RedisServer", "open_app", "open_system"]
+__all__ = [
+    "ManualClock",
+    "NodeProcess",
+    "Probe",
+    "RedisServer",
+    "free_port",
+    "open_app",
+    "open_system",
+]
 
 _T = TypeVar("_T")
 
@@ -117,32 +122,15 @@ async def open_app(
     the node runs in memory.
     """
     settings = settings or Settings()
-    clock = clock or SystemClock()
-    setup = NodeSetup(settings=settings, clock=clock, redis=None, fanout=MemoryFanout())
-    if compose is not None:
-        outcome = compose(setup)
-        if inspect.isawaitable(outcome):
-            await outcome
-    supervisor = Supervisor(
-        setup.children, clock=clock, ask_timeout_seconds=settings.ask_timeout_seconds
-    )
-    verifier = (
-        TokenVerifier(settings.jwt_secret, algorithms=settings.jwt_algorithms, clock=clock)
-        if settings.jwt_secret is not None
-        else None
-    )
-    context = NodeContext(
-        settings=settings,
-        clock=clock,
-        supervisor=supervisor,
+    context, app = await assemble_node(
+        settings,
+        clock=clock or SystemClock(),
         redis=None,
-        fanout=setup.fanout,
-        verifier=verifier,
-        extensions=setup.extensions,
+        fanout=MemoryFanout(),
+        builders=[compose],
     )
-    app = create_app(context, setup.blueprints)
     async with anyio.create_task_group() as tg:
-        await tg.start(supervisor.run)
+        await tg.start(context.supervisor.run)
         try:
             async with app.test_app():
                 yield app, context

@@ -309,7 +309,6 @@ class CacheActor(Actor[CacheMessage]):
         if flight is not None:
             if message.refresh:
                 return None
-            flight.joins += 1
             self._joins += 1
             return flight
         if not message.refresh and not message.force:

@@ -22,11 +22,10 @@ class Flight:
     A loader's exception reaches every waiter; it does not crash the actor.
     """
 
-    __slots__ = ("_done", "_error", "_value", "joins", "key")
+    __slots__ = ("_done", "_error", "_value", "key")
 
     def __init__(self, key: str) -> None:
         self.key = key
-        self.joins = 0
         self._done = anyio.Event()
         self._value: Any = None
         self._error: BaseException | None = None

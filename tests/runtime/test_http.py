@@ -6,18 +6,25 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import anyio
 import msgspec
 import pytest
 from quart import Blueprint, Quart
 
-from runtime import ChildSpec, Message, Rejected, Supervisor
-from runtime._auth import TokenVerifier
-from runtime._fanout import MemoryFanout
-from runtime._http import ApiError, create_app, current_principal, decode_body, require_auth
-from runtime._node_context import NodeContext
-from runtime._settings import Secret, Settings
-from runtime.testing import ManualClock, Probe
+from runtime import (
+    ApiError,
+    ChildSpec,
+    Message,
+    NodeSetup,
+    Rejected,
+    Secret,
+    Settings,
+    TokenVerifier,
+    current_principal,
+    decode_body,
+    node_context,
+    require_auth,
+)
+from runtime.testing import ManualClock, Probe, open_app
 
 SECRET = "a-test-secret-that-is-32-bytes-long!"
 
@@ -60,8 +67,6 @@ def _routes() -> Blueprint:
 
     @bp.get("/lookup/<key>")
     async def lookup(key: str) -> dict[str, object]:
-        from runtime._http import node_context
-
         return {"value": await node_context().refs["probe"].ask(Lookup(key=key))}
 
     return bp
@@ -81,28 +86,13 @@ async def node_app() -> AsyncIterator[Quart]:
         jwt_secret=Secret(SECRET), max_body_bytes=64, cors_origins=("https://app.example",)
     )
 
-    class Replier(Probe):
-        async def handle(self, message: Lookup) -> object:
-            await super().handle(message)
-            return _reply(message)
+    def compose(node: NodeSetup) -> None:
+        node.add_actor(ChildSpec("probe", lambda: Probe(reply=_reply)))
+        node.add_blueprint(_routes())
 
-    supervisor = Supervisor([ChildSpec("probe", Replier)], clock=clock)
-    verifier = TokenVerifier(Secret(SECRET), clock=clock)
-    context = NodeContext(
-        settings=settings,
-        clock=clock,
-        supervisor=supervisor,
-        redis=None,
-        fanout=MemoryFanout(),
-        verifier=verifier,
-    )
-    app = create_app(context, [_routes()])
-    app.extensions["test_verifier"] = verifier
-    async with anyio.create_task_group() as tg:
-        await tg.start(supervisor.run)
-        async with app.test_app():
-            yield app
-        tg.cancel_scope.cancel()
+    async with open_app(settings, compose=compose, clock=clock) as (app, context):
+        app.extensions["test_verifier"] = context.verifier
+        yield app
 
 
 def token(app: Quart, sub: str = "alice", roles: tuple[str, ...] = ()) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runtime.testing import NodeProcess, RedisServer
+from runtime.testing import NodeProcess, RedisServer, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -110,10 +110,10 @@ def test_help_documents_every_setting() -> None:
 
 @pytest.mark.redis
 def test_redis_absent_at_boot_then_up_then_killed_then_back() -> None:
-    redis = RedisServer()
+    redis = RedisServer(port=free_port())  # not started: the node boots with Redis absent
     node = NodeProcess(
         {
-            "SWITCHYARD_REDIS_URL": f"redis://127.0.0.1:{redis_port(redis)}/0",
+            "SWITCHYARD_REDIS_URL": f"redis://127.0.0.1:{redis.port}/0",
             "SWITCHYARD_REDIS_HEALTH_INTERVAL_SECONDS": "0.05",
             "SWITCHYARD_REDIS_RECONNECT_MAX_SECONDS": "0.2",
         },
@@ -146,12 +146,3 @@ def test_redis_absent_at_boot_then_up_then_killed_then_back() -> None:
     finally:
         node.stop()
         redis.stop()
-
-
-def redis_port(server: RedisServer) -> int:
-    """Fix the server's port without starting it, so the node boots with Redis absent."""
-    from runtime._redis_server import free_port
-
-    port = free_port()
-    server.__init__(port=port)  # type: ignore[misc]
-    return port
