@@ -24,6 +24,8 @@ from ._errors import MailboxFull as MailboxFull
 from ._errors import RedisUnavailable as RedisUnavailable
 from ._errors import Rejected as Rejected
 from ._errors import RestartIntensityExceeded as RestartIntensityExceeded
+from ._extensions import Extension as Extension
+from ._extensions import Extensions as Extensions
 from ._fanout import Fanout as Fanout
 from ._fanout import FanoutStatistics as FanoutStatistics
 from ._fanout import Gap as Gap
@@ -37,6 +39,7 @@ from ._http import current_principal as current_principal
 from ._http import decode_body as decode_body
 from ._http import node_context as node_context
 from ._http import require_auth as require_auth
+from ._http_stats import HttpStatistics as HttpStatistics
 from ._logging import configure_logging as configure_logging
 from ._mailbox import ActorState as ActorState
 from ._mailbox import ActorStatistics as ActorStatistics
@@ -44,6 +47,7 @@ from ._node_context import NodeContext as NodeContext
 from ._protocol import ErrorBody as ErrorBody
 from ._protocol import ErrorReply as ErrorReply
 from ._protocol import Message as Message
+from ._protocol import Request as Request
 from ._protocol import message_tag as message_tag
 from ._redis import RedisLink as RedisLink
 from ._redis import RedisStatus as RedisStatus
@@ -55,8 +59,13 @@ from ._responses import json_response as json_response
 from ._settings import Secret as Secret
 from ._settings import Settings as Settings
 from ._settings import load_settings as load_settings
+from ._statistics import StatisticsError as StatisticsError
+from ._statistics import StatisticsRegistry as StatisticsRegistry
+from ._statistics import StatisticsSource as StatisticsSource
 from ._supervisor import ChildSpec as ChildSpec
 from ._supervisor import RestartType as RestartType
+from ._supervisor import ServiceSpec as ServiceSpec
+from ._supervisor import ServiceStatistics as ServiceStatistics
 from ._supervisor import Strategy as Strategy
 from ._supervisor import Supervisor as Supervisor
 from ._supervisor import SupervisorSpec as SupervisorSpec
@@ -78,9 +87,12 @@ __all__ = [
     "ConfigError",
     "ErrorBody",
     "ErrorReply",
+    "Extension",
+    "Extensions",
     "Fanout",
     "FanoutStatistics",
     "Gap",
+    "HttpStatistics",
     "MailboxFull",
     "MemoryFanout",
     "Message",
@@ -94,10 +106,16 @@ __all__ = [
     "RedisUnavailable",
     "Refs",
     "Rejected",
+    "Request",
     "RestartIntensityExceeded",
     "RestartType",
     "Secret",
+    "ServiceSpec",
+    "ServiceStatistics",
     "Settings",
+    "StatisticsError",
+    "StatisticsRegistry",
+    "StatisticsSource",
     "Strategy",
     "Subscription",
     "Supervisor",

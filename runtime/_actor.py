@@ -15,6 +15,7 @@ import anyio
 import anyio.lowlevel
 
 from ._errors import ActorCrashed, ActorStopped, Rejected
+from ._extensions import Extensions
 from ._protocol import message_tag
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
     from ._clock import Clock
+    from ._extensions import Extension
     from ._mailbox import Mailbox
     from ._ref import ActorRef, Refs
 
@@ -31,6 +33,7 @@ __all__ = ["Actor", "ActorContext"]
 logger = logging.getLogger("runtime.actor")
 
 M = TypeVar("M")
+T = TypeVar("T")
 
 # Messages an actor handles back to back, when its mailbox never runs dry,
 # before it yields to the event loop once.
@@ -39,9 +42,13 @@ PosArgs = TypeVarTuple("PosArgs")
 
 
 class ActorContext:
-    """What the runtime hands an actor incarnation: its identity, clock, refs and tasks."""
+    """What the runtime hands an actor incarnation: its identity, clock, refs and tasks.
 
-    __slots__ = ("actor_id", "clock", "refs", "self_ref", "task_group")
+    :meth:`get` reaches the node's parts by typed key (``self.context.get(CACHE)``),
+    as request handlers do with ``node_context().get(CACHE)``.
+    """
+
+    __slots__ = ("actor_id", "clock", "extensions", "refs", "self_ref", "task_group")
 
     def __init__(
         self,
@@ -51,12 +58,22 @@ class ActorContext:
         refs: Refs,
         self_ref: ActorRef[Any],
         task_group: TaskGroup,
+        extensions: Extensions | None = None,
     ) -> None:
         self.actor_id = actor_id
         self.clock = clock
         self.refs = refs
         self.self_ref = self_ref
         self.task_group = task_group
+        self.extensions = extensions if extensions is not None else Extensions()
+
+    def get(self, key: Extension[T]) -> T:
+        """The facade provided to the node under ``key``.
+
+        Raises:
+            ConfigError: nothing provides ``key`` (for example in a bare ``open_system``).
+        """
+        return self.extensions.get(key)
 
 
 class Actor(Generic[M]):

@@ -20,7 +20,7 @@ import inspect
 import logging
 import signal
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 from hypercorn.asyncio import serve
@@ -29,11 +29,14 @@ from hypercorn.config import Config as HypercornConfig
 from ._auth import TokenVerifier
 from ._clock import SystemClock
 from ._errors import ConfigError
+from ._extensions import Extensions
 from ._fanout import MemoryFanout, RedisFanout
 from ._http import create_app
+from ._http_stats import http_counters
 from ._node_context import NodeContext
 from ._redis import RedisLink
-from ._supervisor import Supervisor
+from ._statistics import StatisticsRegistry, statistics_blueprint
+from ._supervisor import ServiceSpec, Supervisor
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -42,13 +45,17 @@ if TYPE_CHECKING:
     from quart import Blueprint, Quart
 
     from ._clock import Clock
+    from ._extensions import Extension
     from ._fanout import Fanout
     from ._settings import Settings
+    from ._statistics import StatisticsSource
     from ._supervisor import ChildSpec, SupervisorSpec
 
 __all__ = ["NodeSetup", "assemble_node", "load_hook", "run_node", "token_verifier"]
 
 logger = logging.getLogger("runtime.node")
+
+T = TypeVar("T")
 
 
 class NodeSetup:
@@ -56,9 +63,9 @@ class NodeSetup:
 
     A hook is ``def setup(node: NodeSetup) -> None`` (or ``async def``): it
     adds actors with :meth:`add_actor`, routes with :meth:`add_blueprint`,
-    and reads ``settings``, ``clock``, ``redis`` and ``fanout`` to build them.
-    Actor packages keep their own registries (cache loaders, job handlers,
-    room policies) in ``extensions``, keyed by the package's name.
+    statistics with :meth:`add_statistics`, and reads ``settings``, ``clock``,
+    ``redis`` and ``fanout`` to build them. Packages find each other by typed
+    key: one :meth:`provide` s its facade, the others :meth:`require` it.
     """
 
     def __init__(
@@ -68,17 +75,38 @@ class NodeSetup:
         self.clock = clock
         self.redis = redis
         self.fanout = fanout
-        self.children: list[ChildSpec | SupervisorSpec] = []
+        self.children: list[ChildSpec | ServiceSpec | SupervisorSpec] = []
         self.blueprints: list[Blueprint] = []
-        self.extensions: dict[str, Any] = {}
+        self.extensions = Extensions()
+        self.statistics = StatisticsRegistry()
 
-    def add_actor(self, spec: ChildSpec | SupervisorSpec) -> None:
-        """Run this actor (or nested supervisor) under the node's supervisor, after the others."""
+    def add_actor(self, spec: ChildSpec | ServiceSpec | SupervisorSpec) -> None:
+        """Run this actor (or service, or nested supervisor) under the node's supervisor."""
         self.children.append(spec)
 
     def add_blueprint(self, blueprint: Blueprint) -> None:
         """Serve this Quart blueprint's routes from the node's app."""
         self.blueprints.append(blueprint)
+
+    def add_statistics(self, name: str, source: StatisticsSource) -> None:
+        """Report ``source()`` (a frozen Struct, or a list of them) under ``name``.
+
+        It appears in ``GET /api/statistics`` and is what the metrics actor exports.
+        """
+        self.statistics.add(name, source)
+
+    def provide(self, key: Extension[T], facade: T) -> None:
+        """Make ``facade`` available to every package installed after this one, by ``key``."""
+        self.extensions.provide(key, facade)
+
+    def require(self, key: Extension[T]) -> T:
+        """The facade another package provided under ``key``.
+
+        Raises:
+            ConfigError: no package installed so far provides it; the error
+                names the module that needed it.
+        """
+        return self.extensions.require(key)
 
 
 def load_hook(spec: str) -> Callable[[NodeSetup], object]:
@@ -101,6 +129,17 @@ def load_hook(spec: str) -> Callable[[NodeSetup], object]:
     return hook  # type: ignore[no-any-return]
 
 
+def node_services(settings: Settings, clock: Clock) -> tuple[RedisLink | None, Fanout]:
+    """The Redis link (``None`` without ``redis_url``) and the fanout the settings describe."""
+    redis = _redis_link(settings, clock)
+    fanout: Fanout = (
+        RedisFanout(redis, prefix=f"{settings.cache_prefix}:fanout")
+        if redis is not None
+        else MemoryFanout()
+    )
+    return redis, fanout
+
+
 async def assemble_node(
     settings: Settings,
     *,
@@ -113,6 +152,9 @@ async def assemble_node(
 
     Each of ``builders`` (the composition root, then the user's hook) adds
     actors and routes to the :class:`NodeSetup`; ``None`` entries are skipped.
+    The supervisor's first children are the Redis link (when configured) and
+    the fanout reader, supervised like actors, started before them and
+    stopped after them.
     """
     setup = NodeSetup(settings=settings, clock=clock, redis=redis, fanout=fanout)
     for build in builders:
@@ -120,8 +162,15 @@ async def assemble_node(
             outcome = build(setup)
             if inspect.isawaitable(outcome):
                 await outcome
+    services: list[ServiceSpec] = []
+    if redis is not None:
+        services.append(ServiceSpec("runtime.redis", redis.run))
+    services.append(ServiceSpec("runtime.fanout", fanout.run))
     supervisor = Supervisor(
-        setup.children, clock=clock, ask_timeout_seconds=settings.ask_timeout_seconds
+        [*services, *setup.children],
+        clock=clock,
+        ask_timeout_seconds=settings.ask_timeout_seconds,
+        extensions=setup.extensions,
     )
     context = NodeContext(
         settings=settings,
@@ -131,8 +180,22 @@ async def assemble_node(
         fanout=fanout,
         verifier=token_verifier(settings, clock),
         extensions=setup.extensions,
+        statistics=setup.statistics,
     )
-    return context, create_app(context, setup.blueprints)
+    app = create_app(context, [statistics_blueprint(), *setup.blueprints])
+    _register_runtime_statistics(context, app)
+    return context, app
+
+
+def _register_runtime_statistics(context: NodeContext, app: Quart) -> None:
+    registry = context.statistics
+    supervisor = context.supervisor
+    registry.add("runtime.actors", supervisor.actor_statistics)
+    registry.add("runtime.services", supervisor.service_statistics)
+    if context.redis is not None:
+        registry.add("runtime.redis", context.redis.status)
+    registry.add("runtime.fanout", context.fanout.statistics)
+    registry.add("runtime.http", http_counters(app).statistics)
 
 
 async def run_node(
@@ -151,12 +214,7 @@ async def run_node(
         task_status: receives the :class:`NodeContext` once the node listens.
     """
     clock = clock or SystemClock()
-    redis = _redis_link(settings, clock)
-    fanout: Fanout = (
-        RedisFanout(redis, prefix=f"{settings.cache_prefix}:fanout")
-        if redis is not None
-        else MemoryFanout()
-    )
+    redis, fanout = node_services(settings, clock)
     builders = [compose, load_hook(settings.app) if settings.app else None]
     context, app = await assemble_node(
         settings, clock=clock, redis=redis, fanout=fanout, builders=builders
@@ -171,34 +229,28 @@ async def run_node(
     config.errorlog = logging.getLogger("hypercorn.error")
     boot_error: Exception | None = None
     try:
-        async with anyio.create_task_group() as services:
-            if redis is not None:
-                await services.start(redis.run)
-            await services.start(fanout.run)
-            async with anyio.create_task_group() as actors:
-                try:
-                    await actors.start(supervisor.run)
-                except Exception as exc:  # noqa: BLE001 - a failed boot, raised unwrapped below
-                    boot_error = exc
-                    services.cancel_scope.cancel()
-                    return
-                logger.info(
-                    "node listening on http://%s:%s with actors %s; redis %s",
-                    host,
-                    port,
-                    ", ".join(supervisor.actor_states()) or "(none)",
-                    settings.redacted_redis_url or "not configured (in memory)",
-                )
-                actors.start_soon(_watch_signals, context, actors.cancel_scope)
-                task_status.started(context)
-                # Hypercorn's serve() leaves its task with a pending asyncio cancel request
-                # (cancelling() == 1) when it returns; in a task of its own, that stale
-                # request cannot leak into our cancel scopes.
-                async with anyio.create_task_group() as http:
-                    http.start_soon(_serve_http, app, config, context)
-                logger.info("HTTP drained; stopping actors in reverse start order")
-                actors.cancel_scope.cancel()
-            services.cancel_scope.cancel()
+        async with anyio.create_task_group() as actors:
+            try:
+                await actors.start(supervisor.run)
+            except Exception as exc:  # noqa: BLE001 - a failed boot, raised unwrapped below
+                boot_error = exc
+                return
+            logger.info(
+                "node listening on http://%s:%s with actors %s; redis %s",
+                host,
+                port,
+                ", ".join(supervisor.actor_states()) or "(none)",
+                settings.redacted_redis_url or "not configured (in memory)",
+            )
+            actors.start_soon(_watch_signals, context, actors.cancel_scope)
+            task_status.started(context)
+            # Hypercorn's serve() leaves its task with a pending asyncio cancel request
+            # (cancelling() == 1) when it returns; in a task of its own, that stale
+            # request cannot leak into our cancel scopes.
+            async with anyio.create_task_group() as http:
+                http.start_soon(_serve_http, app, config, context)
+            logger.info("HTTP drained; stopping actors in reverse start order")
+            actors.cancel_scope.cancel()
     finally:
         if redis is not None:
             with anyio.CancelScope(shield=True):

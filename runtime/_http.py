@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException
 from ._auth import AuthError, Principal, TokenVerifier, require_role
 from ._errors import ActorCrashed, ActorStopped, AskTimeout, Rejected
 from ._health import health_blueprint
+from ._http_stats import HttpCounters
 from ._responses import error_response, json_response
 
 if TYPE_CHECKING:
@@ -159,6 +160,7 @@ def create_app(context: NodeContext, blueprints: Sequence[Blueprint] = ()) -> Qu
     app.before_request(_assign_request_id)
     app.before_websocket(_assign_websocket_request_id)
     app.after_request(_echo_request_id)
+    HttpCounters().install(app)
     _register_error_handlers(app)
     app.register_blueprint(health_blueprint)
     for blueprint in blueprints:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
+
+from ._extensions import Extensions
+from ._statistics import StatisticsRegistry
 
 if TYPE_CHECKING:
     from ._auth import TokenVerifier
     from ._clock import Clock
+    from ._extensions import Extension
     from ._fanout import Fanout
     from ._redis import RedisLink
     from ._ref import Refs
@@ -17,12 +21,15 @@ if TYPE_CHECKING:
 
 __all__ = ["NodeContext"]
 
+T = TypeVar("T")
+
 
 class NodeContext:
     """The live parts of one node: settings, clock, supervisor, Redis link, fanout, auth.
 
-    ``extensions`` are what actor packages registered on the
-    :class:`~runtime.NodeSetup` (for example the cache's Python API).
+    :meth:`get` returns what an actor package provided on the
+    :class:`~runtime.NodeSetup` by typed key (``node_context().get(CACHE)``);
+    ``statistics`` is the node's registry of statistics sources.
 
     Routes reach it through :func:`runtime.node_context`; it is built once
     per node by the boot code, never as a module-level global.
@@ -37,7 +44,8 @@ class NodeContext:
         redis: RedisLink | None,
         fanout: Fanout,
         verifier: TokenVerifier | None,
-        extensions: dict[str, Any] | None = None,
+        extensions: Extensions | None = None,
+        statistics: StatisticsRegistry | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -45,8 +53,17 @@ class NodeContext:
         self.redis = redis
         self.fanout = fanout
         self.verifier = verifier
-        self.extensions: dict[str, Any] = {} if extensions is None else extensions
+        self.extensions = Extensions() if extensions is None else extensions
+        self.statistics = StatisticsRegistry() if statistics is None else statistics
         self.stopping = anyio.Event()
+
+    def get(self, key: Extension[T]) -> T:
+        """The facade provided under ``key``.
+
+        Raises:
+            ConfigError: no installed package provides ``key``.
+        """
+        return self.extensions.get(key)
 
     @property
     def refs(self) -> Refs:

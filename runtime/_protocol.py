@@ -9,13 +9,30 @@ change the wire format.
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 import msgspec
 
-__all__ = ["ErrorBody", "ErrorReply", "Message", "message_tag"]
+__all__ = ["ErrorBody", "ErrorReply", "Message", "Request", "message_tag"]
+
+R = TypeVar("R")
 
 
 class Message(msgspec.Struct, frozen=True, tag_field="type"):
-    """Base of every actor message. Subclasses set an explicit dotted ``tag``."""
+    """Base of every actor message. Subclasses set an explicit dotted ``tag``.
+
+    A message that is only told (an event, a notification) derives from
+    ``Message``; a command that is asked derives from :class:`Request`.
+    """
+
+
+class Request(Message, Generic[R], frozen=True):
+    """A message that is asked, typed with its reply: ``class Get(Request[GetReply], ...)``.
+
+    ``await ref.ask(Get(...))`` is then typed as returning ``GetReply``. By
+    convention the reply of ``<Command>`` is a public ``<Command>Reply`` Struct
+    (or a plain type such as ``int`` or ``None`` where a Struct would add nothing).
+    """
 
 
 class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):

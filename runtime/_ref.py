@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import anyio
 
@@ -18,6 +19,7 @@ from ._protocol import message_tag
 
 if TYPE_CHECKING:
     from ._clock import Clock
+    from ._protocol import Request
 
 __all__ = ["ActorRef", "Refs"]
 
@@ -31,6 +33,18 @@ def _expire(reply: Reply) -> None:
 
 
 M = TypeVar("M")
+R = TypeVar("R")
+
+_STREAM_GONE = (anyio.BrokenResourceError, anyio.ClosedResourceError)
+
+
+@contextmanager
+def _stopped_on_close(actor_id: str, message: object) -> Iterator[None]:
+    """Turn a closed mailbox into :class:`~runtime.ActorStopped` naming the actor and message."""
+    try:
+        yield
+    except _STREAM_GONE:
+        raise ActorStopped(actor_id, message_tag(message)) from None
 
 
 class ActorRef(Generic[M]):
@@ -56,11 +70,11 @@ class ActorRef(Generic[M]):
         """
         envelope = Envelope(message, None)
         try:
-            try:
-                self._send.send_nowait(envelope)
-            except anyio.WouldBlock:
+            self._send.send_nowait(envelope)
+        except anyio.WouldBlock:
+            with _stopped_on_close(self.actor_id, message):
                 await self._send.send(envelope)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+        except _STREAM_GONE:
             raise ActorStopped(self.actor_id, message_tag(message)) from None
 
     def tell_nowait(self, message: M) -> None:
@@ -74,11 +88,19 @@ class ActorRef(Generic[M]):
             self._send.send_nowait(Envelope(message, None))
         except anyio.WouldBlock:
             raise MailboxFull(self.actor_id, message_tag(message), self._mailbox.capacity) from None
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+        except _STREAM_GONE:
             raise ActorStopped(self.actor_id, message_tag(message)) from None
 
-    async def ask(self, message: M, *, timeout_seconds: float | None = None) -> Any:
+    @overload
+    async def ask(self, message: Request[R], *, timeout_seconds: float | None = None) -> R: ...
+
+    @overload
+    async def ask(self, message: M, *, timeout_seconds: float | None = None) -> Any: ...
+
+    async def ask(self, message: Any, *, timeout_seconds: float | None = None) -> Any:
         """Send ``message`` and wait for the handler's return value.
+
+        A :class:`~runtime.Request` ``[R]`` is typed as returning ``R``.
 
         The timeout covers both waiting for room in the mailbox and waiting
         for the reply. A :class:`~runtime.Rejected` raised by the handler is
@@ -95,19 +117,18 @@ class ActorRef(Generic[M]):
         envelope = Envelope(message, reply)
         clock = self._clock
         try:
-            try:
-                self._send.send_nowait(envelope)
-                remaining = timeout
-            except anyio.WouldBlock:
-                # Backpressure: wait for room, within the same timeout.
-                started, queued = clock.monotonic(), False
-                with clock.move_on_after(timeout):
-                    await self._send.send(envelope)
-                    queued = True
-                if not queued:
-                    raise self._timeout(message, timeout) from None
-                remaining = max(0.0, timeout - (clock.monotonic() - started))
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self._send.send_nowait(envelope)
+            remaining = timeout
+        except anyio.WouldBlock:
+            # Backpressure: wait for room, within the same timeout.
+            started, queued = clock.monotonic(), False
+            with clock.move_on_after(timeout), _stopped_on_close(self.actor_id, message):
+                await self._send.send(envelope)
+                queued = True
+            if not queued:
+                raise self._timeout(message, timeout) from None
+            remaining = max(0.0, timeout - (clock.monotonic() - started))
+        except _STREAM_GONE:
             raise ActorStopped(self.actor_id, message_tag(message)) from None
         # A timer is far cheaper than a cancel scope per ask; it fails the reply
         # slot, and a late reply to a failed slot is ignored.

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
@@ -26,7 +26,8 @@ import msgspec
 from ._actor import Actor, ActorContext, serve
 from ._clock import SystemClock
 from ._errors import ConfigError, RestartIntensityExceeded
-from ._mailbox import ActorState, Mailbox
+from ._extensions import Extensions
+from ._mailbox import ActorState, ActorStatistics, Mailbox
 from ._ref import ActorRef, Refs
 
 if TYPE_CHECKING:
@@ -34,7 +35,15 @@ if TYPE_CHECKING:
 
     from ._clock import Clock
 
-__all__ = ["ChildSpec", "RestartType", "Strategy", "Supervisor", "SupervisorSpec"]
+__all__ = [
+    "ChildSpec",
+    "RestartType",
+    "ServiceSpec",
+    "ServiceStatistics",
+    "Strategy",
+    "Supervisor",
+    "SupervisorSpec",
+]
 
 logger = logging.getLogger("runtime.supervisor")
 
@@ -59,11 +68,38 @@ class ChildSpec(msgspec.Struct, frozen=True):
     mailbox_size: int = 1024
 
 
+class ServiceSpec(msgspec.Struct, frozen=True):
+    """A supervised service that is not an actor: a long-running ``run`` coroutine.
+
+    The node runs its Redis link and fanout reader this way. ``run`` has the
+    anyio ``task_status`` convention (``await task_group.start(run)``): the
+    service counts as started once it calls ``task_status.started()``. When
+    ``run`` raises, the supervisor restarts it by ``restart`` and its
+    strategy, exactly as it would an actor; when it returns, it has stopped
+    normally.
+    """
+
+    id: str
+    run: Callable[..., Coroutine[Any, Any, None]]
+    restart: RestartType = "permanent"
+    shutdown_seconds: float = 5.0
+
+
+class ServiceStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    """A snapshot of one supervised service."""
+
+    service_id: str
+    state: ActorState
+    crashes: int
+    restarts: int
+    last_crash_reason: str | None
+
+
 class SupervisorSpec(msgspec.Struct, frozen=True):
     """A nested supervisor: a child that supervises children of its own."""
 
     id: str
-    children: Sequence[ChildSpec | SupervisorSpec]
+    children: Sequence[ChildSpec | ServiceSpec | SupervisorSpec]
     strategy: Strategy = "one_for_one"
     max_restarts: int = 3
     within_seconds: float = 5.0
@@ -181,6 +217,7 @@ class _ActorChild(_Child):
                     refs=self._supervisor.refs,
                     self_ref=self._supervisor.refs[self.id],
                     task_group=tg,
+                    extensions=self._supervisor.extensions,
                 )
                 await actor.on_start()
                 mailbox.state = "running"
@@ -217,6 +254,49 @@ class _ActorChild(_Child):
         self.mailbox.close()
 
 
+class _ServiceChild(_Child):
+    def __init__(self, spec: ServiceSpec) -> None:
+        super().__init__(spec.id, spec.restart)
+        self.spec = spec
+        self.state: ActorState = "starting"
+        self.crashes = 0
+        self.restarts = 0
+        self.last_crash_reason: str | None = None
+
+    async def _incarnate(self, started: _StartFlag) -> None:
+        self.state = "starting"
+        try:
+            async with anyio.create_task_group() as tg:
+                await tg.start(self.spec.run)
+                self.state = "running"
+                started()
+        except Exception as exc:
+            reason = _unwrap(exc)
+            self.crashes += 1
+            self.last_crash_reason = f"{type(reason).__name__}: {reason}"
+            logger.error("service %s crashed", self.id, exc_info=reason)
+            raise
+        finally:
+            self.state = "stopped" if self.terminated or self.stop_requested else "restarting"
+
+    def mark_restarting(self) -> None:
+        self.restarts += 1
+        self.state = "restarting"
+
+    def terminate(self) -> None:
+        super().terminate()
+        self.state = "stopped"
+
+    def statistics(self) -> ServiceStatistics:
+        return ServiceStatistics(
+            service_id=self.id,
+            state=self.state,
+            crashes=self.crashes,
+            restarts=self.restarts,
+            last_crash_reason=self.last_crash_reason,
+        )
+
+
 class _SupervisorChild(_Child):
     def __init__(self, supervisor: Supervisor, restart: RestartType) -> None:
         super().__init__(supervisor.id, restart)
@@ -240,7 +320,7 @@ class Supervisor:
 
     def __init__(
         self,
-        children: Sequence[ChildSpec | SupervisorSpec],
+        children: Sequence[ChildSpec | ServiceSpec | SupervisorSpec],
         *,
         id: str = "root",
         strategy: Strategy = "one_for_one",
@@ -250,6 +330,7 @@ class Supervisor:
         backoff_max_seconds: float = 5.0,
         clock: Clock | None = None,
         ask_timeout_seconds: float = 5.0,
+        extensions: Extensions | None = None,
         _registry: dict[str, Mailbox | None] | None = None,
         _refs: dict[str, ActorRef[Any]] | None = None,
     ) -> None:
@@ -285,6 +366,7 @@ class Supervisor:
         self.backoff_max_seconds = backoff_max_seconds
         self.clock: Clock = clock or SystemClock()
         self.ask_timeout_seconds = ask_timeout_seconds
+        self.extensions = extensions if extensions is not None else Extensions()
         self._is_root = _registry is None
         self._registry: dict[str, Mailbox | None] = {id: None} if _registry is None else _registry
         self._ref_map: dict[str, ActorRef[Any]] = {} if _refs is None else _refs
@@ -303,12 +385,12 @@ class Supervisor:
         self._tg: TaskGroup | None = None
         self._wake = anyio.Event()
 
-    def _build(self, spec: ChildSpec | SupervisorSpec) -> _Child:
+    def _build(self, spec: ChildSpec | ServiceSpec | SupervisorSpec) -> _Child:
         _check(
-            isinstance(spec, ChildSpec | SupervisorSpec),
+            isinstance(spec, ChildSpec | ServiceSpec | SupervisorSpec),
             "child spec",
             spec,
-            "expected a ChildSpec or a SupervisorSpec",
+            "expected a ChildSpec, a ServiceSpec or a SupervisorSpec",
         )
         _check(bool(spec.id), "ChildSpec.id", spec.id, "expected a non-empty actor id")
         _check(
@@ -335,10 +417,20 @@ class Supervisor:
                 backoff_max_seconds=spec.backoff_max_seconds,
                 clock=self.clock,
                 ask_timeout_seconds=self.ask_timeout_seconds,
+                extensions=self.extensions,
                 _registry=self._registry,
                 _refs=self._ref_map,
             )
             return _SupervisorChild(nested, spec.restart)
+        if isinstance(spec, ServiceSpec):
+            _check(
+                callable(spec.run),
+                f"ServiceSpec({spec.id!r}).run",
+                spec.run,
+                "expected an async callable taking task_status",
+            )
+            self._registry[spec.id] = None
+            return _ServiceChild(spec)
         _check(
             callable(spec.start),
             f"ChildSpec({spec.id!r}).start",
@@ -373,6 +465,27 @@ class Supervisor:
             elif isinstance(child, _SupervisorChild):
                 boxes.extend(child.supervisor._own_mailboxes())
         return boxes
+
+    def _own_services(self) -> list[_ServiceChild]:
+        services: list[_ServiceChild] = []
+        for child in self._children:
+            if isinstance(child, _ServiceChild):
+                services.append(child)
+            elif isinstance(child, _SupervisorChild):
+                services.extend(child.supervisor._own_services())
+        return services
+
+    def actor_statistics(self) -> list[ActorStatistics]:
+        """A snapshot of every actor in this tree, in start order."""
+        return [box.statistics() for box in self._own_mailboxes()]
+
+    def service_statistics(self) -> list[ServiceStatistics]:
+        """A snapshot of every supervised service in this tree, in start order."""
+        return [service.statistics() for service in self._own_services()]
+
+    def service_states(self) -> dict[str, ActorState]:
+        """The state of every supervised service in this tree, by id."""
+        return {service.id: service.state for service in self._own_services()}
 
     def actor_states(self) -> dict[str, ActorState]:
         """The state of every actor in this tree, by actor id (for readiness checks)."""

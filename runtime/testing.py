@@ -3,8 +3,9 @@
 * :func:`open_system` starts a real :class:`~runtime.Supervisor` with the given
   child specs in the caller's task and yields the refs; leaving the block stops
   the actors in reverse start order.
-* :func:`open_app` assembles a whole node in process (actors, routes, auth)
-  and yields its Quart app, for ``app.test_client()``.
+* :func:`open_app` assembles a whole node in process (actors, routes, auth),
+  in memory or on a real Redis, and yields its Quart app, for ``app.test_client()``.
+* :func:`open_nodes` runs several such nodes sharing one Redis.
 * :class:`Probe` is an actor that records what it receives, with bounded waits.
 * :class:`ManualClock` is a clock that moves only when told to.
 * :class:`RedisServer` runs a private ``redis-server`` on a free loopback port.
@@ -16,18 +17,20 @@ The pytest fixtures ``redis_server`` and ``redis_url`` come from
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import anyio
+import msgspec
 
 from ._actor import Actor
 from ._boot import NodeSetup, assemble_node
+from ._boot import node_services as _node_services
 from ._clock import ManualClock, SystemClock
-from ._fanout import MemoryFanout
+from ._fanout import RedisFanout
 from ._node_process import NodeProcess
 from ._redis_server import RedisServer, free_port
-from ._settings import Settings
+from ._settings import Secret, Settings
 from ._supervisor import ChildSpec, Supervisor, SupervisorSpec
 
 if TYPE_CHECKING:
@@ -42,11 +45,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ManualClock",
+    "Node",
     "NodeProcess",
     "Probe",
     "RedisServer",
     "free_port",
     "open_app",
+    "open_nodes",
     "open_system",
 ]
 
@@ -113,29 +118,85 @@ async def open_app(
     *,
     compose: Callable[[NodeSetup], object] | None = None,
     clock: Clock | None = None,
+    redis_url: str | None = None,
+    ready_timeout_seconds: float = 10.0,
 ) -> AsyncIterator[tuple[Quart, NodeContext]]:
     """Assemble a node in process, without Hypercorn: yield its Quart app and context.
 
     ``compose`` adds actors and routes as a setup hook would (for example
-    ``actors.cache.install``). The supervisor runs for the duration of the
-    block; use ``app.test_client()`` for requests. Redis is not configured:
-    the node runs in memory.
+    ``actors.cache.install``). The supervisor (with the Redis link and fanout
+    reader as its first children) runs for the duration of the block; use
+    ``app.test_client()`` for requests. Without ``redis_url`` (or
+    ``settings.redis_url``) the node runs in memory; with it, the block starts
+    once Redis is reachable and the fanout is subscribed, within
+    ``ready_timeout_seconds``.
     """
     settings = settings or Settings()
-    context, app = await assemble_node(
-        settings,
-        clock=clock or SystemClock(),
-        redis=None,
-        fanout=MemoryFanout(),
-        builders=[compose],
-    )
-    async with anyio.create_task_group() as tg:
-        await tg.start(context.supervisor.run)
-        try:
-            async with app.test_app():
-                yield app, context
-        finally:
-            tg.cancel_scope.cancel()
+    if redis_url is not None:
+        settings = msgspec.structs.replace(settings, redis_url=Secret(redis_url))
+    clock = clock or SystemClock()
+    redis, fanout = _node_services(settings, clock)
+    try:
+        context, app = await assemble_node(
+            settings, clock=clock, redis=redis, fanout=fanout, builders=[compose]
+        )
+        async with anyio.create_task_group() as tg:
+            await tg.start(context.supervisor.run)
+            try:
+                if redis is not None:
+                    with anyio.fail_after(ready_timeout_seconds):
+                        await redis.wait_until(True)
+                        if isinstance(fanout, RedisFanout):
+                            await fanout.wait_connected()
+                async with app.test_app():
+                    yield app, context
+            finally:
+                tg.cancel_scope.cancel()
+    finally:
+        if redis is not None:
+            with anyio.CancelScope(shield=True):
+                await redis.aclose()
+
+
+class Node(NamedTuple):
+    """One in-process node of :func:`open_nodes`: its Quart app and its context."""
+
+    app: Quart
+    context: NodeContext
+
+
+@asynccontextmanager
+async def open_nodes(
+    count: int,
+    *,
+    redis_url: str,
+    settings: Settings | None = None,
+    compose: Callable[[NodeSetup], object] | None = None,
+    clock: Clock | None = None,
+) -> AsyncIterator[list[Node]]:
+    """Run ``count`` in-process nodes sharing one Redis, as separate processes would.
+
+    Each node has its own Redis link, fanout, supervisor and app; they share
+    only the Redis server at ``redis_url``. For crash tests (SIGKILL, exit
+    codes) use :class:`NodeProcess`, which runs a real ``python -m runtime``.
+
+    Example::
+
+        async with open_nodes(2, redis_url=redis_url, compose=compose) as (a, b):
+            await a.app.test_client().put("/api/cache/k", ...)
+    """
+    if count < 1:
+        raise ValueError(f"open_nodes needs at least one node, got {count}")
+    async with AsyncExitStack() as stack:
+        nodes = [
+            Node(
+                *await stack.enter_async_context(
+                    open_app(settings, compose=compose, clock=clock, redis_url=redis_url)
+                )
+            )
+            for _ in range(count)
+        ]
+        yield nodes
 
 
 class Probe(Actor[Any]):

@@ -4,8 +4,10 @@
   ``exists``, ``get_or_set`` (single flight, optionally cluster-wide),
   ``invalidate_pattern``, ``invalidate_tag``, ``warm``, ``cached`` and
   ``statistics``.
-* :func:`install` adds the cache to a node (the composition root calls it);
-  :func:`get_cache` finds it again from a setup hook or a request.
+* :func:`install` adds the cache to a node (the composition root calls it)
+  and provides the :class:`Cache` under the typed key :data:`CACHE`: other
+  packages ``setup.require(CACHE)``, routes ``node_context().get(CACHE)``,
+  actors ``self.context.get(CACHE)``.
 * :func:`cache_child` builds a cache for embedding: a child spec to run under
   a supervisor and the :class:`Cache` that talks to it.
 * The messages in :mod:`actors.cache._messages` are the actor's protocol.
@@ -13,13 +15,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from runtime import ChildSpec, MemoryFanout, SystemClock
 
 from ._actor import CacheActor
 from ._config import CacheConfig, CacheStatistics
-from ._facade import Cache
+from ._facade import CACHE, Cache
 from ._keys import KeySpace
 from ._l1 import L1Store
 from ._l2 import L2Store, MemoryL2, RedisL2
@@ -38,11 +40,12 @@ from ._routes import cache_blueprint
 from ._table import CacheTable
 
 if TYPE_CHECKING:
-    from runtime import Clock, Fanout, NodeContext, NodeSetup
+    from runtime import Clock, Fanout, NodeSetup
 
     from ._warming import Warmer
 
 __all__ = [
+    "CACHE",
     "Cache",
     "CacheActor",
     "CacheConfig",
@@ -63,11 +66,8 @@ __all__ = [
     "RedisL2",
     "cache_blueprint",
     "cache_child",
-    "get_cache",
     "install",
 ]
-
-EXTENSION = "cache"
 
 
 def cache_child(
@@ -128,11 +128,6 @@ def install(setup: NodeSetup) -> Cache:
     spec, cache = cache_child(config=config, clock=setup.clock, l2=l2, fanout=setup.fanout)
     setup.add_actor(spec)
     setup.add_blueprint(cache_blueprint())
-    setup.extensions[EXTENSION] = cache
-    return cache
-
-
-def get_cache(source: NodeSetup | NodeContext | Any) -> Cache:
-    """The node's :class:`Cache`, from a setup hook's ``NodeSetup`` or ``node_context()``."""
-    cache: Cache = source.extensions[EXTENSION]
+    setup.add_statistics("cache", cache.statistics)
+    setup.provide(CACHE, cache)
     return cache

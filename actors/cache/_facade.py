@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import msgspec
 
-from runtime import MailboxFull, Rejected
+from runtime import Extension, MailboxFull, Rejected
 
 from ._actor import Found
 from ._codec import encode_value
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from ._table import CacheTable
     from ._warming import Warmer
 
-__all__ = ["Cache"]
+__all__ = ["CACHE", "Cache"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -390,3 +390,7 @@ def _function_key(
         ) from exc
     digest = hashlib.blake2b(encoded, digest_size=16).hexdigest()
     return f"{name}:{digest}"
+
+
+CACHE: Extension[Cache] = Extension("cache", Cache)
+"""The typed key of the node's :class:`Cache` (``setup.require(CACHE)``)."""

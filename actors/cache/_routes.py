@@ -10,6 +10,8 @@ from quart import Blueprint, Response, request
 
 from runtime import ApiError, decode_body, json_response, node_context, require_auth
 
+from ._facade import CACHE
+
 if TYPE_CHECKING:
     from ._facade import Cache
 
@@ -26,7 +28,7 @@ class InvalidateRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
 
 
 def _cache() -> Cache:
-    cache: Cache = node_context().extensions["cache"]
+    cache: Cache = node_context().get(CACHE)
     return cache
 
 
