@@ -31,7 +31,7 @@ from ._fanout import RedisFanout
 from ._node_process import NodeProcess
 from ._redis_server import RedisServer, free_port
 from ._settings import Secret, Settings
-from ._supervisor import ChildSpec, Supervisor, SupervisorSpec
+from ._supervisor import ChildSpec, ServiceSpec, Supervisor, SupervisorSpec
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
@@ -60,7 +60,7 @@ _T = TypeVar("_T")
 
 @asynccontextmanager
 async def open_system(
-    children: Sequence[ChildSpec | SupervisorSpec],
+    children: Sequence[ChildSpec | ServiceSpec | SupervisorSpec],
     *,
     strategy: Strategy = "one_for_one",
     max_restarts: int = 3,

@@ -86,7 +86,7 @@ async def test_a_node_fails_assembly_when_a_package_needs_a_missing_one() -> Non
             pass  # pragma: no cover - assembly fails first
 
 
-class Hello(Request[str], tag="test.hello", kw_only=True):
+class Hello(Request[str], tag="test.hello", frozen=True, kw_only=True):
     name: str
 
 
@@ -115,11 +115,11 @@ class CountReply(msgspec.Struct, frozen=True, kw_only=True):
     count: int
 
 
-class Count(Request[CountReply], tag="test.count", kw_only=True):
+class Count(Request[CountReply], tag="test.count", frozen=True, kw_only=True):
     by: int = 1
 
 
-class Reset(Message, tag="test.reset"):
+class Reset(Message, tag="test.reset", frozen=True):
     pass
 
 
