@@ -13,6 +13,10 @@ from ._auth import TokenVerifier as TokenVerifier
 from ._boot import NodeSetup as NodeSetup
 from ._boot import assemble_node as assemble_node
 from ._boot import run_node as run_node
+from ._channel import Channel as Channel
+from ._channel import ChannelSpec as ChannelSpec
+from ._channel import ChannelStatistics as ChannelStatistics
+from ._channel import ChannelSubscription as ChannelSubscription
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
 from ._errors import ActorCrashed as ActorCrashed
@@ -82,6 +86,10 @@ __all__ = [
     "ApiError",
     "AskTimeout",
     "AuthError",
+    "Channel",
+    "ChannelSpec",
+    "ChannelStatistics",
+    "ChannelSubscription",
     "ChildSpec",
     "Clock",
     "ConfigError",

@@ -14,6 +14,12 @@ connection fails, the reader waits for the :class:`~runtime._redis.RedisLink`
 to be up, subscribes every active channel again and queues
 ``Gap("redis reconnected")`` for each subscription: what was published in
 between is lost, and the gap says so.
+
+One method, :meth:`RedisFanout._redis_name`, maps a channel to its Redis
+channel, ``{prefix}:{<channel>}`` with the channel as the hash tag, so that a
+move to Redis Cluster's sharded pub/sub (``SPUBLISH``/``SSUBSCRIBE``) changes
+this module only (the plan is in :mod:`runtime._channel`'s docstring).
+Typed events travel over a fanout as a :class:`~runtime.Channel`.
 """
 
 from __future__ import annotations
@@ -301,7 +307,7 @@ class RedisFanout:
 
     Args:
         link: the node's Redis link (client, health and reconnect timing).
-        prefix: Redis channel names are ``{prefix}:{channel}``.
+        prefix: Redis channel names are ``{prefix}:{<channel>}`` (see :meth:`_redis_name`).
 
     :meth:`subscribe` waits until Redis confirms the subscription when the
     pub/sub connection is up, so a message published after the ``async with``
@@ -351,7 +357,21 @@ class RedisFanout:
             await self._connected_event.wait()
 
     def _redis_name(self, channel: str) -> str:
-        return redis_key(self._prefix, channel)
+        """The Redis channel of a fanout channel: the one place that builds it.
+
+        ``{prefix}:{<channel>}``, e.g. ``sw:fanout:{cache.invalidations}``: the
+        channel name is the hash tag, so under Redis Cluster's sharded pub/sub
+        (``SPUBLISH``/``SSUBSCRIBE``) each channel's slot is fixed by its name,
+        and keys tagged with the same name live on the same shard. A move to
+        sharded pub/sub changes this class only. (A channel name containing
+        ``}`` would cut its hash tag short; :class:`~runtime.ChannelSpec`
+        names never do.)
+        """
+        return redis_key(self._prefix, "{" + channel + "}")
+
+    def _channel_of(self, name: str) -> str:
+        """The fanout channel of a Redis channel name: the inverse of :meth:`_redis_name`."""
+        return name.removeprefix(self._prefix + ":{").removesuffix("}")
 
     async def publish(self, channel: str, data: bytes) -> int:
         """Publish to every node; returns how many pub/sub connections received it.
@@ -420,7 +440,7 @@ class RedisFanout:
             event.set()
         reason = self._gap_reason.pop(name, None)
         if reason is not None:
-            self._hub.deliver(name.removeprefix(self._prefix + ":"), Gap(reason))
+            self._hub.deliver(self._channel_of(name), Gap(reason))
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """The reader: connect when the link is up, read, and start over after a failure.
@@ -503,14 +523,13 @@ class RedisFanout:
         return outcome
 
     async def _read(self, connection: AbstractConnection) -> None:
-        prefix = self._prefix + ":"
         while True:
             reply = await connection.read_response(
                 timeout=_READ_POLL_SECONDS, disconnect_on_error=False, push_request=True
             )
             match reply:
                 case [b"message", bytes() as name, bytes() as data]:
-                    self._hub.deliver(name.decode().removeprefix(prefix), data)
+                    self._hub.deliver(self._channel_of(name.decode()), data)
                 case [b"subscribe", bytes() as name, _]:
                     self._on_confirmed(name.decode())
                 case None | [b"unsubscribe", _, _]:

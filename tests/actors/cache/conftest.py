@@ -30,7 +30,7 @@ import pytest
 import redis.asyncio
 
 from actors.cache import Cache, CacheConfig, L2Store, MemoryL2, RedisL2, cache_child
-from actors.cache._coherence import CHANNEL
+from actors.cache._coherence import INVALIDATIONS
 from runtime import (
     Clock,
     Fanout,
@@ -180,7 +180,9 @@ class CacheEnv:
                 sentinels = []
                 if self.has_l2:
                     for sentinel_fanout in dict.fromkeys(fanouts):  # memory nodes share one
-                        subscription = sentinel_fanout.subscribe(CHANNEL, buffer_size=100_000)
+                        subscription = sentinel_fanout.subscribe(
+                            INVALIDATIONS.name, buffer_size=100_000
+                        )
                         sentinels.append(await stack.enter_async_context(subscription))
                 async with open_system(specs, clock=clock) as refs:
                     # Let every node subscribe to the invalidation channel before the test.
