@@ -33,6 +33,7 @@ import anyio
 import anyio.lowlevel
 import msgspec
 
+from ._notifier import Notifier
 from ._redis import CONNECTION_ERRORS, redis_key
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ class Subscription:
         self._dropped = 0
         self._dropped_since_gap = 0
         self._closed = False
-        self._waiter: anyio.Event | None = None
+        self._waiter = Notifier()
 
     @property
     def dropped(self) -> int:
@@ -149,9 +150,7 @@ class Subscription:
         self._wake()
 
     def _wake(self) -> None:
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None:
-            waiter.set()
+        self._waiter.notify()
 
     def receive_nowait(self) -> bytes | Gap:
         """The next item if one is buffered.
@@ -182,8 +181,6 @@ class Subscription:
             try:
                 return self.receive_nowait()
             except anyio.WouldBlock:
-                if self._waiter is None:
-                    self._waiter = anyio.Event()
                 await self._waiter.wait()
 
     def __aiter__(self) -> Subscription:
@@ -337,7 +334,7 @@ class RedisFanout:
         self._confirmed: dict[str, anyio.Event] = {}  # set when all are confirmed
         self._gap_reason: dict[str, str] = {}  # re-subscribed by the reader: queue a Gap
         self._sessions = 0
-        self._connected_event: anyio.Event | None = None
+        self._connected = Notifier()
 
     @property
     def link(self) -> RedisLink:
@@ -352,9 +349,7 @@ class RedisFanout:
     async def wait_connected(self) -> None:
         """Wait until the pub/sub connection is up; bound it with a timeout."""
         while self._connection is None:
-            if self._connected_event is None:
-                self._connected_event = anyio.Event()
-            await self._connected_event.wait()
+            await self._connected.wait()
 
     def _redis_name(self, channel: str) -> str:
         """The Redis channel of a fanout channel: the one place that builds it.
@@ -482,9 +477,7 @@ class RedisFanout:
             gap = "redis reconnected" if self._sessions else "redis connected"
             self._sessions += 1
             self._connection = connection
-            event, self._connected_event = self._connected_event, None
-            if event is not None:
-                event.set()
+            self._connected.notify()
             names = [self._redis_name(channel) for channel in self._hub.channels]
             if names:
                 self._gap_reason.update(dict.fromkeys(names, gap))

@@ -28,6 +28,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from ._errors import RedisUnavailable
+from ._notifier import Notifier
 from ._settings import redact_url
 
 if TYPE_CHECKING:
@@ -171,7 +172,7 @@ class RedisLink:
         self._last_error: str | None = None
         self._recheck_requested = False
         self._wake: anyio.Event | None = None
-        self._changed: anyio.Event | None = None
+        self._changed = Notifier()
         self._callbacks: list[Callable[[bool], None]] = []
 
     @property
@@ -246,8 +247,6 @@ class RedisLink:
             status = self.status()
             if predicate(status):
                 return status
-            if self._changed is None:
-                self._changed = anyio.Event()
             await self._changed.wait()
 
     async def wait_until(self, up: bool) -> None:
@@ -344,9 +343,7 @@ class RedisLink:
         self._changed_now(up_changed=was_up)
 
     def _changed_now(self, *, up_changed: bool) -> None:
-        changed, self._changed = self._changed, None
-        if changed is not None:
-            changed.set()
+        self._changed.notify()
         if up_changed:
             for callback in list(self._callbacks):
                 callback(self._up)

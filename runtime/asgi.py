@@ -186,4 +186,3 @@ async def _refuse(scope: Scope, send: Send) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
-

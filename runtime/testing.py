@@ -29,6 +29,7 @@ from ._boot import node_services as _node_services
 from ._clock import ManualClock, SystemClock
 from ._fanout import RedisFanout
 from ._node_process import NodeProcess
+from ._notifier import Notifier as _Notifier
 from ._redis_server import RedisServer, free_port
 from ._settings import Secret, Settings
 from ._supervisor import ChildSpec, ServiceSpec, Supervisor, SupervisorSpec
@@ -214,12 +215,11 @@ class Probe(Actor[Any]):
         self._reply = reply
         self.received: list[Any] = []
         self._cursor = 0
-        self._arrived: anyio.Event | None = None
+        self._arrived = _Notifier()
 
     async def handle(self, message: Any) -> Any:
         self.received.append(message)
-        if self._arrived is not None:
-            self._arrived.set()
+        self._arrived.notify()
         return self._reply(message) if callable(self._reply) else self._reply
 
     async def expect(self, kind: type[_T], *, timeout_seconds: float = 1.0) -> _T:
@@ -244,5 +244,4 @@ class Probe(Actor[Any]):
                     self._cursor += 1
                     if predicate(message):
                         return message
-                self._arrived = anyio.Event()
                 await self._arrived.wait()
