@@ -1,19 +1,31 @@
-"""``python -m runtime``: run one Switchyard node (``--help`` lists every setting).
+"""``python -m runtime`` (or ``switchyard``): run one Switchyard node, or work with its tokens.
 
-``python -m runtime token --sub alice --role admin`` prints a token signed with
-the configured ``SWITCHYARD_JWT_SECRET``, for trying authenticated routes.
+Usage::
+
+    python -m runtime [SETTINGS...]                       run a node (--help lists every setting)
+    python -m runtime [SETTINGS...] token issue --sub alice --role admin [--ttl-seconds N]
+    python -m runtime [SETTINGS...] token check TOKEN     verify a token, print its claims
+    python -m runtime --version
+
+Settings flags come before the command; ``token`` also takes the auth settings
+(``--jwt-secret``, ``--jwt-algorithms``, ``--jwt-audience``, ``--jwt-issuer``)
+after it. ``token --sub alice`` is short for ``token issue --sub alice``.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import importlib.metadata
 import logging
+import re
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import anyio
+import msgspec
 
+from ._auth import AuthError
 from ._boot import run_node, token_verifier
 from ._clock import SystemClock
 from ._errors import ConfigError, RestartIntensityExceeded
@@ -22,23 +34,132 @@ from ._settings import load_settings
 from .node import compose
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
+
+    from ._auth import TokenVerifier
+    from ._settings import Settings
+
+__all__ = ["console", "main"]
 
 logger = logging.getLogger("runtime.node")
 
 EXIT_OK, EXIT_CRASHED, EXIT_CONFIG = 0, 1, 2
+EXIT_REJECTED = 1  # `token check`: the token is not valid
+
+PROG = "python -m runtime"
+COMMANDS = ("token",)
+# Settings flags that take no value; every other one takes exactly one (as its variable does).
+_VALUELESS_FLAGS = frozenset({"-h", "--help", "--version"})
+# Flags whose values must never appear in an error message.
+_SECRET_FLAGS = ("--jwt-secret", "--redis-url")
+_AUTH_FLAGS = ("--jwt-secret", "--jwt-algorithms", "--jwt-audience", "--jwt-issuer")
+_MASK = "**********"
+_SHOWABLE_WORD = re.compile(r"[A-Za-z][\w-]{0,31}")
+
+_COMMANDS_HELP = f"""
+commands (after the settings flags; without one, the node runs):
+  token issue --sub ID [--role ROLE]... [--ttl-seconds N] [--name TEXT]
+                        print a token signed with SWITCHYARD_JWT_SECRET (or --jwt-secret)
+  token check TOKEN     verify a token with this node's settings; print its claims as
+                        JSON (exit 0), or the auth error code and message (exit 1)
+
+`{PROG} token issue --help` lists the token flags;
+`{PROG} --version` prints the version;
+the `switchyard` console script is the same command as `{PROG}`."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run a node until SIGINT/SIGTERM; return the process exit status."""
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args[:1] == ["token"]:
-        return _print_token(args[1:])
+    settings_args, command, command_args = _split(args)
+    if "--version" in settings_args:
+        print(f"switchyard {_version()}")  # noqa: T201
+        return EXIT_OK
+    if "-h" in settings_args or "--help" in settings_args:
+        return _print_help()
+    if command is None:
+        return _run(settings_args)
+    if command == "token":
+        return _token(settings_args, command_args)
+    shown = repr(command) if _SHOWABLE_WORD.fullmatch(command) else "(not shown)"
+    print(  # noqa: T201
+        f"{PROG}: unknown command {shown}; the commands are: {', '.join(COMMANDS)} "
+        f"(see {PROG} --help)",
+        file=sys.stderr,
+    )
+    return EXIT_CONFIG
+
+
+def console() -> NoReturn:
+    """The ``switchyard`` console script: :func:`main`, then exit with its status."""
+    sys.exit(main())
+
+
+# -- the settings ------------------------------------------------------------------------
+
+
+def _load_settings(args: Sequence[str]) -> Settings:
+    """The node's settings: defaults < ``SWITCHYARD_*`` variables < the flags ``args``.
+
+    The one place the CLI loads settings. Raises ``ConfigError``, or ``SystemExit``
+    for ``--help`` and malformed flags (argparse's own handling).
+    """
+    return load_settings(args)
+
+
+def _settings_or_status(args: Sequence[str], who: str) -> Settings | int:
+    """:func:`_load_settings`, or the exit status after reporting why it failed."""
     try:
-        settings = load_settings(args)
+        return _load_settings(args)
     except ConfigError as exc:
-        print(f"python -m runtime: configuration error: {exc}", file=sys.stderr)  # noqa: T201
+        print(f"{who}: configuration error: {exc}", file=sys.stderr)  # noqa: T201
         return EXIT_CONFIG
+    except SystemExit as exc:  # argparse has printed the usage error
+        return exc.code if isinstance(exc.code, int) else EXIT_CONFIG
+
+
+def _print_help() -> int:
+    """Every setting (from the settings loader), then the commands."""
+    try:
+        _load_settings(["--help"])
+    except ConfigError as exc:  # the environment is read first: a bad variable stops even this
+        print(f"{PROG}: configuration error: {exc}", file=sys.stderr)  # noqa: T201
+        return EXIT_CONFIG
+    except SystemExit as exc:
+        print(_COMMANDS_HELP)  # noqa: T201
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+    raise AssertionError("load_settings(['--help']) returned instead of printing the help")
+
+
+def _split(args: list[str]) -> tuple[list[str], str | None, list[str]]:
+    """Split ``args`` into the settings flags, the command (if any) and the command's args.
+
+    The command is the first argument that is neither a flag nor a flag's value.
+    """
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if not arg.startswith("-"):
+            return args[:index], arg, args[index + 1 :]
+        index += 1 if arg in _VALUELESS_FLAGS or "=" in arg else 2
+    return args, None, []
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("switchyard")
+    except importlib.metadata.PackageNotFoundError:
+        return "(unknown: not installed)"
+
+
+# -- running a node ----------------------------------------------------------------------
+
+
+def _run(settings_args: list[str]) -> int:
+    """Run a node until SIGINT/SIGTERM; return the process exit status."""
+    settings = _settings_or_status(settings_args, PROG)
+    if isinstance(settings, int):
+        return settings
     configure_logging(settings.log_level, settings.log_format)
     try:
         anyio.run(
@@ -90,35 +211,136 @@ def _uvloop_available() -> bool:
     return True
 
 
-def _print_token(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m runtime token",
-        description="Print a JWT signed with SWITCHYARD_JWT_SECRET (for development).",
+# -- token issue / token check -----------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose error messages never show the value of a secret flag."""
+
+    def __init__(self, *args: object, secrets: Sequence[str] = (), **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._secrets = [secret for secret in secrets if secret]
+
+    def error(self, message: str) -> NoReturn:
+        for secret in self._secrets:
+            message = message.replace(secret, _MASK)
+        super().error(message)
+
+
+def _secret_values(args: Sequence[str]) -> Iterator[str]:
+    """The values given to secret flags in ``args`` (``--flag VALUE`` or ``--flag=VALUE``)."""
+    for index, arg in enumerate(args):
+        for flag in _SECRET_FLAGS:
+            if arg == flag and index + 1 < len(args):
+                yield args[index + 1]
+            elif arg.startswith(flag + "="):
+                yield arg.partition("=")[2]
+
+
+def _token_parser(secrets: Sequence[str]) -> _Parser:
+    prog = f"{PROG} token"
+    parser = _Parser(
+        prog=prog,
+        description=(
+            "Issue or check a JWT with this node's auth settings (SWITCHYARD_JWT_* variables, "
+            "or the flags below)."
+        ),
+        allow_abbrev=False,
+        secrets=secrets,
     )
-    parser.add_argument("--sub", required=True, help="the subject (user id)")
-    parser.add_argument("--role", action="append", default=[], help="a role; repeatable")
-    parser.add_argument("--name", help="a display name")
-    parser.add_argument("--ttl-seconds", type=float, default=3600.0, help="lifetime (default 1 h)")
-    options = parser.parse_args(argv)
+    commands = parser.add_subparsers(dest="action", required=True, metavar="{issue,check}")
+    issue = commands.add_parser(
+        "issue",
+        help="print a token signed with the secret (for development)",
+        description="Print a JWT signed with SWITCHYARD_JWT_SECRET (or --jwt-secret).",
+        allow_abbrev=False,
+        secrets=secrets,
+    )
+    issue.add_argument("--sub", required=True, help="the subject (user id)")
+    issue.add_argument("--role", action="append", default=[], help="a role; repeatable")
+    issue.add_argument("--name", help="a display name")
+    issue.add_argument(
+        "--ttl-seconds", type=float, default=3600.0, help="lifetime (default 3600: 1 h)"
+    )
+    check = commands.add_parser(
+        "check",
+        help="verify a token; print its claims as JSON, or why it is refused (exit 1)",
+        description=(
+            "Verify TOKEN as this node would. Prints its claims as one line of JSON and "
+            "exits 0, or prints the auth error code and message and exits 1."
+        ),
+        allow_abbrev=False,
+        secrets=secrets,
+    )
+    check.add_argument("token", metavar="TOKEN", help="the JWT (without 'Bearer ')")
+    for sub in (issue, check):
+        auth = sub.add_argument_group("auth settings (override the SWITCHYARD_JWT_* variables)")
+        for flag in _AUTH_FLAGS:
+            metavar = (
+                "SECRET" if flag in _SECRET_FLAGS else "A,B" if "algorithms" in flag else "TEXT"
+            )
+            auth.add_argument(flag, dest=flag[2:].replace("-", "_"), metavar=metavar)
+    return parser
+
+
+def _token(settings_args: list[str], args: list[str]) -> int:
+    """``token issue`` / ``token check``: return the exit status."""
+    who = f"{PROG} token"
+    if args and args[0].startswith("-") and args[0] not in ("-h", "--help"):
+        args = ["issue", *args]  # `token --sub alice` is short for `token issue --sub alice`
+    parser = _token_parser(list(_secret_values([*settings_args, *args])))
     try:
-        settings = load_settings([])
-        if settings.jwt_secret is None:
-            raise ConfigError("SWITCHYARD_JWT_SECRET", None, "set it to sign tokens")
+        options = parser.parse_args(args)
+    except SystemExit as exc:  # usage error (already printed) or --help
+        return exc.code if isinstance(exc.code, int) else EXIT_CONFIG
+    overrides = [
+        f"{flag}={value}"
+        for flag in _AUTH_FLAGS
+        if (value := getattr(options, flag[2:].replace("-", "_"))) is not None
+    ]
+    settings = _settings_or_status([*settings_args, *overrides], who)
+    if isinstance(settings, int):
+        return settings
+    if settings.jwt_secret is None:
+        print(  # noqa: T201
+            f"{who}: no signing secret is configured: set SWITCHYARD_JWT_SECRET "
+            "(or pass --jwt-secret) to issue or check tokens",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    try:
         verifier = token_verifier(settings, SystemClock())
-        assert verifier is not None  # the secret is set
-        claims = (("aud", settings.jwt_audience), ("iss", settings.jwt_issuer))
-        extra = {name: value for name, value in claims if value}
+    except ConfigError as exc:
+        print(f"{who}: configuration error: {exc}", file=sys.stderr)  # noqa: T201
+        return EXIT_CONFIG
+    assert verifier is not None  # the secret is set
+    if options.action == "check":
+        return _check(verifier, options.token, who)
+    return _issue(verifier, options, who)
+
+
+def _issue(verifier: TokenVerifier, options: argparse.Namespace, who: str) -> int:
+    try:
         token = verifier.issue(
             options.sub,
             roles=tuple(options.role),
             ttl_seconds=options.ttl_seconds,
             name=options.name,
-            **extra,
         )
-    except ConfigError as exc:
-        print(f"python -m runtime token: {exc}", file=sys.stderr)  # noqa: T201
+    except ValueError as exc:  # a bad subject or lifetime; never about the secret
+        print(f"{who} issue: {exc}", file=sys.stderr)  # noqa: T201
         return EXIT_CONFIG
     print(token)  # noqa: T201
+    return EXIT_OK
+
+
+def _check(verifier: TokenVerifier, token: str, who: str) -> int:
+    try:
+        principal = verifier.verify(token)
+    except AuthError as exc:  # its code and message never contain the token or the secret
+        print(f"{who} check: {exc.code}: {exc.message}", file=sys.stderr)  # noqa: T201
+        return EXIT_REJECTED
+    print(msgspec.json.encode(dict(principal.claims)).decode())  # noqa: T201
     return EXIT_OK
 
 

@@ -19,10 +19,12 @@ from quart import Quart, Response, current_app, g, request, websocket
 from quart_cors import cors
 from werkzeug.exceptions import HTTPException
 
+from ._access_log import install_access_log
 from ._auth import AuthError, Principal, TokenVerifier, require_role
 from ._errors import ActorCrashed, ActorStopped, AskTimeout, Rejected
 from ._health import health_blueprint
 from ._http_stats import HttpCounters
+from ._index import index_blueprint
 from ._responses import error_response, json_response
 
 if TYPE_CHECKING:
@@ -157,6 +159,7 @@ def create_app(context: NodeContext, blueprints: Sequence[Blueprint] = ()) -> Qu
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["JSON_SORT_KEYS"] = False
     app.extensions[_EXTENSION] = context
+    install_access_log(app, context.clock)
     app.before_request(_assign_request_id)
     app.before_websocket(_assign_websocket_request_id)
     app.after_request(_echo_request_id)
@@ -165,6 +168,7 @@ def create_app(context: NodeContext, blueprints: Sequence[Blueprint] = ()) -> Qu
     app.register_blueprint(health_blueprint)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
+    app.register_blueprint(index_blueprint)  # after the others: an app's own "/" wins
     if settings.cors_origins:
         origins = list(settings.cors_origins)
         app = cors(

@@ -8,6 +8,8 @@ arguments. Text lines look like::
 
 JSON lines carry ``ts``, ``level``, ``logger`` and ``message``, then ``exc``
 when an exception is attached, then every ``extra=`` field of the call.
+Warnings (``warnings.warn``, e.g. PyJWT's) come out as records of the
+``py.warnings`` logger in the same format.
 """
 
 from __future__ import annotations
@@ -35,6 +37,13 @@ def _utc_timestamp(created: float) -> str:
     """``2026-11-25T21:56:06.123Z``: ISO 8601 in UTC, to the millisecond."""
     moment = datetime.fromtimestamp(created, tz=UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _DropHypercornListening(logging.Filter):
+    """Drop Hypercorn's "Running on ..." line: the node logs its own, with more in it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "hypercorn.error" and str(record.msg).startswith("Running on "))
 
 
 class _TextFormatter(logging.Formatter):
@@ -102,10 +111,14 @@ def configure_logging(
 ) -> None:
     """Send every log record to one stream, formatted as text or JSON lines.
 
-    Replaces the root logger's handlers. Keeps ``hypercorn.error`` at
-    ``level``, shows ``hypercorn.access`` (one line per request) only at
-    DEBUG, and keeps the frame-level ``hpack``/``h2`` chatter and ``asyncio``
-    debug notes at WARNING unless ``level`` is DEBUG (``hpack``/``h2``: always).
+    Replaces the root logger's handlers and routes warnings through logging
+    (``logging.captureWarnings``). Keeps ``hypercorn.error`` at ``level``
+    without its "Running on" line (the node logs where it listens), shows
+    the access log (``runtime.access``, one record per request and WebSocket;
+    ``hypercorn.access`` too, where a Hypercorn config turns it on) only at
+    DEBUG, and keeps the frame-level ``hpack``/``h2`` chatter and
+    ``asyncio`` debug notes at WARNING unless ``level`` is DEBUG
+    (``hpack``/``h2``: always).
 
     Args:
         level: lowest level logged: DEBUG, INFO, WARNING or ERROR, in any case.
@@ -126,11 +139,13 @@ def configure_logging(
             "version": 1,
             "disable_existing_loggers": False,  # loggers made at import time keep working
             "formatters": {"text": {"()": _TextFormatter}, "json": {"()": JsonFormatter}},
+            "filters": {"no_listening_line": {"()": _DropHypercornListening}},
             "handlers": {
                 "console": {
                     "class": "logging.StreamHandler",
                     "formatter": fmt,
                     "stream": sys.stderr if stream is None else stream,
+                    "filters": ["no_listening_line"],
                 }
             },
             "root": {"level": level, "handlers": ["console"]},
@@ -143,3 +158,4 @@ def configure_logging(
             },
         }
     )
+    logging.captureWarnings(True)

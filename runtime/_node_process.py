@@ -6,9 +6,9 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from typing import TYPE_CHECKING
 
+from ._log_pump import LogPump
 from ._redis_server import free_port
 
 if TYPE_CHECKING:
@@ -45,9 +45,7 @@ class NodeProcess:
         self._args = list(args)
         self._cwd = cwd
         self._process: subprocess.Popen[str] | None = None
-        self._lines: list[str] = []
-        self._changed = threading.Condition()
-        self._reader: threading.Thread | None = None
+        self._pump: LogPump | None = None
 
     @property
     def url(self) -> str:
@@ -62,8 +60,7 @@ class NodeProcess:
     @property
     def log(self) -> list[str]:
         """Every log line so far."""
-        with self._changed:
-            return list(self._lines)
+        return [] if self._pump is None else self._pump.lines()
 
     def start(self, *, ready_timeout_seconds: float = 20.0, wait_ready: bool = True) -> None:
         """Start the node; by default wait until it logs that it listens."""
@@ -81,20 +78,10 @@ class NodeProcess:
             stderr=subprocess.PIPE,
             text=True,
         )
-        self._reader = threading.Thread(target=self._read, name=f"node-{self.port}", daemon=True)
-        self._reader.start()
+        assert self._process.stderr is not None  # stderr=PIPE was given
+        self._pump = LogPump(self._process.stderr, name=f"node-{self.port}")
         if wait_ready:
             self.wait_for_log("node listening on", timeout_seconds=ready_timeout_seconds)
-
-    def _read(self) -> None:
-        assert self._process is not None and self._process.stderr is not None
-        with self._process.stderr as stream:
-            for line in stream:
-                with self._changed:
-                    self._lines.append(line.rstrip("\n"))
-                    self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
 
     def wait_for_log(self, text: str, *, timeout_seconds: float = 10.0, after: int = 0) -> int:
         """Wait for a log line containing ``text`` (from line ``after`` on); return its index.
@@ -103,23 +90,14 @@ class NodeProcess:
             TimeoutError: no such line in time, or the node exited first; the
                 message carries the log's tail.
         """
-        with self._changed:
-            found = self._changed.wait_for(
-                lambda: self._find(text, after) is not None or not self._alive(),
-                timeout=timeout_seconds,
-            )
-            index = self._find(text, after)
-            if found and index is not None:
-                return index
-            tail = "\n".join(self._lines[-30:])
+        if self._pump is None:
+            raise RuntimeError("NodeProcess is not started")
+        index = self._pump.wait_for(text, timeout_seconds=timeout_seconds, after=after)
+        if index is not None:
+            return index
         state = "exited" if not self._alive() else "still running"
+        tail = self._pump.tail(30)
         raise TimeoutError(f"node log has no line with {text!r} ({state}); log tail:\n{tail}")
-
-    def _find(self, text: str, after: int) -> int | None:
-        for index in range(after, len(self._lines)):
-            if text in self._lines[index]:
-                return index
-        return None
 
     def _alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
@@ -134,8 +112,8 @@ class NodeProcess:
         if self._process is None:
             raise RuntimeError("NodeProcess is not started")
         status = self._process.wait(timeout=timeout_seconds)
-        if self._reader is not None:
-            self._reader.join(timeout=timeout_seconds)
+        if self._pump is not None:
+            self._pump.join(timeout_seconds)
         return status
 
     def stop(self, timeout_seconds: float = 20.0) -> int:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import anyio
 import msgspec
@@ -93,7 +93,8 @@ class RedisStatus(msgspec.Struct, frozen=True, kw_only=True):
     Attributes:
         configured: whether this node uses Redis at all.
         up: whether the last health check (or connection) succeeded.
-        since_seconds: monotonic clock time of the last up/down change (or of creation).
+        since_seconds: how long ``up`` has held, in seconds: the time since the last
+            up/down change (or since the link was made).
         reconnects: down-to-up changes after the first successful connection.
         failures: failed health checks and connection attempts so far.
         last_error: ``"Type: message"`` of the last failure, kept after recovery.
@@ -166,7 +167,7 @@ class RedisLink:
         self._up = False
         self._ever_up = False
         self._down_logged = False
-        self._since_seconds = clock.monotonic()
+        self._changed_at = clock.monotonic()
         self._reconnects = 0
         self._failures = 0
         self._last_error: str | None = None
@@ -195,7 +196,7 @@ class RedisLink:
         return RedisStatus(
             configured=True,
             up=self._up,
-            since_seconds=self._since_seconds,
+            since_seconds=self._clock.monotonic() - self._changed_at,
             reconnects=self._reconnects,
             failures=self._failures,
             last_error=self._last_error,
@@ -270,7 +271,7 @@ class RedisLink:
         leaks to other users of :attr:`client`.
         """
         pool = self._client.connection_pool
-        connection = await pool.get_connection()
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
             yield connection
         finally:
@@ -320,7 +321,7 @@ class RedisLink:
             return
         self._up = True
         self._down_logged = False
-        self._since_seconds = self._clock.monotonic()
+        self._changed_at = self._clock.monotonic()
         if self._ever_up:
             self._reconnects += 1
             logger.info("redis %s is up again (reconnect %s)", self._url, self._reconnects)
@@ -339,7 +340,7 @@ class RedisLink:
             self._down_logged = True
         if was_up:
             self._up = False
-            self._since_seconds = self._clock.monotonic()
+            self._changed_at = self._clock.monotonic()
         self._changed_now(up_changed=was_up)
 
     def _changed_now(self, *, up_changed: bool) -> None:
@@ -384,7 +385,7 @@ class _ErrorMap:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool:
+    ) -> Literal[False]:
         if exc is not None and isinstance(exc, CONNECTION_ERRORS):
             self._link.report_failure(exc)
             raise RedisUnavailable(self._operation, exc) from exc

@@ -15,14 +15,14 @@ start and stop it, and tests call :meth:`RedisServer.stop` and
 
 from __future__ import annotations
 
-import collections
 import logging
 import shutil
 import socket
 import subprocess
 import tempfile
-import threading
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
+
+from ._log_pump import LogPump
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -40,35 +40,6 @@ def free_port(host: str = "127.0.0.1") -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-class _LogPump:
-    """Drains a process's output on a daemon thread and signals readiness or exit."""
-
-    def __init__(self, stream: IO[str], *, keep_lines: int = 50) -> None:
-        self.lines: collections.deque[str] = collections.deque(maxlen=keep_lines)
-        self.ready = threading.Event()
-        self.finished = threading.Event()
-        self._stream = stream
-        self._thread = threading.Thread(target=self._pump, name="redis-server-log", daemon=True)
-        self._thread.start()
-
-    def _pump(self) -> None:
-        try:
-            for line in self._stream:
-                self.lines.append(line.rstrip())
-                if _READY_LINE in line:
-                    self.ready.set()
-        finally:
-            self.finished.set()
-            # Wake a waiter in wait_ready(): the process is gone before it was ready.
-            self.ready.set()
-
-    def join(self, timeout_seconds: float) -> None:
-        self._thread.join(timeout_seconds)
-
-    def tail(self) -> str:
-        return "\n".join(self.lines)
 
 
 class RedisServer:
@@ -98,7 +69,7 @@ class RedisServer:
         self._startup_timeout_seconds = startup_timeout_seconds
         self._stop_timeout_seconds = stop_timeout_seconds
         self._process: subprocess.Popen[str] | None = None
-        self._pump: _LogPump | None = None
+        self._pump: LogPump | None = None
         self._directory: str | None = None
 
     @property
@@ -160,12 +131,13 @@ class RedisServer:
         if process.stdout is None:  # never: stdout=PIPE was given
             self.stop()
             raise RuntimeError("redis-server started without an output pipe")
-        self._pump = _LogPump(process.stdout)
-        ready = self._pump.ready.wait(self._startup_timeout_seconds)
-        if not ready or self._pump.finished.is_set():
-            tail = self._pump.tail()
+        self._pump = LogPump(process.stdout, name="redis-server-log", keep_lines=50)
+        ready = self._pump.wait_for(_READY_LINE, timeout_seconds=self._startup_timeout_seconds)
+        if ready is None:
+            tail = self._pump.tail(50)
+            exited = self._pump.finished
             self.stop()
-            why = "exited" if ready else f"was not ready after {self._startup_timeout_seconds:g}s"
+            why = "exited" if exited else f"was not ready after {self._startup_timeout_seconds:g}s"
             raise RuntimeError(
                 f"redis-server on 127.0.0.1:{self._port} {why}; its last output:\n{tail}"
             )
@@ -189,11 +161,9 @@ class RedisServer:
                     process.kill()
                     process.wait()
             if self._pump is not None:
-                # The pump ends at end of output, which the process's exit brings.
+                # The pump ends (and closes the pipe) at end of output, which the exit brings.
                 self._pump.join(self._stop_timeout_seconds)
                 self._pump = None
-            if process is not None and process.stdout is not None:
-                process.stdout.close()
         finally:
             directory, self._directory = self._directory, None
             if directory is not None:

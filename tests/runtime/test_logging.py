@@ -6,6 +6,7 @@ import io
 import logging
 import re
 import sys
+import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from types import TracebackType
@@ -29,6 +30,7 @@ def _stream() -> Iterator[io.StringIO]:
     saved_root = (root.level, root.handlers[:])
     saved = {name: logging.getLogger(name).level for name in TUNED}
     yield io.StringIO()
+    logging.captureWarnings(False)
     for handler in root.handlers[:]:
         root.removeHandler(handler)
     root.setLevel(saved_root[0])
@@ -165,9 +167,33 @@ def test_debug_shows_access_lines(stream: io.StringIO) -> None:
 def test_info_hides_access_lines_but_keeps_server_errors(stream: io.StringIO) -> None:
     configure_logging("INFO", "text", stream)
     logging.getLogger("hypercorn.access").info("GET / 200")
-    logging.getLogger("hypercorn.error").info("Running on http://127.0.0.1:8000")
-    assert stream.getvalue().endswith(" INFO hypercorn.error: Running on http://127.0.0.1:8000\n")
+    logging.getLogger("runtime.access").debug("GET / 200 0.1 ms (request id x)")
+    logging.getLogger("hypercorn.error").error("Error in ASGI Framework")
+    assert stream.getvalue().endswith(" ERROR hypercorn.error: Error in ASGI Framework\n")
     assert "GET / 200" not in stream.getvalue()
+
+
+def test_hypercorns_listening_line_is_dropped_as_the_node_logs_its_own(
+    stream: io.StringIO,
+) -> None:
+    configure_logging("DEBUG", "text", stream)
+    hypercorn = logging.getLogger("hypercorn.error")
+    hypercorn.info("Running on http://127.0.0.1:8000 over http (CTRL + C to quit)")
+    hypercorn.info("Running on %s", "fd://3")
+    logging.getLogger("runtime.node").info("Running on a node's own words stays")
+    assert stream.getvalue().endswith(" INFO runtime.node: Running on a node's own words stays\n")
+    assert stream.getvalue().count("\n") == 1
+
+
+def test_warnings_come_out_as_json_records(stream: io.StringIO) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # pytest turns warnings into errors here
+        configure_logging("INFO", "json", stream)
+        warnings.warn("the HMAC key is 8 bytes long", UserWarning, stacklevel=1)
+    (line,) = stream.getvalue().splitlines()
+    payload = msgspec.json.decode(line)
+    assert (payload["level"], payload["logger"]) == ("WARNING", "py.warnings")
+    assert "UserWarning: the HMAC key is 8 bytes long" in payload["message"]
 
 
 def test_bad_level_and_format_are_config_errors() -> None:

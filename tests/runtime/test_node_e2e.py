@@ -45,6 +45,8 @@ def test_node_serves_health_and_the_users_actors_then_drains_on_sigterm() -> Non
     finally:
         node.stop()
     log = node.log
+    assert sum("node listening on" in line for line in log) == 1, log
+    assert not any("Running on" in line for line in log), log  # Hypercorn's own, dropped
     order = [
         node.wait_for_log("SIGTERM received: draining in-flight requests"),
         node.wait_for_log("HTTP drained; stopping actors"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -14,7 +15,7 @@ from runtime._errors import RedisUnavailable
 from runtime._redis import RedisLink, RedisStatus, backoff_seconds, redact_url, redis_key
 from runtime._redis_server import RedisServer, free_port
 
-FAST = {
+FAST: dict[str, Any] = {
     "health_interval_seconds": 0.05,
     "reconnect_base_seconds": 0.01,
     "reconnect_max_seconds": 0.1,
@@ -79,7 +80,7 @@ async def test_reconnect_waits_follow_the_backoff_on_the_clock() -> None:
         jitter=lambda: 1.0,
     ) as link:
         ping = FakePing(clock, failures=4)
-        link.client.ping = ping  # type: ignore[method-assign]
+        link.client.ping = ping  # type: ignore[method-assign,assignment]
         async with anyio.create_task_group() as tg:
             await tg.start(link.run)
             await ping.wait_calls(1)
@@ -96,7 +97,7 @@ async def test_reconnect_waits_follow_the_backoff_on_the_clock() -> None:
             assert link.status() == RedisStatus(
                 configured=True,
                 up=True,
-                since_seconds=1011.0,
+                since_seconds=10.0,  # up since 1011, asked at 1021
                 reconnects=0,
                 failures=4,
                 last_error="ConnectionError: Connection refused",
@@ -115,7 +116,7 @@ async def test_report_failure_rechecks_at_once_and_callbacks_see_transitions() -
                 return True
             raise redis.exceptions.TimeoutError("Timeout reading from socket")
 
-        link.client.ping = ping  # type: ignore[method-assign]
+        link.client.ping = ping  # type: ignore[method-assign,assignment]
         seen: list[bool] = []
         remove = link.on_transition(seen.append)
         async with anyio.create_task_group() as tg:
@@ -181,7 +182,7 @@ async def test_status_hides_the_password() -> None:
         assert link.status() == RedisStatus(
             configured=True,
             up=False,
-            since_seconds=5.0,
+            since_seconds=0.0,
             reconnects=0,
             failures=0,
             last_error=None,
@@ -189,6 +190,15 @@ async def test_status_hides_the_password() -> None:
         )
         assert "s3cret" not in repr(link)
     assert RedisStatus(configured=False).up is False
+
+
+async def test_since_seconds_is_how_long_the_state_has_held() -> None:
+    # A duration, not the clock's reading: a node up 3 s reports 3, not its monotonic time.
+    clock = ManualClock(start=480.0)
+    async with RedisLink(f"redis://127.0.0.1:{free_port()}/0", clock=clock) as link:
+        assert link.status().since_seconds == 0.0
+        clock.advance(3.0)
+        assert link.status().since_seconds == 3.0
 
 
 def test_settings_are_validated() -> None:
