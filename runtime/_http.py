@@ -194,6 +194,7 @@ def create_app(context: NodeContext, blueprints: Sequence[Blueprint] = ()) -> Qu
         app.register_blueprint(blueprint)
     if settings.cors_origins:
         origins = list(settings.cors_origins)
+        websocket_hooks = list(app.before_websocket_funcs[None])
         app = cors(
             app,
             allow_origin="*" if origins == ["*"] else origins,
@@ -202,6 +203,9 @@ def create_app(context: NodeContext, blueprints: Sequence[Blueprint] = ()) -> Qu
             allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
             max_age=600,
         )
+        # quart_cors adds its own WebSocket Origin check (a bare 400, and it refuses
+        # clients that send no Origin); origin_guard above is the node's, so drop it.
+        app.before_websocket_funcs[None][:] = websocket_hooks
     return app
 
 

@@ -45,6 +45,7 @@ task: the session's tasks end, and the route's ``finally`` runs.
 
 from __future__ import annotations
 
+import collections
 import logging
 from typing import TYPE_CHECKING, TypeVar
 
@@ -211,9 +212,8 @@ class WebSocketSession:
         self._clock = node.clock
         self._stopping = node.stopping
         self._counters = counters_of_current_app()
-        self._outbox_in, self._outbox_out = anyio.create_memory_object_stream[str | bytes](
-            outbox_size
-        )
+        self._outbox: collections.deque[str | bytes] = collections.deque()
+        self._outbox_changed = anyio.Event()
         self._close: SessionClosed | None = None
         self._flush = True
         self._close_requested = anyio.Event()
@@ -248,9 +248,7 @@ class WebSocketSession:
         """
         if self._close is not None:
             return False
-        try:
-            self._outbox_in.send_nowait(data)
-        except anyio.WouldBlock:
+        if len(self._outbox) >= self.outbox_size:
             self._counters.outbox_overflows += 1
             logger.info(
                 "websocket %s (request id %s): outbox of %d frames overflowed; closing",
@@ -260,6 +258,8 @@ class WebSocketSession:
             )
             self._abort(CloseCode.SLOW_CONSUMER, "slow_consumer")
             return False
+        self._outbox.append(data)
+        self._outbox_changed.set()
         return True
 
     def send_error(self, code: str, message: str, *, ref: str | int | None = None) -> bool:
@@ -277,7 +277,7 @@ class WebSocketSession:
         """
         if self._close is None:
             self._close = SessionClosed(code=int(code), reason=reason)
-            self._outbox_in.close()
+            self._outbox_changed.set()
             self._close_requested.set()
 
     def refresh(self, principal: Principal) -> None:
@@ -291,7 +291,7 @@ class WebSocketSession:
             frames_in=self._frames_in,
             frames_out=self._frames_out,
             error_frames=self._error_frames,
-            outbox_used=self._outbox_out.statistics().current_buffer_used,
+            outbox_used=len(self._outbox),
             outbox_size=self.outbox_size,
         )
 
@@ -300,6 +300,7 @@ class WebSocketSession:
         if self._close is None:
             self.close(code, reason)
             self._flush = False
+            self._outbox.clear()
         if self._group is not None:
             self._group.cancel_scope.cancel()
 
@@ -355,12 +356,17 @@ class WebSocketSession:
         return decoder.decode(data)
 
     async def _write(self) -> None:
-        async with self._outbox_out:
-            async for data in self._outbox_out:
-                await self._websocket.send(data)
+        outbox = self._outbox
+        while True:
+            while outbox:
+                await self._websocket.send(outbox.popleft())
                 self._frames_out += 1
                 self._counters.frames_out += 1
-        if self._group is not None:  # the outbox was closed and is drained
+            if self._close is not None:
+                break  # closing, and the outbox is drained
+            self._outbox_changed = anyio.Event()
+            await self._outbox_changed.wait()
+        if self._group is not None:
             self._group.cancel_scope.cancel()
 
     async def _watch_close_timeout(self) -> None:

@@ -5,6 +5,8 @@
   the actors in reverse start order.
 * :func:`open_app` assembles a whole node in process (actors, routes, auth)
   and yields its Quart app, for ``app.test_client()``.
+* :func:`serve_app` serves a Quart app on real Hypercorn over loopback TCP
+  for the duration of an ``async with`` (for WebSocket and HTTP clients).
 * :class:`Probe` is an actor that records what it receives, with bounded waits.
 * :class:`ManualClock` is a clock that moves only when told to.
 * :class:`RedisServer` runs a private ``redis-server`` on a free loopback port.
@@ -16,13 +18,16 @@ The pytest fixtures ``redis_server`` and ``redis_url`` come from
 
 from __future__ import annotations
 
+import logging
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
+from hypercorn.asyncio import serve
+from hypercorn.config import Config as HypercornConfig
 
 from ._actor import Actor
-from ._boot import NodeSetup, assemble_node
+from ._boot import NodeSetup, _bind, assemble_node
 from ._clock import ManualClock, SystemClock
 from ._fanout import MemoryFanout
 from ._node_process import NodeProcess
@@ -48,6 +53,7 @@ __all__ = [
     "free_port",
     "open_app",
     "open_system",
+    "serve_app",
 ]
 
 _T = TypeVar("_T")
@@ -136,6 +142,51 @@ async def open_app(
                 yield app, context
         finally:
             tg.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def serve_app(
+    app: Quart, *, host: str = "127.0.0.1", graceful_timeout_seconds: float = 2.0
+) -> AsyncIterator[str]:
+    """Serve ``app`` on Hypercorn over TCP on a free ``host`` port; yield ``http://host:port``.
+
+    The listening socket is bound before the block starts (no race for the
+    port), so clients can connect at once. Leaving the block stops Hypercorn,
+    giving open connections ``graceful_timeout_seconds``.
+
+    Example::
+
+        async with open_app(settings, compose=compose) as (app, context):
+            async with serve_app(app) as url:
+                async with websockets.connect(url.replace("http", "ws") + "/ws"):
+                    ...
+    """
+    listener = _bind(host, 0)
+    port = listener.getsockname()[1]
+    config = HypercornConfig()
+    config.bind = [f"fd://{listener.detach()}"]
+    config.graceful_timeout = graceful_timeout_seconds
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    stop, done = anyio.Event(), anyio.Event()
+
+    async def run() -> None:
+        try:
+            await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+        finally:
+            done.set()
+
+    async with anyio.create_task_group() as tg:
+        # In a task of its own: serve() leaves a stale asyncio cancel request behind.
+        tg.start_soon(run)
+        try:
+            yield f"http://{host}:{port}"
+        finally:
+            stop.set()
+            # Let Hypercorn shut down by itself even when the block failed: cancelling it
+            # mid-shutdown makes it raise InvalidStateError.
+            with anyio.move_on_after(graceful_timeout_seconds + 5, shield=True):
+                await done.wait()
 
 
 class Probe(Actor[Any]):
