@@ -172,7 +172,7 @@ async def serve_app(
 
     async def run() -> None:
         try:
-            await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+            await serve(app, config, shutdown_trigger=stop.wait)
         finally:
             done.set()
 

@@ -25,6 +25,7 @@ from runtime import (
     Rejected,
     Secret,
     Settings,
+    TokenSource,
     TokenVerifier,
     WebSocketSession,
     authenticate_websocket,
@@ -64,6 +65,7 @@ class Bye(Message, tag="bye", kw_only=True):
 
 Frame = Echo | Flood | Fail | Refuse | Bye
 DECODER: FrameDecoder[Frame] = FrameDecoder(Frame)
+FIRST_FRAME_ONLY: tuple[TokenSource, ...] = ("first_frame",)
 
 
 async def on_frame(session: WebSocketSession, frame: Frame) -> None:
@@ -127,7 +129,7 @@ def routes(sessions: Sessions) -> Blueprint:
 
     @bp.websocket("/ws/first-admin")
     async def first_admin() -> None:
-        principal = await authenticate_websocket(accept=("first_frame",), role="admin")
+        principal = await authenticate_websocket(accept=FIRST_FRAME_ONLY, role="admin")
         await sessions.run(WebSocketSession(principal=principal))
 
     @bp.websocket("/ws/open")
@@ -178,9 +180,11 @@ async def served() -> AsyncIterator[Node]:
     def compose(node: NodeSetup) -> None:
         node.add_blueprint(routes(sessions))
 
-    async with open_app(settings, compose=compose, clock=clock) as (app, context):
-        async with serve_app(app) as url:
-            yield Node(url, app, context, clock, sessions)
+    async with (
+        open_app(settings, compose=compose, clock=clock) as (app, context),
+        serve_app(app) as url,
+    ):
+        yield Node(url, app, context, clock, sessions)
 
 
 async def receive(ws: ClientConnection) -> dict[str, Any]:
@@ -200,7 +204,7 @@ async def closed_with(ws: ClientConnection) -> tuple[int | None, str | None]:
 async def echoes(ws: ClientConnection, text: str = "ping") -> bool:
     await ws.send(json.dumps({"type": "echo", "text": text}))
     frame = await receive(ws)
-    return frame["type"] == "echoed" and frame["text"] == text
+    return bool(frame["type"] == "echoed" and frame["text"] == text)
 
 
 async def refused(uri: str, **kwargs: Any) -> tuple[int, dict[str, Any], Any]:
@@ -225,9 +229,8 @@ async def test_a_bearer_header_is_accepted_and_frames_flow_both_ways() -> None:
 
 
 async def test_a_token_query_parameter_is_accepted() -> None:
-    async with served() as node:
-        async with connect(f"{node.ws}/ws/echo?token={node.token()}") as ws:
-            assert await echoes(ws)
+    async with served() as node, connect(f"{node.ws}/ws/echo?token={node.token()}") as ws:
+        assert await echoes(ws)
 
 
 @pytest.mark.parametrize(
@@ -267,15 +270,15 @@ async def test_a_bad_token_refuses_the_upgrade_with_the_json_error(
 
 async def test_the_admin_route_accepts_a_token_with_the_role() -> None:
     async with served() as node:
-        async with connect(f"{node.ws}/ws/admin", additional_headers=node.bearer("admin")) as ws:
+        headers = node.bearer("admin")
+        async with connect(f"{node.ws}/ws/admin", additional_headers=headers) as ws:
             assert await echoes(ws)
 
 
 async def test_first_frame_authentication_accepts_a_valid_token() -> None:
-    async with served() as node:
-        async with connect(f"{node.ws}/ws/first") as ws:
-            await ws.send(json.dumps({"type": "auth", "token": node.token()}))
-            assert await echoes(ws)
+    async with served() as node, connect(f"{node.ws}/ws/first") as ws:
+        await ws.send(json.dumps({"type": "auth", "token": node.token()}))
+        assert await echoes(ws)
 
 
 async def test_first_frame_route_still_takes_a_header_token_before_accept() -> None:
@@ -317,13 +320,12 @@ async def test_a_bad_first_frame_gets_an_error_frame_then_its_close_code(
 
 
 async def test_no_first_frame_within_the_timeout_closes_4001() -> None:
-    async with served() as node:
-        async with connect(f"{node.ws}/ws/first") as ws:
-            node.clock.advance(10)  # the deadline is armed before the socket is accepted
-            error = await receive(ws)
-            assert error["code"] == "missing_token"
-            assert "within 10s" in error["message"]
-            assert await closed_with(ws) == (4001, "missing_token")
+    async with served() as node, connect(f"{node.ws}/ws/first") as ws:
+        node.clock.advance(10)  # the deadline is armed before the socket is accepted
+        error = await receive(ws)
+        assert error["code"] == "missing_token"
+        assert "within 10s" in error["message"]
+        assert await closed_with(ws) == (4001, "missing_token")
 
 
 async def test_a_session_closes_4001_when_its_token_expires() -> None:
@@ -398,26 +400,24 @@ async def test_a_bad_frame_gets_its_error_frame_and_the_connection_goes_on(
 
 
 async def test_a_rejection_from_the_handler_is_an_error_frame_with_the_frames_ref() -> None:
-    async with served() as node:
-        async with connect(f"{node.ws}/ws/open") as ws:
-            await ws.send(json.dumps({"type": "refuse", "ref": "r-1"}))
-            assert await receive(ws) == {
-                "type": "error",
-                "code": "refused",
-                "message": "this frame is refused",
-                "ref": "r-1",
-            }
-            assert await echoes(ws)
+    async with served() as node, connect(f"{node.ws}/ws/open") as ws:
+        await ws.send(json.dumps({"type": "refuse", "ref": "r-1"}))
+        assert await receive(ws) == {
+            "type": "error",
+            "code": "refused",
+            "message": "this frame is refused",
+            "ref": "r-1",
+        }
+        assert await echoes(ws)
 
 
 async def test_too_many_bad_frames_in_a_row_close_1008() -> None:
-    async with served() as node:
-        async with connect(f"{node.ws}/ws/open") as ws:
-            for _ in range(3):  # the route allows 3
-                await ws.send("garbage")
-            codes = [(await receive(ws))["code"] for _ in range(3)]
-            assert codes == ["malformed_frame"] * 3
-            assert await closed_with(ws) == (1008, "too_many_bad_frames")
+    async with served() as node, connect(f"{node.ws}/ws/open") as ws:
+        for _ in range(3):  # the route allows 3
+            await ws.send("garbage")
+        codes = [(await receive(ws))["code"] for _ in range(3)]
+        assert codes == ["malformed_frame"] * 3
+        assert await closed_with(ws) == (1008, "too_many_bad_frames")
 
 
 async def test_an_overflowing_outbox_closes_the_slow_consumer_4008() -> None:
@@ -475,31 +475,29 @@ async def test_a_stopping_node_closes_its_sessions_1001() -> None:
 
 
 async def test_receiving_after_close_raises_connection_closed() -> None:
-    async with served() as node:
-        async with connect(f"{node.ws}/ws/open") as ws:
-            await ws.send(json.dumps({"type": "bye"}))
-            with pytest.raises(ConnectionClosed), anyio.fail_after(5):
-                await ws.recv()
+    async with served() as node, connect(f"{node.ws}/ws/open") as ws:
+        await ws.send(json.dumps({"type": "bye"}))
+        with pytest.raises(ConnectionClosed), anyio.fail_after(5):
+            await ws.recv()
 
 
 # -- HTTP beside it -------------------------------------------------------------------------
 
 
 async def test_http_routes_are_unaffected_and_routing_errors_speak_switchyard() -> None:
-    async with served() as node:
-        async with connect(f"{node.ws}/ws/open") as ws:
-            async with httpx.AsyncClient(base_url=node.url, timeout=5) as client:
-                assert (await client.get("/plain")).json() == {"plain": "yes"}
-                assert (await client.get("/healthz")).status_code == 200
-                missing = await client.get("/nope")
-                assert missing.status_code == 404
-                assert missing.json() == {
-                    "error": {"code": "not_found", "message": "no route for GET /nope"}
-                }
-                upgrade_only = await client.get("/ws/open")
-                assert upgrade_only.status_code == 400
-                assert "is a WebSocket route" in upgrade_only.json()["error"]["message"]
-            assert await echoes(ws)
+    async with served() as node, connect(f"{node.ws}/ws/open") as ws:
+        async with httpx.AsyncClient(base_url=node.url, timeout=5) as client:
+            assert (await client.get("/plain")).json() == {"plain": "yes"}
+            assert (await client.get("/healthz")).status_code == 200
+            missing = await client.get("/nope")
+            assert missing.status_code == 404
+            assert missing.json() == {
+                "error": {"code": "not_found", "message": "no route for GET /nope"}
+            }
+            upgrade_only = await client.get("/ws/open")
+            assert upgrade_only.status_code == 400
+            assert "is a WebSocket route" in upgrade_only.json()["error"]["message"]
+        assert await echoes(ws)
 
 
 async def test_a_websocket_to_an_unknown_path_gets_a_json_404() -> None:
