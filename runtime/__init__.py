@@ -19,6 +19,7 @@ from ._channel import ChannelStatistics as ChannelStatistics
 from ._channel import ChannelSubscription as ChannelSubscription
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
+from ._edge_auth import TokenSource as TokenSource
 from ._errors import ActorCrashed as ActorCrashed
 from ._errors import ActorStopped as ActorStopped
 from ._errors import ActorSystemError as ActorSystemError
@@ -73,6 +74,20 @@ from ._supervisor import ServiceStatistics as ServiceStatistics
 from ._supervisor import Strategy as Strategy
 from ._supervisor import Supervisor as Supervisor
 from ._supervisor import SupervisorSpec as SupervisorSpec
+from ._websocket import SessionClosed as SessionClosed
+from ._websocket import WebSocketSession as WebSocketSession
+from ._websocket import WebSocketSessionStatistics as WebSocketSessionStatistics
+from ._websocket import authenticate_websocket as authenticate_websocket
+from ._websocket import run_session as run_session
+from ._ws_connection import CloseCode as CloseCode
+from ._ws_connection import WebSocketStatistics as WebSocketStatistics
+from ._ws_connection import websocket_statistics as websocket_statistics
+from ._ws_frames import AuthFrame as AuthFrame
+from ._ws_frames import ErrorFrame as ErrorFrame
+from ._ws_frames import FrameDecoder as FrameDecoder
+from ._ws_frames import FrameError as FrameError
+from ._ws_frames import encode_frame as encode_frame
+from ._ws_origin import origin_allowed as origin_allowed
 
 __all__ = [
     "Actor",
@@ -86,19 +101,24 @@ __all__ = [
     "ApiError",
     "AskTimeout",
     "AuthError",
+    "AuthFrame",
     "Channel",
     "ChannelSpec",
     "ChannelStatistics",
     "ChannelSubscription",
     "ChildSpec",
     "Clock",
+    "CloseCode",
     "ConfigError",
     "ErrorBody",
+    "ErrorFrame",
     "ErrorReply",
     "Extension",
     "Extensions",
     "Fanout",
     "FanoutStatistics",
+    "FrameDecoder",
+    "FrameError",
     "Gap",
     "HttpStatistics",
     "MailboxFull",
@@ -120,6 +140,7 @@ __all__ = [
     "Secret",
     "ServiceSpec",
     "ServiceStatistics",
+    "SessionClosed",
     "Settings",
     "StatisticsError",
     "StatisticsRegistry",
@@ -129,18 +150,27 @@ __all__ = [
     "Supervisor",
     "SupervisorSpec",
     "SystemClock",
+    "TokenSource",
     "TokenVerifier",
+    "WebSocketSession",
+    "WebSocketSessionStatistics",
+    "WebSocketStatistics",
     "assemble_node",
+    "authenticate_websocket",
     "configure_logging",
     "create_app",
     "current_principal",
     "decode_body",
+    "encode_frame",
     "error_response",
     "json_response",
     "load_settings",
     "message_tag",
     "node_context",
+    "origin_allowed",
     "redis_key",
     "require_auth",
     "run_node",
+    "run_session",
+    "websocket_statistics",
 ]

@@ -15,6 +15,7 @@ The order of a node's life:
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import logging
@@ -37,6 +38,7 @@ from ._node_context import NodeContext
 from ._redis import RedisLink
 from ._statistics import StatisticsRegistry, statistics_blueprint
 from ._supervisor import ServiceSpec, Supervisor
+from ._ws_connection import websocket_statistics
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -196,6 +198,7 @@ def _register_runtime_statistics(context: NodeContext, app: Quart) -> None:
         registry.add("runtime.redis", context.redis.status)
     registry.add("runtime.fanout", context.fanout.statistics)
     registry.add("runtime.http", http_counters(app).statistics)
+    registry.add("runtime.websocket", functools.partial(websocket_statistics, app))
 
 
 async def run_node(

@@ -15,27 +15,50 @@ import uuid
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
-from quart import Quart, Response, current_app, g, request, websocket
+from quart import (
+    Quart,
+    Response,
+    current_app,
+    g,
+    has_request_context,
+    has_websocket_context,
+    request,
+    websocket,
+)
 from quart_cors import cors
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing.exceptions import WebsocketMismatch
 
 from ._access_log import install_access_log
-from ._auth import AuthError, Principal, TokenVerifier, require_role
+from ._auth import AuthError, Principal, require_role
+from ._edge_auth import authenticate, handshake_principal, missing_token
 from ._errors import ActorCrashed, ActorStopped, AskTimeout, Rejected
 from ._health import health_blueprint
 from ._http_stats import HttpCounters
 from ._index import index_blueprint
 from ._responses import error_response, json_response
+from ._ws_connection import (
+    close_code_for_status,
+    close_websocket,
+    connection_state,
+    counters_of_current_app,
+    install_websocket_counters,
+)
+from ._ws_frames import ErrorFrame, encode_frame
+from ._ws_origin import origin_guard
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
     from quart import Blueprint
+    from quart.typing import ResponseTypes
 
+    from ._edge_auth import TokenSource
     from ._node_context import NodeContext
 
 __all__ = [
     "ApiError",
+    "authenticate",
     "create_app",
     "current_principal",
     "decode_body",
@@ -51,6 +74,8 @@ Handler = TypeVar("Handler", bound="Callable[..., Awaitable[Any]]")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _EXTENSION = "switchyard"
+_WEBSOCKET_SOURCES: tuple[TokenSource, ...] = ("header", "query")
+_MAX_PATH_SHOWN = 200
 
 # The stable error code for each HTTP status we answer with.
 STATUS_CODES: dict[int, str] = {
@@ -119,29 +144,30 @@ def current_principal() -> Principal:
     return principal
 
 
-def authenticate(verifier: TokenVerifier | None, header: str | None) -> Principal:
-    """Verify a bearer token; the same check serves HTTP routes and WebSockets."""
-    if verifier is None:
-        raise AuthError(
-            "missing_token",
-            "this node has no JWT secret configured (set SWITCHYARD_JWT_SECRET), "
-            "so it cannot accept any token",
-        )
-    return verifier.verify_authorization_header(header)
-
-
 def require_auth(role: str | None = None) -> Callable[[Handler], Handler]:
     """Decorate a route: it needs a valid bearer token (and ``role``, when given).
 
-    Answers 401 with a precise code when the token is missing or invalid, 403
-    when the role is missing. The principal is then :func:`current_principal`.
+    On an HTTP route the token comes from the ``Authorization: Bearer``
+    header. On a ``websocket`` route it comes from that header or, since
+    browsers cannot set headers on a WebSocket, the ``token`` query parameter;
+    the check runs before the upgrade is accepted, so a failure refuses it with
+    the same JSON 401/403 (for first-frame auth, use ``authenticate_websocket``
+    in the route instead). Answers 401 with a precise code when the token is
+    missing or invalid, 403 when the role is missing. The principal is then
+    :func:`current_principal`.
     """
 
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            header = request.headers.get("Authorization")
-            principal = authenticate(node_context().verifier, header)
+            verifier = node_context().verifier
+            if has_websocket_context():
+                found = handshake_principal(verifier, _WEBSOCKET_SOURCES)
+                if found is None:
+                    raise missing_token(_WEBSOCKET_SOURCES)
+                principal = found
+            else:
+                principal = authenticate(verifier, request.headers.get("Authorization"))
             if role is not None:
                 require_role(principal, role)
             g.principal = principal
@@ -160,10 +186,13 @@ def create_app(context: NodeContext, blueprints: Sequence[Blueprint] = ()) -> Qu
     app.config["JSON_SORT_KEYS"] = False
     app.extensions[_EXTENSION] = context
     install_access_log(app, context.clock)
+    install_websocket_counters(app)
     app.before_request(_assign_request_id)
     app.before_websocket(_assign_websocket_request_id)
+    app.before_websocket(origin_guard(settings.cors_origins))
     app.after_request(_echo_request_id)
     HttpCounters().install(app)
+    app.after_websocket(_echo_websocket_request_id)
     _register_error_handlers(app)
     app.register_blueprint(health_blueprint)
     for blueprint in blueprints:
@@ -171,6 +200,7 @@ def create_app(context: NodeContext, blueprints: Sequence[Blueprint] = ()) -> Qu
     app.register_blueprint(index_blueprint)  # after the others: an app's own "/" wins
     if settings.cors_origins:
         origins = list(settings.cors_origins)
+        websocket_hooks = list(app.before_websocket_funcs[None])
         app = cors(
             app,
             allow_origin="*" if origins == ["*"] else origins,
@@ -179,6 +209,9 @@ def create_app(context: NodeContext, blueprints: Sequence[Blueprint] = ()) -> Qu
             allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
             max_age=600,
         )
+        # quart_cors adds its own WebSocket Origin check (a bare 400, and it refuses
+        # clients that send no Origin); origin_guard above is the node's, so drop it.
+        app.before_websocket_funcs[None][:] = websocket_hooks
     return app
 
 
@@ -201,58 +234,117 @@ async def _echo_request_id(response: Response) -> Response:
     return response
 
 
+async def _echo_websocket_request_id(response: ResponseTypes | None) -> ResponseTypes | None:
+    # Quart sends a response here only to refuse an upgrade (before accept).
+    request_id = g.get("request_id")
+    if response is not None and request_id:
+        response.headers["X-Request-ID"] = request_id
+    return response
+
+
+def _describe() -> str:
+    """``GET /path`` or ``WEBSOCKET /path`` for logs and messages, in any context."""
+    if has_websocket_context():
+        return f"WEBSOCKET {websocket.path[:_MAX_PATH_SHOWN]}"
+    if has_request_context():
+        return f"{request.method} {request.path[:_MAX_PATH_SHOWN]}"
+    return "(no request)"
+
+
+async def _error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    """Answer an error in whichever context raised it.
+
+    In an HTTP request, and on a WebSocket before accept (Quart then refuses
+    the upgrade with it), this is the JSON error response. On an accepted
+    WebSocket, the client gets an error frame and a close with the code for
+    ``status`` (the response returned is then ignored by Quart).
+    """
+    if has_websocket_context():
+        counters = counters_of_current_app()
+        if not connection_state().accepted:
+            counters.reject(code)
+        else:
+            if status in (401, 403):
+                counters.reject(code)  # first-frame authentication failed
+            await _close_with_error_frame(status, code, message)
+    response = error_response(status, code, message)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+async def _close_with_error_frame(status: int, code: str, message: str) -> None:
+    if connection_state().closed:
+        return
+    counters = counters_of_current_app()
+    with node_context().clock.move_on_after(node_context().settings.shutdown_grace_seconds):
+        await websocket.send(encode_frame(ErrorFrame(code=code, message=message)))
+        counters.frames_out += 1
+        counters.error_frames += 1
+    await close_websocket(close_code_for_status(status), code)
+
+
+def _http_error_message(exc: HTTPException, status: int) -> str:
+    """Our own words for routing errors; an ``abort()`` with a description keeps its own."""
+    where = _describe()
+    path = where.partition(" ")[2]
+    if isinstance(exc, WebsocketMismatch):
+        if has_websocket_context():
+            return f"{path} is an HTTP route; it does not accept a WebSocket upgrade"
+        return f"{path} is a WebSocket route; connect to it with a WebSocket upgrade"
+    if status == 404 and exc.description in (None, NotFound.description):
+        if has_websocket_context():
+            return f"no WebSocket route for {path}"
+        return f"no route for {where}"
+    if status == 405 and exc.description in (None, MethodNotAllowed.description):
+        allowed = [v for k, v in exc.get_headers() if k.lower() == "allow"]
+        listed = f"; allowed: {allowed[0]}" if allowed else ""
+        return f"method {where.partition(' ')[0]} is not allowed for {path}{listed}"
+    return exc.description or exc.name
+
+
 def _register_error_handlers(app: Quart) -> None:
+    # Every handler works in HTTP and WebSocket contexts alike (see _error).
     @app.errorhandler(ApiError)
     async def api_error(exc: ApiError) -> Response:
-        return error_response(exc.status, exc.code, exc.message)
+        return await _error(exc.status, exc.code, exc.message)
 
     @app.errorhandler(AuthError)
     async def auth_error(exc: AuthError) -> Response:
-        response = error_response(exc.status, exc.code, exc.message)
-        if exc.status == 401:
-            response.headers["WWW-Authenticate"] = 'Bearer realm="switchyard"'
-        return response
+        challenge = {"WWW-Authenticate": 'Bearer realm="switchyard"'} if exc.status == 401 else {}
+        return await _error(exc.status, exc.code, exc.message, challenge)
 
     @app.errorhandler(Rejected)
     async def rejected(exc: Rejected) -> Response:
-        return error_response(REJECTION_STATUS.get(exc.code, 400), exc.code, exc.message)
+        return await _error(REJECTION_STATUS.get(exc.code, 400), exc.code, exc.message)
 
     @app.errorhandler(AskTimeout)
     @app.errorhandler(ActorStopped)
     @app.errorhandler(ActorCrashed)
     async def actor_unavailable(exc: Exception) -> Response:
         # The node is overloaded, restarting or stopping: a retryable 503, logged once.
-        logger.warning("request %s: %s", g.get("request_id"), exc)
-        response = error_response(503, "unavailable", "the service is busy or restarting; retry")
-        response.headers["Retry-After"] = "1"
-        return response
+        logger.warning("%s (request id %s): %s", _describe(), g.get("request_id"), exc)
+        message = "the service is busy or restarting; retry"
+        return await _error(503, "unavailable", message, {"Retry-After": "1"})
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
         code = STATUS_CODES.get(status, "http_error")
-        message = exc.description or exc.name
+        message = _http_error_message(exc, status)
         if status == 413:
             message = (
                 f"request body exceeds the limit of {node_context().settings.max_body_bytes} bytes"
             )
-        response = error_response(status, code, message)
-        if status == 405 and exc.get_headers():
-            for name, value in exc.get_headers():
-                if name.lower() == "allow":
-                    response.headers["Allow"] = value
-        return response
+        allow = [v for k, v in exc.get_headers() if status == 405 and k.lower() == "allow"]
+        return await _error(status, code, message, {"Allow": allow[0]} if allow else None)
 
     @app.errorhandler(Exception)
     async def unexpected(exc: Exception) -> Response:
         request_id = g.get("request_id", "-")
-        logger.error(
-            "unhandled error in %s %s (request id %s)",
-            request.method,
-            request.path,
-            request_id,
-            exc_info=exc,
-        )
-        return error_response(
+        logger.error("unhandled error in %s (request id %s)", _describe(), request_id, exc_info=exc)
+        return await _error(
             500, "internal_error", f"internal server error; quote request id {request_id}"
         )

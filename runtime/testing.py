@@ -6,6 +6,8 @@
 * :func:`open_app` assembles a whole node in process (actors, routes, auth),
   in memory or on a real Redis, and yields its Quart app, for ``app.test_client()``.
 * :func:`open_nodes` runs several such nodes sharing one Redis.
+* :func:`serve_app` serves a Quart app on real Hypercorn over loopback TCP
+  for the duration of an ``async with`` (for WebSocket and HTTP clients).
 * :class:`Probe` is an actor that records what it receives, with bounded waits.
 * :class:`ManualClock` is a clock that moves only when told to.
 * :class:`RedisServer` runs a private ``redis-server`` on a free loopback port.
@@ -17,14 +19,17 @@ The pytest fixtures ``redis_server`` and ``redis_url`` come from
 
 from __future__ import annotations
 
+import logging
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import anyio
 import msgspec
+from hypercorn.asyncio import serve
+from hypercorn.config import Config as HypercornConfig
 
 from ._actor import Actor
-from ._boot import NodeSetup, assemble_node
+from ._boot import NodeSetup, _bind, assemble_node
 from ._boot import node_services as _node_services
 from ._clock import ManualClock, SystemClock
 from ._fanout import RedisFanout
@@ -54,6 +59,7 @@ __all__ = [
     "open_app",
     "open_nodes",
     "open_system",
+    "serve_app",
 ]
 
 _T = TypeVar("_T")
@@ -198,6 +204,51 @@ async def open_nodes(
             for _ in range(count)
         ]
         yield nodes
+
+
+@asynccontextmanager
+async def serve_app(
+    app: Quart, *, host: str = "127.0.0.1", graceful_timeout_seconds: float = 2.0
+) -> AsyncIterator[str]:
+    """Serve ``app`` on Hypercorn over TCP on a free ``host`` port; yield ``http://host:port``.
+
+    The listening socket is bound before the block starts (no race for the
+    port), so clients can connect at once. Leaving the block stops Hypercorn,
+    giving open connections ``graceful_timeout_seconds``.
+
+    Example::
+
+        async with open_app(settings, compose=compose) as (app, context):
+            async with serve_app(app) as url:
+                async with websockets.connect(url.replace("http", "ws") + "/ws"):
+                    ...
+    """
+    listener = _bind(host, 0)
+    port = listener.getsockname()[1]
+    config = HypercornConfig()
+    config.bind = [f"fd://{listener.detach()}"]
+    config.graceful_timeout = graceful_timeout_seconds
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    stop, done = anyio.Event(), anyio.Event()
+
+    async def run() -> None:
+        try:
+            await serve(app, config, shutdown_trigger=stop.wait)
+        finally:
+            done.set()
+
+    async with anyio.create_task_group() as tg:
+        # In a task of its own: serve() leaves a stale asyncio cancel request behind.
+        tg.start_soon(run)
+        try:
+            yield f"http://{host}:{port}"
+        finally:
+            stop.set()
+            # Let Hypercorn shut down by itself even when the block failed: cancelling it
+            # mid-shutdown makes it raise InvalidStateError.
+            with anyio.move_on_after(graceful_timeout_seconds + 5, shield=True):
+                await done.wait()
 
 
 class Probe(Actor[Any]):

@@ -7,7 +7,16 @@ from typing import assert_never
 
 from quart import Blueprint
 
-from runtime import Actor, ChildSpec, Message, NodeSetup, node_context
+from runtime import (
+    Actor,
+    ChildSpec,
+    FrameDecoder,
+    Message,
+    NodeSetup,
+    WebSocketSession,
+    node_context,
+    run_session,
+)
 
 logger = logging.getLogger("tests.e2e_app")
 
@@ -60,6 +69,24 @@ async def slow() -> dict[str, bool]:
     logger.info("slow request started")
     await node_context().stopping.wait()
     return {"drained": True}
+
+
+class SocketEcho(Message, tag="e2e.socket_echo", kw_only=True):
+    text: str
+
+
+SOCKET_FRAMES: FrameDecoder[SocketEcho] = FrameDecoder(SocketEcho)
+
+
+async def _socket_frame(session: WebSocketSession, frame: SocketEcho) -> None:
+    echoed = await node_context().refs["echo"].ask(Echo(text=frame.text))
+    session.send({"type": "echoed", "text": echoed})
+
+
+@routes.websocket("/ws/echo")
+async def socket_echo() -> None:
+    closed = await run_session(WebSocketSession(), SOCKET_FRAMES, _socket_frame)
+    logger.info("websocket session closed with %d", closed.code)
 
 
 def setup(node: NodeSetup) -> None:

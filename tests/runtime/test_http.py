@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 import msgspec
 import pytest
-from quart import Blueprint, Quart
+from quart import Blueprint, Quart, abort
 
 from runtime import (
     ApiError,
@@ -56,6 +56,10 @@ def _routes() -> Blueprint:
     @require_auth(role="admin")
     async def admin() -> dict[str, str]:
         return {"ok": "yes"}
+
+    @bp.get("/gone")
+    async def gone() -> dict[str, str]:
+        abort(404, description="that greeting was withdrawn")
 
     @bp.get("/boom")
     async def boom() -> dict[str, str]:
@@ -130,12 +134,20 @@ async def test_readyz_is_503_with_reasons_while_stopping() -> None:
 async def test_not_found_and_method_not_allowed_are_json() -> None:
     async with node_app() as app:
         client = app.test_client()
-        status, code, _ = await error_of(await client.get("/nowhere"))
-        assert (status, code) == (404, "not_found")
+        status, code, message = await error_of(await client.get("/nowhere"))
+        assert (status, code, message) == (404, "not_found", "no route for GET /nowhere")
         response = await client.delete("/healthz")
-        status, code, _ = await error_of(response)
+        status, code, message = await error_of(response)
         assert (status, code) == (405, "method_not_allowed")
+        assert message.startswith("method DELETE is not allowed for /healthz; allowed: ")
+        assert "GET" in message.partition("allowed: ")[2]
         assert "GET" in response.headers["Allow"]
+
+
+async def test_an_abort_with_its_own_description_keeps_it() -> None:
+    async with node_app() as app:
+        status, code, message = await error_of(await app.test_client().get("/gone"))
+        assert (status, code, message) == (404, "not_found", "that greeting was withdrawn")
 
 
 async def test_valid_body_is_decoded() -> None:

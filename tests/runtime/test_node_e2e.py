@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect as ws_connect
 
 from runtime.testing import NodeProcess, RedisServer, free_port
 
@@ -54,6 +57,26 @@ def test_node_serves_health_and_the_users_actors_then_drains_on_sigterm() -> Non
         node.wait_for_log("node stopped"),
     ]
     assert order == sorted(order), log
+
+
+def test_a_websocket_session_is_served_then_closed_1001_when_the_node_drains() -> None:
+    node = NodeProcess(args=APP, cwd=ROOT)
+    node.start()
+    try:
+        with ws_connect(f"ws{node.url.removeprefix('http')}/ws/echo", open_timeout=10) as ws:
+            ws.send(json.dumps({"type": "e2e.socket_echo", "text": "hi"}))
+            assert json.loads(ws.recv(timeout=10)) == {"type": "echoed", "text": "hi"}
+            ws.send("not json")
+            assert json.loads(ws.recv(timeout=10))["code"] == "malformed_frame"
+            node.signal()
+            with pytest.raises(ConnectionClosed) as caught:
+                ws.recv(timeout=10)
+            assert caught.value.rcvd is not None
+            assert (caught.value.rcvd.code, caught.value.rcvd.reason) == (1001, "node_stopping")
+        assert node.wait() == 0
+    finally:
+        node.stop()
+    node.wait_for_log("websocket session closed with 1001")
 
 
 def test_escalation_past_the_restart_intensity_exits_non_zero() -> None:

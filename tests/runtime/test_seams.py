@@ -213,6 +213,7 @@ async def test_api_statistics_lists_every_runtime_part_and_package() -> None:
     assert body["runtime.http"]["requests"] >= 2
     assert body["runtime.http"]["responses_4xx"] == 1
     assert "runtime.fanout" in body
+    assert body["runtime.websocket"]["connections_open"] == 0
     assert "runtime.redis" not in body  # no Redis configured
 
 

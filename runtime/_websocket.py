@@ -1,0 +1,422 @@
+"""The WebSocket edge: authenticate a socket, then run it as a session with a bounded outbox.
+
+A websocket route does three things, in this order::
+
+    decoder = FrameDecoder(Join | Leave | Publish)       # once, at import time
+
+    @routes.websocket("/ws")
+    async def socket() -> None:
+        principal = await authenticate_websocket(accept=("header", "query", "first_frame"))
+        session = WebSocketSession(principal=principal, outbox_size=64)
+        hub.register(session)                              # e.g. the socket hub
+        try:
+            await run_session(session, decoder, on_frame)
+        finally:
+            hub.unregister(session)
+
+Before accept, the app has already checked ``Origin`` (``runtime._ws_origin``)
+and the request id; a failed check, a bad token (header or query) or an error
+raised by the route refuses the upgrade with the node's JSON error body and
+status. After accept, an error that escapes the route becomes an error frame
+and a close with the code of :class:`~runtime.CloseCode` for its status.
+
+:func:`run_session` runs a reader and a writer in one task group:
+
+* the **reader** takes one frame at a time, checks its size and kind, decodes
+  it with the :class:`~runtime.FrameDecoder` and awaits ``on_frame(session,
+  frame)``; a frame's handler therefore runs before the next frame is read
+  (per-connection order and backpressure). A bad frame, or a ``Rejected``,
+  ``ApiError`` or ``AuthError`` from the handler, answers an error frame and
+  the session goes on; ``max_consecutive_errors`` bad frames in a row close
+  it (1008). Any other exception is logged with the request id and closes the
+  session with 1011; the node goes on.
+* the **writer** sends the outbox in order. :meth:`WebSocketSession.send`
+  never waits (an actor broadcasting to a room must not stall on one slow
+  client): when the outbox (``outbox_size`` frames) is full, the frame is not
+  queued, the session is closed with 4008 ``slow_consumer`` without flushing,
+  and ``outbox_overflows`` is counted.
+
+A session also closes with 1001 when the node starts stopping (after flushing
+its outbox) and with 4001 ``token_expired`` when its principal's token
+expires (unless ``close_on_expiry=False``; :meth:`~WebSocketSession.refresh`
+replaces the principal). When the client goes away, Quart cancels the route's
+task: the session's tasks end, and the route's ``finally`` runs.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from typing import TYPE_CHECKING, TypeVar
+
+import anyio
+import msgspec
+from quart import g, websocket
+
+from ._auth import AuthError, Principal, require_role
+from ._edge_auth import handshake_principal, missing_token, verify_token
+from ._errors import ActorCrashed, ActorStopped, AskTimeout, Rejected
+from ._http import ApiError, node_context
+from ._ws_connection import (
+    CloseCode,
+    accept_websocket,
+    close_websocket,
+    connection_state,
+    counters_of_current_app,
+)
+from ._ws_frames import AuthFrame, ErrorFrame, FrameDecoder, FrameError, encode_frame
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Collection
+
+    from anyio.abc import TaskGroup
+
+    from ._edge_auth import TokenSource
+
+__all__ = [
+    "SessionClosed",
+    "WebSocketSession",
+    "WebSocketSessionStatistics",
+    "authenticate_websocket",
+    "run_session",
+]
+
+logger = logging.getLogger("runtime.websocket")
+
+T = TypeVar("T")
+
+_AUTH_FRAME: FrameDecoder[AuthFrame] = FrameDecoder(AuthFrame)
+_MAX_AUTH_FRAME_BYTES = 16 * 1024
+
+
+async def authenticate_websocket(
+    accept: Collection[TokenSource] = ("header", "query"),
+    *,
+    role: str | None = None,
+    first_frame_timeout_seconds: float = 10.0,
+) -> Principal:
+    """Authenticate the current WebSocket with the node's token verifier.
+
+    Tries the sources in ``accept``: the ``Authorization: Bearer`` header, the
+    ``token`` query parameter, then (if neither is present and
+    ``"first_frame"`` is accepted) accepts the socket and waits up to
+    ``first_frame_timeout_seconds`` (on the node's clock) for
+    ``{"type": "auth", "token": "..."}``.
+
+    Raises:
+        AuthError: let it escape the route. Before accept the upgrade is
+            refused with a JSON 401/403; after accept (first frame) the client
+            gets an error frame with the code, then close 4001 (or 4003 for a
+            missing ``role``).
+    """
+    node = node_context()
+    principal = handshake_principal(node.verifier, accept)
+    if principal is None:
+        if "first_frame" not in accept:
+            raise missing_token(accept)
+        principal = await _first_frame_principal(first_frame_timeout_seconds)
+    if role is not None:
+        require_role(principal, role)
+    return principal
+
+
+async def _first_frame_principal(timeout_seconds: float) -> Principal:
+    node = node_context()
+    data: str | bytes | None = None
+    with node.clock.move_on_after(timeout_seconds):  # armed before the client sees the accept
+        await accept_websocket()
+        data = await websocket.receive()
+    if data is None:
+        raise AuthError(
+            "missing_token",
+            f'no auth frame {{"type": "auth", "token": "..."}} within {timeout_seconds:g}s',
+        )
+    counters_of_current_app().frames_in += 1
+    if len(data) > _MAX_AUTH_FRAME_BYTES:
+        raise AuthError("malformed_token", f"auth frame exceeds {_MAX_AUTH_FRAME_BYTES} bytes")
+    try:
+        frame = _AUTH_FRAME.decode(data)
+    except FrameError as exc:
+        raise AuthError(
+            "malformed_token",
+            f'first frame must be {{"type": "auth", "token": "..."}} ({exc.code}: {exc.message})',
+        ) from None
+    return verify_token(node.verifier, frame.token)
+
+
+class SessionClosed(msgspec.Struct, frozen=True, kw_only=True):
+    """How a session ended: the close ``code`` and ``reason`` the server sent."""
+
+    code: int
+    reason: str
+
+
+class WebSocketSessionStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    """One session's counters and the fill of its outbox."""
+
+    frames_in: int
+    frames_out: int
+    error_frames: int
+    outbox_used: int
+    outbox_size: int
+
+
+class WebSocketSession:
+    """One WebSocket connection as a hub sees it: send frames, close, who and which request.
+
+    Create it inside a websocket route (it binds to the current socket), then
+    hand it to :func:`run_session`. Frames sent before :func:`run_session`
+    starts wait in the outbox.
+
+    Args:
+        principal: who is connected (from :func:`authenticate_websocket`), or
+            ``None`` for an anonymous socket.
+        outbox_size: frames that may wait to be written; one more closes the
+            session with 4008 ``slow_consumer``.
+        max_frame_bytes: frames past this get a ``frame_too_large`` error frame.
+        accept_binary: decode binary frames as UTF-8 JSON too; by default they
+            get ``binary_not_supported``.
+        max_consecutive_errors: bad frames in a row that close the session (1008).
+        close_on_expiry: close with 4001 ``token_expired`` when the token expires.
+        close_timeout_seconds: time the outbox gets to drain on a graceful close.
+    """
+
+    def __init__(
+        self,
+        *,
+        principal: Principal | None = None,
+        outbox_size: int = 64,
+        max_frame_bytes: int = 64 * 1024,
+        accept_binary: bool = False,
+        max_consecutive_errors: int = 16,
+        close_on_expiry: bool = True,
+        close_timeout_seconds: float = 5.0,
+    ) -> None:
+        if outbox_size < 1 or max_frame_bytes < 1 or max_consecutive_errors < 1:
+            raise ValueError(
+                "outbox_size, max_frame_bytes and max_consecutive_errors must be >= 1; got "
+                f"{outbox_size}, {max_frame_bytes}, {max_consecutive_errors}"
+            )
+        connection_state()  # raises outside a websocket context
+        node = node_context()
+        self.principal = principal
+        self.request_id: str = g.get("request_id") or "-"
+        self.path: str = websocket.path
+        self.outbox_size = outbox_size
+        self.max_frame_bytes = max_frame_bytes
+        self.accept_binary = accept_binary
+        self.max_consecutive_errors = max_consecutive_errors
+        self.close_on_expiry = close_on_expiry
+        self.close_timeout_seconds = close_timeout_seconds
+        self._websocket = websocket._get_current_object()  # type: ignore[attr-defined]
+        self._clock = node.clock
+        self._stopping = node.stopping
+        self._counters = counters_of_current_app()
+        self._outbox: collections.deque[str | bytes] = collections.deque()
+        self._outbox_changed = anyio.Event()
+        self._close: SessionClosed | None = None
+        self._flush = True
+        self._close_requested = anyio.Event()
+        self._principal_changed = anyio.Event()
+        self._group: TaskGroup | None = None
+        self._frames_in = self._frames_out = self._error_frames = 0
+
+    def __repr__(self) -> str:
+        who = self.principal.subject if self.principal is not None else None
+        return (
+            f"WebSocketSession(path={self.path!r}, subject={who!r}, request_id={self.request_id!r})"
+        )
+
+    @property
+    def closing(self) -> SessionClosed | None:
+        """The close the session is heading for, or ``None`` while it is open."""
+        return self._close
+
+    def send(self, frame: object) -> bool:
+        """Encode ``frame`` as JSON and queue it as a text frame; never waits.
+
+        Returns ``False`` when the frame was not queued: the session is closing,
+        or the outbox was full (the session then closes with 4008).
+        """
+        return self.send_encoded(encode_frame(frame))
+
+    def send_encoded(self, data: str | bytes) -> bool:
+        """Queue an already-encoded frame (``str``: text frame, ``bytes``: binary frame).
+
+        For a broadcast, encode once with :func:`~runtime.encode_frame` and
+        queue the same string on every session.
+        """
+        if self._close is not None:
+            return False
+        if len(self._outbox) >= self.outbox_size:
+            self._counters.outbox_overflows += 1
+            logger.info(
+                "websocket %s (request id %s): outbox of %d frames overflowed; closing",
+                self.path,
+                self.request_id,
+                self.outbox_size,
+            )
+            self._abort(CloseCode.SLOW_CONSUMER, "slow_consumer")
+            return False
+        self._outbox.append(data)
+        self._outbox_changed.set()
+        return True
+
+    def send_error(self, code: str, message: str, *, ref: str | int | None = None) -> bool:
+        """Queue an error frame ``{"type": "error", "code": ..., "message": ...}``."""
+        queued = self.send(ErrorFrame(code=code, message=message, ref=ref))
+        if queued:
+            self._error_frames += 1
+            self._counters.error_frames += 1
+        return queued
+
+    def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        """Close after the frames already queued are written (within the close timeout).
+
+        Idempotent: the first close wins. ``reason`` should be a stable code word.
+        """
+        if self._close is None:
+            self._close = SessionClosed(code=int(code), reason=reason)
+            self._outbox_changed.set()
+            self._close_requested.set()
+
+    def refresh(self, principal: Principal) -> None:
+        """Replace the principal (a refreshed token); the expiry timer follows the new one."""
+        self.principal = principal
+        self._principal_changed.set()
+
+    def statistics(self) -> WebSocketSessionStatistics:
+        """This session's frame counts and outbox fill."""
+        return WebSocketSessionStatistics(
+            frames_in=self._frames_in,
+            frames_out=self._frames_out,
+            error_frames=self._error_frames,
+            outbox_used=len(self._outbox),
+            outbox_size=self.outbox_size,
+        )
+
+    def _abort(self, code: int, reason: str) -> None:
+        """Close now, dropping what is queued."""
+        if self._close is None:
+            self.close(code, reason)
+            self._flush = False
+            self._outbox.clear()
+        if self._group is not None:
+            self._group.cancel_scope.cancel()
+
+    async def _read(
+        self,
+        decoder: FrameDecoder[T],
+        on_frame: Callable[[WebSocketSession, T], Awaitable[None]],
+    ) -> None:
+        errors = 0
+        while self._close is None:
+            data = await self._websocket.receive()
+            self._frames_in += 1
+            self._counters.frames_in += 1
+            if self._close is not None:
+                return  # closing: frames that arrive meanwhile are not handled
+            try:
+                frame = self._decode(decoder, data)
+            except FrameError as exc:
+                errors += 1
+                self.send_error(exc.code, exc.message)
+                if errors >= self.max_consecutive_errors:
+                    self.close(CloseCode.POLICY_VIOLATION, "too_many_bad_frames")
+                continue
+            errors = 0
+            ref = getattr(frame, "ref", None)
+            ref = ref if isinstance(ref, str | int) else None
+            try:
+                await on_frame(self, frame)
+            except (Rejected, ApiError, AuthError) as exc:
+                self.send_error(exc.code, exc.message, ref=ref)
+            except (AskTimeout, ActorStopped, ActorCrashed) as exc:
+                logger.warning("websocket %s (request id %s): %s", self.path, self.request_id, exc)
+                self.send_error("unavailable", "the service is busy or restarting; retry", ref=ref)
+            except Exception:
+                logger.exception(
+                    "unhandled error in a frame handler of websocket %s (request id %s)",
+                    self.path,
+                    self.request_id,
+                )
+                self._abort(CloseCode.INTERNAL_ERROR, "internal_error")
+                return
+
+    def _decode(self, decoder: FrameDecoder[T], data: str | bytes) -> T:
+        if isinstance(data, bytes) and not self.accept_binary:
+            raise FrameError(
+                "binary_not_supported", "binary frames are not accepted; send JSON text frames"
+            )
+        limit = self.max_frame_bytes
+        if len(data) > limit or (
+            isinstance(data, str) and 4 * len(data) > limit and len(data.encode()) > limit
+        ):
+            raise FrameError("frame_too_large", f"frame exceeds the limit of {limit} bytes")
+        return decoder.decode(data)
+
+    async def _write(self) -> None:
+        outbox = self._outbox
+        while True:
+            while outbox:
+                await self._websocket.send(outbox.popleft())
+                self._frames_out += 1
+                self._counters.frames_out += 1
+            if self._close is not None:
+                break  # closing, and the outbox is drained
+            self._outbox_changed = anyio.Event()
+            await self._outbox_changed.wait()
+        if self._group is not None:
+            self._group.cancel_scope.cancel()
+
+    async def _watch_close_timeout(self) -> None:
+        await self._close_requested.wait()
+        await self._clock.sleep(self.close_timeout_seconds)
+        logger.info(
+            "websocket %s (request id %s): outbox not drained within %gs of close; closing anyway",
+            self.path,
+            self.request_id,
+            self.close_timeout_seconds,
+        )
+        self._abort(CloseCode.NORMAL, "")
+
+    async def _watch_stopping(self) -> None:
+        await self._stopping.wait()
+        self.close(CloseCode.GOING_AWAY, "node_stopping")
+
+    async def _watch_expiry(self) -> None:
+        while self.principal is not None:
+            changed = self._principal_changed = anyio.Event()
+            delay = self.principal.expires_at - self._clock.time()
+            with self._clock.move_on_after(delay) as deadline:
+                await changed.wait()
+            if deadline.cancelled_caught:
+                self.close(CloseCode.UNAUTHORIZED, "token_expired")
+                return
+
+
+async def run_session(
+    session: WebSocketSession,
+    decoder: FrameDecoder[T],
+    on_frame: Callable[[WebSocketSession, T], Awaitable[None]],
+) -> SessionClosed:
+    """Accept the socket (if not yet accepted) and serve ``session`` until it closes.
+
+    Returns how the server closed it. If the client goes away first, the
+    route's task is cancelled (by Quart) and this raises the cancellation.
+    """
+    await accept_websocket()
+    if session.closing is None or session._flush:
+        async with anyio.create_task_group() as group:
+            session._group = group
+            group.start_soon(session._read, decoder, on_frame)
+            group.start_soon(session._write)
+            group.start_soon(session._watch_close_timeout)
+            group.start_soon(session._watch_stopping)
+            if session.close_on_expiry and session.principal is not None:
+                group.start_soon(session._watch_expiry)
+        session._group = None
+    closed = session.closing or SessionClosed(code=CloseCode.NORMAL, reason="")
+    with session._clock.move_on_after(session.close_timeout_seconds):
+        await close_websocket(closed.code, closed.reason)
+    return closed
