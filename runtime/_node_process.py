@@ -30,6 +30,9 @@ class NodeProcess:
             ``SWITCHYARD_*`` variables are not inherited).
         args: extra command-line flags.
         cwd: working directory (the ``--app`` module must be importable from it).
+        command: what to run instead of ``python -m runtime`` (for example
+            Hypercorn serving ``runtime.asgi:create_app()``); ``args`` follow it.
+        ready_line: the log line that says the node is ready.
     """
 
     def __init__(
@@ -39,8 +42,12 @@ class NodeProcess:
         *,
         cwd: str | None = None,
         port: int | None = None,
+        command: Sequence[str] | None = None,
+        ready_line: str = "node listening on",
     ) -> None:
         self.port = port or free_port()
+        self._command = list(command) if command is not None else [sys.executable, "-m", "runtime"]
+        self._ready_line = ready_line
         self._env = dict(env or {})
         self._args = list(args)
         self._cwd = cwd
@@ -70,7 +77,7 @@ class NodeProcess:
         environ["SWITCHYARD_PORT"] = str(self.port)
         environ["PYTHONUNBUFFERED"] = "1"
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "runtime", *self._args],
+            [*self._command, *self._args],
             env=environ,
             cwd=self._cwd,
             stdin=subprocess.DEVNULL,
@@ -81,7 +88,7 @@ class NodeProcess:
         assert self._process.stderr is not None  # stderr=PIPE was given
         self._pump = LogPump(self._process.stderr, name=f"node-{self.port}")
         if wait_ready:
-            self.wait_for_log("node listening on", timeout_seconds=ready_timeout_seconds)
+            self.wait_for_log(self._ready_line, timeout_seconds=ready_timeout_seconds)
 
     def wait_for_log(self, text: str, *, timeout_seconds: float = 10.0, after: int = 0) -> int:
         """Wait for a log line containing ``text`` (from line ``after`` on); return its index.
