@@ -21,11 +21,12 @@ health_blueprint = Blueprint("health", __name__)
 
 
 class Readiness(msgspec.Struct, frozen=True, kw_only=True):
-    """The readiness report: ``ready`` only when every actor runs and Redis is reachable."""
+    """The readiness report: ``ready`` only when every actor and service runs and Redis is up."""
 
     status: Literal["ready", "not_ready"]
     reasons: list[str]
     actors: dict[str, ActorState]
+    services: dict[str, ActorState]
     redis: RedisStatus | None
 
 
@@ -38,6 +39,12 @@ def readiness(context: NodeContext) -> Readiness:
     reasons.extend(
         f"actor {actor_id} is {state}" for actor_id, state in actors.items() if state != "running"
     )
+    services = context.supervisor.service_states()
+    reasons.extend(
+        f"service {service_id} is {state}"
+        for service_id, state in services.items()
+        if state != "running"
+    )
     redis_status = context.redis.status() if context.redis is not None else None
     if redis_status is not None and not redis_status.up:
         reasons.append(f"redis is down: {redis_status.last_error or 'not connected yet'}")
@@ -45,6 +52,7 @@ def readiness(context: NodeContext) -> Readiness:
         status="not_ready" if reasons else "ready",
         reasons=reasons,
         actors=actors,
+        services=services,
         redis=redis_status,
     )
 

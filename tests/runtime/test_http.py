@@ -119,6 +119,7 @@ async def test_healthz_and_readyz() -> None:
             "status": "ready",
             "reasons": [],
             "actors": {"probe": "running"},
+            "services": {"runtime.fanout": "running"},
             "redis": None,
         }
 

@@ -296,3 +296,22 @@ async def test_open_nodes_share_one_redis_and_supervise_its_link(redis_url: str)
         "runtime.redis",
         "runtime.fanout",
     ]
+
+
+async def test_readyz_names_a_service_that_is_not_running() -> None:
+    service = FlakyService()
+
+    def compose(setup: NodeSetup) -> None:
+        setup.add_actor(ServiceSpec("flaky", service.run, restart="temporary"))
+
+    async with open_app(compose=compose) as (app, context):
+        client = app.test_client()
+        assert (await client.get("/readyz")).status_code == 200
+        service.crash.set()
+        with anyio.fail_after(5):
+            while context.supervisor.service_states()["flaky"] != "stopped":
+                await anyio.lowlevel.checkpoint()
+        response = await client.get("/readyz")
+        assert response.status_code == 503
+        body = await response.get_json()
+    assert "service flaky is stopped" in body["reasons"]
