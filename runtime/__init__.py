@@ -15,6 +15,9 @@ from ._boot import assemble_node as assemble_node
 from ._boot import run_node as run_node
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
+from ._configuration import Configuration as Configuration
+from ._configuration import load_configuration as load_configuration
+from ._configuration import load_settings as load_settings
 from ._errors import ActorCrashed as ActorCrashed
 from ._errors import ActorStopped as ActorStopped
 from ._errors import ActorSystemError as ActorSystemError
@@ -52,9 +55,9 @@ from ._ref import ActorRef as ActorRef
 from ._ref import Refs as Refs
 from ._responses import error_response as error_response
 from ._responses import json_response as json_response
+from ._sections import SettingsSection as SettingsSection
 from ._settings import Secret as Secret
 from ._settings import Settings as Settings
-from ._settings import load_settings as load_settings
 from ._supervisor import ChildSpec as ChildSpec
 from ._supervisor import RestartType as RestartType
 from ._supervisor import Strategy as Strategy
@@ -76,6 +79,7 @@ __all__ = [
     "ChildSpec",
     "Clock",
     "ConfigError",
+    "Configuration",
     "ErrorBody",
     "ErrorReply",
     "Fanout",
@@ -98,6 +102,7 @@ __all__ = [
     "RestartType",
     "Secret",
     "Settings",
+    "SettingsSection",
     "Strategy",
     "Subscription",
     "Supervisor",
@@ -111,6 +116,7 @@ __all__ = [
     "decode_body",
     "error_response",
     "json_response",
+    "load_configuration",
     "load_settings",
     "message_tag",
     "node_context",

@@ -16,10 +16,10 @@ import anyio
 
 from ._boot import run_node, token_verifier
 from ._clock import SystemClock
+from ._configuration import load_configuration, load_settings
 from ._errors import ConfigError, RestartIntensityExceeded
 from ._logging import configure_logging
-from ._settings import load_settings
-from .node import compose
+from .node import SECTIONS, compose
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -35,14 +35,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args[:1] == ["token"]:
         return _print_token(args[1:])
     try:
-        settings = load_settings(args)
+        configuration = load_configuration(args, sections=SECTIONS)
+        settings = configuration.node
     except ConfigError as exc:
         print(f"python -m runtime: configuration error: {exc}", file=sys.stderr)  # noqa: T201
         return EXIT_CONFIG
     configure_logging(settings.log_level, settings.log_format)
     try:
         anyio.run(
-            functools.partial(run_node, settings, compose=compose),
+            functools.partial(run_node, configuration, compose=compose),
             backend="asyncio",
             backend_options={"use_uvloop": _uvloop_available()},
         )

@@ -28,6 +28,7 @@ from hypercorn.config import Config as HypercornConfig
 
 from ._auth import TokenVerifier
 from ._clock import SystemClock
+from ._configuration import Configuration
 from ._errors import ConfigError
 from ._fanout import MemoryFanout, RedisFanout
 from ._http import create_app
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 
     from ._clock import Clock
     from ._fanout import Fanout
+    from ._sections import S, SettingsSection
     from ._settings import Settings
     from ._supervisor import ChildSpec, SupervisorSpec
 
@@ -56,21 +58,37 @@ class NodeSetup:
 
     A hook is ``def setup(node: NodeSetup) -> None`` (or ``async def``): it
     adds actors with :meth:`add_actor`, routes with :meth:`add_blueprint`,
-    and reads ``settings``, ``clock``, ``redis`` and ``fanout`` to build them.
+    and reads ``settings``, ``clock``, ``redis`` and ``fanout`` to build them;
+    :meth:`section` returns a settings section's validated value.
     Actor packages keep their own registries (cache loaders, job handlers,
     room policies) in ``extensions``, keyed by the package's name.
     """
 
     def __init__(
-        self, *, settings: Settings, clock: Clock, redis: RedisLink | None, fanout: Fanout
+        self,
+        *,
+        settings: Settings,
+        clock: Clock,
+        redis: RedisLink | None,
+        fanout: Fanout,
+        configuration: Configuration | None = None,
     ) -> None:
         self.settings = settings
+        self.configuration = configuration or Configuration.of(settings)
         self.clock = clock
         self.redis = redis
         self.fanout = fanout
         self.children: list[ChildSpec | SupervisorSpec] = []
         self.blueprints: list[Blueprint] = []
         self.extensions: dict[str, Any] = {}
+
+    def section(self, section: SettingsSection[S]) -> S:
+        """The validated value of a settings section (see :class:`~runtime.SettingsSection`).
+
+        Raises:
+            ConfigError: a variable or flag of the section has a bad value.
+        """
+        return self.configuration.section(section)
 
     def add_actor(self, spec: ChildSpec | SupervisorSpec) -> None:
         """Run this actor (or nested supervisor) under the node's supervisor, after the others."""
@@ -102,7 +120,7 @@ def load_hook(spec: str) -> Callable[[NodeSetup], object]:
 
 
 async def assemble_node(
-    settings: Settings,
+    configuration: Configuration | Settings,
     *,
     clock: Clock,
     redis: RedisLink | None,
@@ -113,15 +131,28 @@ async def assemble_node(
 
     Each of ``builders`` (the composition root, then the user's hook) adds
     actors and routes to the :class:`NodeSetup`; ``None`` entries are skipped.
+    A bare :class:`Settings` stands for ``Configuration.of(settings)``.
+
+    Raises:
+        ConfigError: a section has a bad value, or (once every builder ran) a
+            ``SWITCHYARD_*`` variable or a flag is read by no setting.
     """
-    setup = NodeSetup(settings=settings, clock=clock, redis=redis, fanout=fanout)
+    if not isinstance(configuration, Configuration):
+        configuration = Configuration.of(configuration)
+    settings = configuration.node
+    setup = NodeSetup(
+        settings=settings, clock=clock, redis=redis, fanout=fanout, configuration=configuration
+    )
     for build in builders:
         if build is not None:
             outcome = build(setup)
             if inspect.isawaitable(outcome):
                 await outcome
+    configuration.check_unknown()
     supervisor = Supervisor(
-        setup.children, clock=clock, ask_timeout_seconds=settings.ask_timeout_seconds
+        setup.children,
+        clock=clock,
+        ask_timeout_seconds=settings.ask_timeout_seconds,
     )
     context = NodeContext(
         settings=settings,
@@ -136,7 +167,7 @@ async def assemble_node(
 
 
 async def run_node(
-    settings: Settings,
+    settings: Settings | Configuration,
     *,
     compose: Callable[[NodeSetup], object] | None = None,
     clock: Clock | None = None,
@@ -145,21 +176,23 @@ async def run_node(
     """Run one node until SIGINT/SIGTERM (or cancellation), then drain and stop.
 
     Args:
-        settings: the validated settings.
+        settings: the validated configuration (or the node's settings alone).
         compose: the composition root that adds the default actors.
         clock: the clock for every timeout (default: the system clock).
         task_status: receives the :class:`NodeContext` once the node listens.
     """
+    configuration = settings if isinstance(settings, Configuration) else Configuration.of(settings)
+    settings = configuration.node
     clock = clock or SystemClock()
     redis = _redis_link(settings, clock)
     fanout: Fanout = (
-        RedisFanout(redis, prefix=f"{settings.cache_prefix}:fanout")
+        RedisFanout(redis, prefix=f"{settings.redis_prefix}:fanout")
         if redis is not None
         else MemoryFanout()
     )
     builders = [compose, load_hook(settings.app) if settings.app else None]
     context, app = await assemble_node(
-        settings, clock=clock, redis=redis, fanout=fanout, builders=builders
+        configuration, clock=clock, redis=redis, fanout=fanout, builders=builders
     )
     supervisor = context.supervisor
     listener = _bind(settings.host, settings.port)

@@ -24,6 +24,7 @@ import anyio
 from ._actor import Actor
 from ._boot import NodeSetup, assemble_node
 from ._clock import ManualClock, SystemClock
+from ._configuration import Configuration
 from ._fanout import MemoryFanout
 from ._node_process import NodeProcess
 from ._redis_server import RedisServer, free_port
@@ -31,13 +32,15 @@ from ._settings import Settings
 from ._supervisor import ChildSpec, Supervisor, SupervisorSpec
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Sequence
+    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
+    import msgspec
     from quart import Quart
 
     from ._clock import Clock
     from ._node_context import NodeContext
     from ._ref import Refs
+    from ._sections import SettingsSection
     from ._supervisor import Strategy
 
 __all__ = [
@@ -113,17 +116,20 @@ async def open_app(
     *,
     compose: Callable[[NodeSetup], object] | None = None,
     clock: Clock | None = None,
+    sections: Mapping[SettingsSection[Any], msgspec.Struct] | None = None,
 ) -> AsyncIterator[tuple[Quart, NodeContext]]:
     """Assemble a node in process, without Hypercorn: yield its Quart app and context.
 
     ``compose`` adds actors and routes as a setup hook would (for example
     ``actors.cache.install``). The supervisor runs for the duration of the
     block; use ``app.test_client()`` for requests. Redis is not configured:
-    the node runs in memory.
+    the node runs in memory. ``sections`` gives settings sections their values
+    (``{CACHE_SETTINGS: CacheSettings(l1_max_entries=100)}``); the others take
+    their defaults.
     """
-    settings = settings or Settings()
+    configuration = Configuration.of(settings or Settings(), sections)
     context, app = await assemble_node(
-        settings,
+        configuration,
         clock=clock or SystemClock(),
         redis=None,
         fanout=MemoryFanout(),

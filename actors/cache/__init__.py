@@ -117,7 +117,7 @@ def install(setup: NodeSetup) -> Cache:
     """Add the cache actor and its routes to a node; return its Python API."""
     settings = setup.settings
     config = CacheConfig(
-        prefix=settings.cache_prefix,
+        prefix=settings.redis_prefix,
         default_ttl_seconds=settings.cache_default_ttl_seconds,
         max_value_bytes=settings.cache_max_value_bytes,
         l1_max_entries=settings.cache_l1_max_entries,

@@ -93,6 +93,24 @@ def test_bad_configuration_exits_2_naming_the_variable() -> None:
     )
 
 
+def test_unknown_variable_exits_2_once_the_node_is_assembled() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "runtime"],
+        env={"SWITCHYARD_PROTT": "8000", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert (
+        "configuration error: SWITCHYARD_PROTT has value '8000'; unknown setting; "
+        "did you mean SWITCHYARD_PORT?"
+    ) in result.stderr
+    assert "node listening" not in result.stderr
+
+
 def test_help_documents_every_setting() -> None:
     from runtime._settings import Settings
 
