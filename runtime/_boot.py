@@ -153,6 +153,7 @@ async def assemble_node(
         setup.children,
         clock=clock,
         ask_timeout_seconds=settings.ask_timeout_seconds,
+        mailbox_size=settings.mailbox_size,
     )
     context = NodeContext(
         settings=settings,

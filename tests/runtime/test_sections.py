@@ -488,6 +488,7 @@ async def test_open_app_passes_sections_and_the_node_mailbox_size() -> None:
         context,
     ):
         refs = context.supervisor.refs
+        assert refs["probe"].statistics().mailbox_capacity == 7
         assert refs["small"].statistics().mailbox_capacity == 2
     assert seen == [DemoSettings(max_rooms=4)]
 
