@@ -54,7 +54,12 @@ __all__ = ["NODE_SETTINGS", "Configuration", "build_parser", "load_configuration
 logger = logging.getLogger("runtime.settings")
 
 NODE_SETTINGS: SettingsSection[Settings] = SettingsSection(
-    "node", Settings, title="node settings", env_prefix=ENV_PREFIX, flag_prefix="--"
+    "node",
+    Settings,
+    title="node settings",
+    env_prefix=ENV_PREFIX,
+    flag_prefix="--",
+    description="The node's own: server, Redis, auth, CORS, limits and logging.",
 )
 
 # Deprecated variable -> the node field it sets.

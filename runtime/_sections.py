@@ -231,7 +231,9 @@ _METAVARS = {"int": "N", "float": "NUMBER", "str": "TEXT", "secret": "SECRET", "
 def add_arguments(parser: argparse.ArgumentParser, section: SettingsSection[Any]) -> None:
     """Add one flag per field of ``section``, under the section's heading."""
     about = f"Variables {section.env_prefix}*, flags {section.flag_prefix}*."
-    description = f"{section.description} {about}" if section.description else about
+    if section.flag_prefix == "--":  # the node's own settings: "flags --*" says nothing
+        about = ""
+    description = " ".join(part for part in (section.description, about) if part) or None
     group = parser.add_argument_group(section.title, description)
     for spec in section.fields:
         metavar = "|".join(spec.choices) if spec.choices else _METAVARS[spec.kind]

@@ -156,6 +156,14 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     redis_reconnect_max_seconds: Annotated[
         float, Meta(gt=0, description="Longest back-off between Redis reconnect attempts.")
     ] = 5.0
+    redis_prefix: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=64,
+            description="Prefix of every Redis key the node writes, without spaces.",
+        ),
+    ] = "switchyard"
     jwt_secret: Annotated[Secret | None, Meta(description="JWT key; unset disables auth.")] = None
     jwt_algorithms: Annotated[
         tuple[str, ...], Meta(min_length=1, description=f"JWS algorithms: {_ALLOWED}.")
@@ -185,29 +193,6 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
         Literal["text", "json"], Meta(description="One readable line or one JSON object per event.")
     ] = "text"
     app: Annotated[str | None, Meta(description="App factory as 'module:function', if set.")] = None
-    redis_prefix: Annotated[
-        str,
-        Meta(
-            min_length=1,
-            max_length=64,
-            description="Prefix of every Redis key the node writes, without spaces.",
-        ),
-    ] = "switchyard"
-    cache_default_ttl_seconds: Annotated[
-        float, Meta(gt=0, le=2_592_000, description="TTL of cache entries set without one.")
-    ] = 3600.0
-    cache_l1_max_entries: Annotated[
-        int, Meta(ge=1, description="In-process cache bound, in entries.")
-    ] = 10_000
-    cache_l1_max_bytes: Annotated[
-        int, Meta(ge=1, description="In-process cache bound, in value bytes.")
-    ] = 67_108_864
-    cache_max_value_bytes: Annotated[
-        int, Meta(ge=1, description="Largest cache value accepted, encoded.")
-    ] = 1_048_576
-    cache_negative_ttl_seconds: Annotated[
-        float, Meta(ge=0, description="How long a loader's None is cached; 0: never.")
-    ] = 0.0
 
     def __post_init__(self) -> None:
         # msgspec wraps this ConfigError in a ValidationError (as its __cause__);

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["SECTIONS", "compose"]
 
 #: The settings sections of Switchyard's own actors: validated at boot and listed in ``--help``.
-SECTIONS: tuple[SettingsSection[Any], ...] = ()
+SECTIONS: tuple[SettingsSection[Any], ...] = (actors.cache.CACHE_SETTINGS,)
 
 
 def compose(setup: NodeSetup) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from typing import Any
 
 import anyio
 import pytest
@@ -23,8 +25,8 @@ from .workers import Crash, Ping, StopSelf, Worker
 Log = list[tuple[str, str]]
 
 
-def specs(log: Log, *names: str, **options: object) -> list[ChildSpec]:
-    return [ChildSpec(name, lambda name=name: Worker(name, log), **options) for name in names]
+def specs(log: Log, *names: str, **options: Any) -> list[ChildSpec]:
+    return [ChildSpec(name, functools.partial(Worker, name, log), **options) for name in names]
 
 
 async def crash(refs: object, actor_id: str) -> None:
