@@ -16,7 +16,7 @@ the median of the per-run ratios to the table's baseline):
    every key exactly once through a freshly started cache (default config,
    empty L1): each get is a genuine L1 miss, a Redis ``GET``, a decode and an
    L1 fill. The same for ``get_or_set`` (its miss goes through the actor),
-   and ``CacheConfig(l1_max_entries=1)`` over ``--keys`` keys (nearly every
+   and ``CacheSettings(l1_max_entries=1)`` over ``--keys`` keys (nearly every
    get misses L1).
 3. **``set``**: L1 only (``l2=None``) against cashews ``mem://``; write-through
    to Redis (each call costs a Redis ``SET`` and the invalidation ``PUBLISH``)
@@ -67,18 +67,18 @@ from _common import (
     verdict,
 )
 
-from actors.cache import Cache, CacheConfig, L1Store, RedisL2, cache_child
+from actors.cache import Cache, CacheSettings, L1Store, RedisL2, cache_child
 from runtime import ChildSpec, RedisFanout, RedisLink, SystemClock
 from runtime.testing import RedisServer, open_system
 
 try:
     import cashews
 except ImportError:  # the "bench" extra is not installed
-    cashews = None  # type: ignore[assignment]
+    cashews = None
 try:
     import aiocache
 except ImportError:
-    aiocache = None  # type: ignore[assignment]
+    aiocache = None
 
 VALUE = b"v" * 100
 TTL_SECONDS = 3600.0
@@ -137,11 +137,15 @@ class Bench:
         """A cache to run under ``open_system``: L1 only, or with Redis as L2 and fanout."""
         self._systems += 1
         actor_id = f"cache-{self._systems}"
-        config = CacheConfig(prefix=prefix, l1_max_entries=l1_max_entries or self.l1_entries)
+        settings = CacheSettings(l1_max_entries=l1_max_entries or self.l1_entries)
         if not redis:
-            return cache_child(config=config, actor_id=actor_id)
+            return cache_child(settings=settings, prefix=prefix, actor_id=actor_id)
         return cache_child(
-            config=config, l2=RedisL2(self.link), fanout=self.fanout, actor_id=actor_id
+            settings=settings,
+            prefix=prefix,
+            l2=RedisL2(self.link),
+            fanout=self.fanout,
+            actor_id=actor_id,
         )
 
     # -- 1. L1 hit get --------------------------------------------------------------------
@@ -281,7 +285,7 @@ class Bench:
             ),
             Contender(
                 Row(
-                    "Switchyard `Cache.get`, `CacheConfig(l1_max_entries=1)`",
+                    "Switchyard `Cache.get`, `CacheSettings(l1_max_entries=1)`",
                     note=f"{plan.keys:,} keys cycled",
                     ops=plan.redis_ops,
                 ),

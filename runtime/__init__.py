@@ -19,6 +19,9 @@ from ._channel import ChannelStatistics as ChannelStatistics
 from ._channel import ChannelSubscription as ChannelSubscription
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
+from ._configuration import Configuration as Configuration
+from ._configuration import load_configuration as load_configuration
+from ._configuration import load_settings as load_settings
 from ._edge_auth import TokenSource as TokenSource
 from ._errors import ActorCrashed as ActorCrashed
 from ._errors import ActorStopped as ActorStopped
@@ -61,9 +64,9 @@ from ._ref import ActorRef as ActorRef
 from ._ref import Refs as Refs
 from ._responses import error_response as error_response
 from ._responses import json_response as json_response
+from ._sections import SettingsSection as SettingsSection
 from ._settings import Secret as Secret
 from ._settings import Settings as Settings
-from ._settings import load_settings as load_settings
 from ._statistics import StatisticsError as StatisticsError
 from ._statistics import StatisticsRegistry as StatisticsRegistry
 from ._statistics import StatisticsSource as StatisticsSource
@@ -110,6 +113,7 @@ __all__ = [
     "Clock",
     "CloseCode",
     "ConfigError",
+    "Configuration",
     "ErrorBody",
     "ErrorFrame",
     "ErrorReply",
@@ -142,6 +146,7 @@ __all__ = [
     "ServiceStatistics",
     "SessionClosed",
     "Settings",
+    "SettingsSection",
     "StatisticsError",
     "StatisticsRegistry",
     "StatisticsSource",
@@ -164,6 +169,7 @@ __all__ = [
     "encode_frame",
     "error_response",
     "json_response",
+    "load_configuration",
     "load_settings",
     "message_tag",
     "node_context",

@@ -28,16 +28,16 @@ import msgspec
 from ._auth import AuthError
 from ._boot import run_node, token_verifier
 from ._clock import SystemClock
+from ._configuration import load_configuration
 from ._errors import ConfigError, RestartIntensityExceeded
 from ._logging import configure_logging
-from ._settings import load_settings
-from .node import compose
+from .node import SECTIONS, compose
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
     from ._auth import TokenVerifier
-    from ._settings import Settings
+    from ._configuration import Configuration
 
 __all__ = ["console", "main"]
 
@@ -98,19 +98,19 @@ def console() -> NoReturn:
 # -- the settings ------------------------------------------------------------------------
 
 
-def _load_settings(args: Sequence[str]) -> Settings:
-    """The node's settings: defaults < ``SWITCHYARD_*`` variables < the flags ``args``.
+def _load_configuration(args: Sequence[str]) -> Configuration:
+    """The node's settings and its sections: defaults < ``SWITCHYARD_*`` variables < ``args``.
 
     The one place the CLI loads settings. Raises ``ConfigError``, or ``SystemExit``
     for ``--help`` and malformed flags (argparse's own handling).
     """
-    return load_settings(args)
+    return load_configuration(args, sections=SECTIONS)
 
 
-def _settings_or_status(args: Sequence[str], who: str) -> Settings | int:
-    """:func:`_load_settings`, or the exit status after reporting why it failed."""
+def _configuration_or_status(args: Sequence[str], who: str) -> Configuration | int:
+    """:func:`_load_configuration`, or the exit status after reporting why it failed."""
     try:
-        return _load_settings(args)
+        return _load_configuration(args)
     except ConfigError as exc:
         print(f"{who}: configuration error: {exc}", file=sys.stderr)  # noqa: T201
         return EXIT_CONFIG
@@ -121,14 +121,14 @@ def _settings_or_status(args: Sequence[str], who: str) -> Settings | int:
 def _print_help() -> int:
     """Every setting (from the settings loader), then the commands."""
     try:
-        _load_settings(["--help"])
+        _load_configuration(["--help"])
     except ConfigError as exc:  # the environment is read first: a bad variable stops even this
         print(f"{PROG}: configuration error: {exc}", file=sys.stderr)  # noqa: T201
         return EXIT_CONFIG
     except SystemExit as exc:
         print(_COMMANDS_HELP)  # noqa: T201
         return exc.code if isinstance(exc.code, int) else EXIT_OK
-    raise AssertionError("load_settings(['--help']) returned instead of printing the help")
+    raise AssertionError("load_configuration(['--help']) returned instead of printing the help")
 
 
 def _split(args: list[str]) -> tuple[list[str], str | None, list[str]]:
@@ -157,13 +157,14 @@ def _version() -> str:
 
 def _run(settings_args: list[str]) -> int:
     """Run a node until SIGINT/SIGTERM; return the process exit status."""
-    settings = _settings_or_status(settings_args, PROG)
-    if isinstance(settings, int):
-        return settings
+    configuration = _configuration_or_status(settings_args, PROG)
+    if isinstance(configuration, int):
+        return configuration
+    settings = configuration.node
     configure_logging(settings.log_level, settings.log_format)
     try:
         anyio.run(
-            functools.partial(run_node, settings, compose=compose),
+            functools.partial(run_node, configuration, compose=compose),
             backend="asyncio",
             backend_options={"use_uvloop": _uvloop_available()},
         )
@@ -298,9 +299,10 @@ def _token(settings_args: list[str], args: list[str]) -> int:
         for flag in _AUTH_FLAGS
         if (value := getattr(options, flag[2:].replace("-", "_"))) is not None
     ]
-    settings = _settings_or_status([*settings_args, *overrides], who)
-    if isinstance(settings, int):
-        return settings
+    configuration = _configuration_or_status([*settings_args, *overrides], who)
+    if isinstance(configuration, int):
+        return configuration
+    settings = configuration.node
     if settings.jwt_secret is None:
         print(  # noqa: T201
             f"{who}: no signing secret is configured: set SWITCHYARD_JWT_SECRET "

@@ -29,6 +29,7 @@ from hypercorn.config import Config as HypercornConfig
 
 from ._auth import TokenVerifier
 from ._clock import SystemClock
+from ._configuration import Configuration
 from ._errors import ConfigError
 from ._extensions import Extensions
 from ._fanout import MemoryFanout, RedisFanout
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from ._clock import Clock
     from ._extensions import Extension
     from ._fanout import Fanout
+    from ._sections import S, SettingsSection
     from ._settings import Settings
     from ._statistics import StatisticsSource
     from ._supervisor import ChildSpec, SupervisorSpec
@@ -66,14 +68,22 @@ class NodeSetup:
     A hook is ``def setup(node: NodeSetup) -> None`` (or ``async def``): it
     adds actors with :meth:`add_actor`, routes with :meth:`add_blueprint`,
     statistics with :meth:`add_statistics`, and reads ``settings``, ``clock``,
-    ``redis`` and ``fanout`` to build them. Packages find each other by typed
-    key: one :meth:`provide` s its facade, the others :meth:`require` it.
+    ``redis`` and ``fanout`` to build them; :meth:`section` returns a settings
+    section's validated value. Packages find each other by typed key: one
+    :meth:`provide` s its facade, the others :meth:`require` it.
     """
 
     def __init__(
-        self, *, settings: Settings, clock: Clock, redis: RedisLink | None, fanout: Fanout
+        self,
+        *,
+        settings: Settings,
+        clock: Clock,
+        redis: RedisLink | None,
+        fanout: Fanout,
+        configuration: Configuration | None = None,
     ) -> None:
         self.settings = settings
+        self.configuration = configuration or Configuration.of(settings)
         self.clock = clock
         self.redis = redis
         self.fanout = fanout
@@ -81,6 +91,14 @@ class NodeSetup:
         self.blueprints: list[Blueprint] = []
         self.extensions = Extensions()
         self.statistics = StatisticsRegistry()
+
+    def section(self, section: SettingsSection[S]) -> S:
+        """The validated value of a settings section (see :class:`~runtime.SettingsSection`).
+
+        Raises:
+            ConfigError: a variable or flag of the section has a bad value.
+        """
+        return self.configuration.section(section)
 
     def add_actor(self, spec: ChildSpec | ServiceSpec | SupervisorSpec) -> None:
         """Run this actor (or service, or nested supervisor) under the node's supervisor."""
@@ -135,7 +153,7 @@ def node_services(settings: Settings, clock: Clock) -> tuple[RedisLink | None, F
     """The Redis link (``None`` without ``redis_url``) and the fanout the settings describe."""
     redis = _redis_link(settings, clock)
     fanout: Fanout = (
-        RedisFanout(redis, prefix=f"{settings.cache_prefix}:fanout")
+        RedisFanout(redis, prefix=f"{settings.redis_prefix}:fanout")
         if redis is not None
         else MemoryFanout()
     )
@@ -143,7 +161,7 @@ def node_services(settings: Settings, clock: Clock) -> tuple[RedisLink | None, F
 
 
 async def assemble_node(
-    settings: Settings,
+    configuration: Configuration | Settings,
     *,
     clock: Clock,
     redis: RedisLink | None,
@@ -154,16 +172,28 @@ async def assemble_node(
 
     Each of ``builders`` (the composition root, then the user's hook) adds
     actors and routes to the :class:`NodeSetup`; ``None`` entries are skipped.
-    The supervisor's first children are the Redis link (when configured) and
-    the fanout reader, supervised like actors, started before them and
-    stopped after them.
+    A bare :class:`Settings` stands for ``Configuration.of(settings)``. The
+    supervisor's first children are the Redis link (when configured) and the
+    fanout reader, supervised like actors, started before them and stopped
+    after them.
+
+    Raises:
+        ConfigError: a section has a bad value, a package requires a facade
+            nobody provides, or (once every builder ran) a ``SWITCHYARD_*``
+            variable or a flag is read by no setting.
     """
-    setup = NodeSetup(settings=settings, clock=clock, redis=redis, fanout=fanout)
+    if not isinstance(configuration, Configuration):
+        configuration = Configuration.of(configuration)
+    settings = configuration.node
+    setup = NodeSetup(
+        settings=settings, clock=clock, redis=redis, fanout=fanout, configuration=configuration
+    )
     for build in builders:
         if build is not None:
             outcome = build(setup)
             if inspect.isawaitable(outcome):
                 await outcome
+    configuration.check_unknown()
     services: list[ServiceSpec] = []
     if redis is not None:
         services.append(ServiceSpec("runtime.redis", redis.run))
@@ -172,6 +202,7 @@ async def assemble_node(
         [*services, *setup.children],
         clock=clock,
         ask_timeout_seconds=settings.ask_timeout_seconds,
+        mailbox_size=settings.mailbox_size,
         extensions=setup.extensions,
     )
     context = NodeContext(
@@ -202,7 +233,7 @@ def _register_runtime_statistics(context: NodeContext, app: Quart) -> None:
 
 
 async def run_node(
-    settings: Settings,
+    settings: Settings | Configuration,
     *,
     compose: Callable[[NodeSetup], object] | None = None,
     clock: Clock | None = None,
@@ -211,16 +242,18 @@ async def run_node(
     """Run one node until SIGINT/SIGTERM (or cancellation), then drain and stop.
 
     Args:
-        settings: the validated settings.
+        settings: the validated configuration (or the node's settings alone).
         compose: the composition root that adds the default actors.
         clock: the clock for every timeout (default: the system clock).
         task_status: receives the :class:`NodeContext` once the node listens.
     """
+    configuration = settings if isinstance(settings, Configuration) else Configuration.of(settings)
+    settings = configuration.node
     clock = clock or SystemClock()
     redis, fanout = node_services(settings, clock)
     builders = [compose, load_hook(settings.app) if settings.app else None]
     context, app = await assemble_node(
-        settings, clock=clock, redis=redis, fanout=fanout, builders=builders
+        configuration, clock=clock, redis=redis, fanout=fanout, builders=builders
     )
     supervisor = context.supervisor
     listener = _bind(settings.host, settings.port)

@@ -1,24 +1,18 @@
-"""The node's configuration: one frozen :class:`Settings` Struct, validated at boot.
+"""The node's own settings: one frozen :class:`Settings` Struct, and :class:`Secret`.
 
 Precedence: field default < ``SWITCHYARD_<FIELD>`` variable < ``--<field-with-dashes>``
 flag; lists are comma-separated. Each field's ``msgspec.Meta`` is the single
-source of its description and bounds, for ``--help`` and for validation. Every
-failure is a :class:`~runtime._errors.ConfigError` naming the variable or flag,
-e.g. ``SWITCHYARD_PORT has value 'abc'; expected an integer``; secrets show as
-``'**********'``.
+source of its description and bounds, for ``--help`` and for validation; the
+loader (:mod:`runtime._configuration`) reads them like every other section's
+(:mod:`runtime._sections`). Actor packages keep their settings in sections of
+their own, not here.
 """
 
 from __future__ import annotations
 
-import argparse
-import difflib
-import functools
 import hmac
-import os
 import re
-import sys
-import textwrap
-from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_type_hints
+from typing import TYPE_CHECKING, Annotated, Literal
 from urllib.parse import urlsplit
 
 import msgspec
@@ -27,12 +21,12 @@ from msgspec import Meta
 from ._errors import ConfigError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Iterator
 
-__all__ = ["Secret", "Settings", "build_parser", "load_settings", "redact_url"]
+__all__ = ["MASK", "Secret", "Settings", "redact_url"]
 
-_ENV_PREFIX = "SWITCHYARD_"
-_MASK = "**********"
+MASK = "**********"
+_PREFIX_GLOB = re.compile(r"[*?\[\]\\]")
 
 _JWS_ALGORITHMS = (
     "HS256", "HS384", "HS512", "RS256", "RS384", "RS512",
@@ -63,10 +57,10 @@ class Secret:
         return self._value
 
     def __repr__(self) -> str:
-        return f"Secret('{_MASK}')"
+        return f"Secret('{MASK}')"
 
     def __str__(self) -> str:
-        return _MASK
+        return MASK
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Secret):
@@ -91,7 +85,7 @@ def redact_url(url: str) -> str:
         parts = urlsplit(url)
         password = parts.password
     except ValueError:  # unparseable: show nothing rather than guess where a password is
-        return _MASK
+        return MASK
     if password is not None:  # edit the text: urlunsplit would turn unix:/// into unix:/
         userinfo, _, hostinfo = parts.netloc.rpartition("@")
         url = url.replace(parts.netloc, f"{userinfo.partition(':')[0]}:***@{hostinfo}", 1)
@@ -136,12 +130,18 @@ def _problems(settings: Settings) -> Iterator[tuple[str, str]]:
             )
     if settings.app is not None and not _APP_SPEC.fullmatch(settings.app):
         yield "app", "expected 'module:function', such as 'myapp.node:create_app'"
-    if re.search(r"\s", settings.cache_prefix):
-        yield "cache_prefix", "expected no whitespace, such as 'switchyard'"
+    if re.search(r"\s", settings.redis_prefix):
+        yield "redis_prefix", "expected no whitespace, such as 'switchyard'"
+    elif glob := _PREFIX_GLOB.search(settings.redis_prefix):
+        yield "redis_prefix", (f"expected no glob character (* ? [ ] \\), found {glob.group()!r}")
 
 
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """Everything a node reads at boot. Build it with :func:`load_settings`."""
+    """The node's own settings (actor packages have sections). Build it with :func:`load_settings`.
+
+    Build it in code for tests and embedding (``Settings(port=0)``): the checks
+    of ``__post_init__`` run, the ``Meta`` bounds only when loaded.
+    """
 
     host: Annotated[str, Meta(min_length=1, description="Interface the server binds to.")] = (
         "127.0.0.1"
@@ -156,6 +156,14 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     redis_reconnect_max_seconds: Annotated[
         float, Meta(gt=0, description="Longest back-off between Redis reconnect attempts.")
     ] = 5.0
+    redis_prefix: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=64,
+            description="Prefix of every Redis key the node writes, without spaces.",
+        ),
+    ] = "switchyard"
     jwt_secret: Annotated[Secret | None, Meta(description="JWT key; unset disables auth.")] = None
     jwt_algorithms: Annotated[
         tuple[str, ...], Meta(min_length=1, description=f"JWS algorithms: {_ALLOWED}.")
@@ -185,267 +193,14 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
         Literal["text", "json"], Meta(description="One readable line or one JSON object per event.")
     ] = "text"
     app: Annotated[str | None, Meta(description="App factory as 'module:function', if set.")] = None
-    cache_prefix: Annotated[
-        str, Meta(min_length=1, description="Prefix of every Redis key, without spaces.")
-    ] = "switchyard"
-    cache_default_ttl_seconds: Annotated[
-        float, Meta(gt=0, le=2_592_000, description="TTL of cache entries set without one.")
-    ] = 3600.0
-    cache_l1_max_entries: Annotated[
-        int, Meta(ge=1, description="In-process cache bound, in entries.")
-    ] = 10_000
-    cache_l1_max_bytes: Annotated[
-        int, Meta(ge=1, description="In-process cache bound, in value bytes.")
-    ] = 67_108_864
-    cache_max_value_bytes: Annotated[
-        int, Meta(ge=1, description="Largest cache value accepted, encoded.")
-    ] = 1_048_576
-    cache_negative_ttl_seconds: Annotated[
-        float, Meta(ge=0, description="How long a loader's None is cached; 0: never.")
-    ] = 0.0
 
     def __post_init__(self) -> None:
         # msgspec wraps this ConfigError in a ValidationError (as its __cause__);
         # load_settings renames it after the variable or flag that supplied the value.
         for name, problem in _problems(self):
-            raise ConfigError(name, _MASK if name == "redis_url" else getattr(self, name), problem)
+            raise ConfigError(name, MASK if name == "redis_url" else getattr(self, name), problem)
 
     @property
     def redacted_redis_url(self) -> str | None:
         """The Redis URL with its password hidden, for logs; ``None`` when unset."""
         return None if self.redis_url is None else redact_url(self.redis_url.reveal())
-
-
-class _Field(msgspec.Struct, frozen=True, kw_only=True):
-    """What the loader and ``--help`` need to know about one Settings field."""
-
-    name: str
-    env: str
-    flag: str
-    description: str
-    kind: str  # "int", "float", "str", "secret", "list" or "choice"
-    optional: bool
-    choices: tuple[str, ...]
-    bounds: str
-    default: Any
-
-
-_KINDS = {"IntType": "int", "FloatType": "float", "CustomType": "secret", "VarTupleType": "list"}
-_NOUNS = {"int": "an integer", "float": "a number", "str": "a string", "array": "a list"}
-_OPS = (">=", ">", "<=", "<")
-
-
-def _bounds(info: msgspec.inspect.Type) -> str:
-    """Render numeric and length bounds without spaces, so help wrapping keeps them whole."""
-    if isinstance(info, msgspec.inspect.IntType | msgspec.inspect.FloatType):
-        if info.ge is not None and info.le is not None:
-            return f"{info.ge:g}..{info.le:g}"
-        pairs = zip(_OPS, (info.ge, info.gt, info.le, info.lt), strict=True)
-        return ", ".join(f"{op}{value:g}" for op, value in pairs if value is not None)
-    if isinstance(info, msgspec.inspect.VarTupleType) and info.min_length:
-        return "non-empty"
-    return ""
-
-
-@functools.cache
-def _fields() -> tuple[_Field, ...]:
-    specs = []
-    hints = get_type_hints(Settings)  # Literal values in declaration order (inspect sorts them)
-    for field in msgspec.inspect.type_info(Settings).fields:  # type: ignore[union-attr]
-        info, description = field.type, ""
-        if isinstance(info, msgspec.inspect.Metadata):
-            description = (info.extra_json_schema or {}).get("description", "")
-            info = info.type
-        optional = isinstance(info, msgspec.inspect.UnionType)
-        if isinstance(info, msgspec.inspect.UnionType):
-            info = next(t for t in info.types if not isinstance(t, msgspec.inspect.NoneType))
-        kind = _KINDS.get(type(info).__name__, "str")
-        if isinstance(info, msgspec.inspect.LiteralType):
-            kind = "choice"
-        specs.append(
-            _Field(
-                name=field.name,
-                env=_ENV_PREFIX + field.name.upper(),
-                flag="--" + field.name.replace("_", "-"),
-                description=description,
-                kind=kind,
-                optional=optional,
-                choices=get_args(hints[field.name]) if kind == "choice" else (),
-                bounds=_bounds(info),
-                default=field.default,
-            )
-        )
-    return tuple(specs)
-
-
-def _help(spec: _Field) -> str:
-    default = spec.default
-    if default is None:
-        shown = "unset"
-    elif isinstance(default, tuple):
-        shown = ",".join(default) or "empty"
-    else:
-        shown = f"{default:g}" if isinstance(default, float) else str(default)
-    kind_note = {"list": "comma-separated", "secret": "secret, never shown"}.get(spec.kind, "")
-    choices = "one of " + ", ".join(spec.choices) if spec.choices else ""
-    notes = "; ".join(note for note in (spec.bounds, choices, kind_note) if note)
-    extra = f" [{notes}]" if notes else ""
-    # argparse %-formats help strings, so a literal % must be doubled.
-    return f"{spec.description}{extra} Env: {spec.env}. Default: {shown}.".replace("%", "%%")
-
-
-class _HelpFormatter(argparse.HelpFormatter):
-    """Wrap help without splitting long variable names at underscores or dashes."""
-
-    def _split_lines(self, text: str, width: int) -> list[str]:
-        return textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False)
-
-
-_METAVARS = {"int": "N", "float": "NUMBER", "str": "TEXT", "secret": "SECRET", "list": "A,B"}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """Build the ``python -m runtime`` argument parser, one flag per :class:`Settings` field.
-
-    Flags default to "not given", so :func:`load_settings` can tell a flag
-    from the environment or the default.
-
-    Returns:
-        The parser; ``--help`` lists every setting with its flag, environment
-        variable, default and description.
-    """
-    parser = argparse.ArgumentParser(
-        prog="python -m runtime",
-        description="Run one Switchyard node: the actor system behind a Quart app on Hypercorn.",
-        epilog=(
-            f"Precedence: defaults < {_ENV_PREFIX}* environment variables < flags. "
-            f"An unknown {_ENV_PREFIX}* variable is an error. Lists are comma-separated."
-        ),
-        formatter_class=_HelpFormatter,
-        argument_default=argparse.SUPPRESS,
-        allow_abbrev=False,  # a misspelt flag is an error, not a silent prefix match
-    )
-    group = parser.add_argument_group("settings")
-    for spec in _fields():
-        metavar = "|".join(spec.choices) if spec.choices else _METAVARS[spec.kind]
-        group.add_argument(spec.flag, dest=spec.name, metavar=metavar, help=_help(spec))
-    return parser
-
-
-def _prepare(spec: _Field, raw: str) -> object:
-    """Turn one raw string into the shape msgspec's lax mode converts."""
-    if spec.kind == "list":
-        return [item.strip() for item in raw.split(",") if item.strip()]
-    if spec.optional and not raw.strip():
-        return None
-    if spec.kind == "choice":
-        return next((c for c in spec.choices if c.casefold() == raw.casefold()), raw)
-    return raw
-
-
-def _dec_hook(type_: type, obj: object) -> object:
-    if type_ is Secret and isinstance(obj, str):
-        return Secret(obj)
-    raise TypeError("expected a string")
-
-
-def _unknown_variable(name: str, value: str) -> ConfigError:
-    by_suffix = {spec.name.upper(): spec for spec in _fields()}
-    # Compare without the shared prefix, which would make every name look close.
-    close = difflib.get_close_matches(name.removeprefix(_ENV_PREFIX), list(by_suffix), n=1)
-    # A misspelt secret variable is still a secret.
-    secret = bool(re.search("SECRET|PASSWORD|TOKEN|KEY|URL", name)) or (
-        bool(close) and by_suffix[close[0]].kind == "secret"
-    )
-    hint = (
-        f"did you mean {by_suffix[close[0]].env}?"
-        if close
-        else "see `python -m runtime --help` for the list"
-    )
-    return ConfigError(name, _MASK if secret else value, f"unknown setting; {hint}")
-
-
-_PATH = re.compile(r" - at `\$\.(\w+)[^`]*`$")
-_BOUND = re.compile(r"Expected `(\w+)` (<=|>=|<|>) (\S+)")
-_WRONG_TYPE = re.compile(r"Expected `([^`]+)`, got `[^`]+`")
-_LENGTH = re.compile(r"Expected `(str|array)` of length >= (\d+)")
-
-
-def _plain(text: str, spec: _Field | None) -> str:
-    """Translate one msgspec validation text into the problem part of a ConfigError."""
-    if match := _BOUND.fullmatch(text):
-        noun, op, limit = match.groups()
-        return f"expected {_NOUNS.get(noun, noun)} {op} {float(limit):g}"
-    if match := _WRONG_TYPE.fullmatch(text):
-        noun = match.group(1).removesuffix(" | null")
-        return f"expected {_NOUNS.get(noun, noun)}"
-    if match := _LENGTH.fullmatch(text):
-        kind, count = match.groups()
-        if count == "1":
-            return "expected a non-empty string" if kind == "str" else "expected at least one item"
-        return f"expected at least {count} {'characters' if kind == 'str' else 'items'}"
-    if text.startswith("Invalid enum value") and spec is not None:
-        return "expected one of " + ", ".join(spec.choices) + " (any case)"
-    if spec is not None and spec.kind == "secret":
-        return "expected a string"  # never echo anything about a secret's value
-    return text[:1].lower() + text[1:]
-
-
-def _config_error(
-    exc: msgspec.ValidationError, supplied: dict[str, tuple[str, str]]
-) -> ConfigError:
-    by_name = {spec.name: spec for spec in _fields()}
-    cause = exc.__cause__
-    if isinstance(cause, ConfigError):
-        field: str | None = cause.name
-        problem = cause.problem
-    else:
-        text = str(exc)
-        match = _PATH.search(text)
-        field = match.group(1) if match else None
-        problem = _plain(_PATH.sub("", text), by_name.get(field or ""))
-    if field is None or field not in supplied:
-        return ConfigError(field or "settings", "(default)", problem)
-    source, raw = supplied[field]
-    return ConfigError(source, _MASK if by_name[field].kind == "secret" else raw, problem)
-
-
-def load_settings(
-    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
-) -> Settings:
-    """Read the settings from defaults, ``SWITCHYARD_*`` variables and flags.
-
-    Args:
-        argv: command-line arguments without the program name; ``None`` reads
-            ``sys.argv[1:]``.
-        environ: environment variables; ``None`` reads ``os.environ``.
-
-    Returns:
-        The validated, frozen settings.
-
-    Raises:
-        ConfigError: a value is malformed or out of range, or a ``SWITCHYARD_*``
-            variable names no setting. The error names the variable or flag.
-        SystemExit: an unknown flag (status 2) or ``--help`` (status 0).
-    """
-    argv = sys.argv[1:] if argv is None else argv
-    environ = os.environ if environ is None else environ
-    specs = {spec.name: spec for spec in _fields()}
-    env_names = {spec.env: spec.name for spec in specs.values()}
-
-    supplied: dict[str, tuple[str, str]] = {}  # field -> (variable or flag, raw value)
-    for key in sorted(environ):
-        if not key.startswith(_ENV_PREFIX):
-            continue
-        if key not in env_names:
-            raise _unknown_variable(key, environ[key])
-        supplied[env_names[key]] = (key, environ[key])
-    for name, raw in vars(build_parser().parse_args(list(argv))).items():
-        supplied[name] = (specs[name].flag, raw)
-
-    mapping = {name: _prepare(specs[name], raw) for name, (_, raw) in supplied.items()}
-    try:
-        return msgspec.convert(mapping, Settings, strict=False, dec_hook=_dec_hook)
-    except msgspec.ValidationError as exc:
-        # The translated error is complete; chaining msgspec's text adds noise at boot.
-        raise _config_error(exc, supplied) from None

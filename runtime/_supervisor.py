@@ -58,14 +58,15 @@ class ChildSpec(msgspec.Struct, frozen=True):
 
     ``restart``: ``permanent`` always restarts, ``transient`` only after a
     crash, ``temporary`` never. ``shutdown_seconds`` bounds ``on_stop``
-    before it is cancelled. ``mailbox_size`` bounds the inbox.
+    before it is cancelled. ``mailbox_size`` bounds the inbox; ``None`` takes
+    the supervisor's default (a node's is ``SWITCHYARD_MAILBOX_SIZE``).
     """
 
     id: str
     start: Callable[[], Actor[Any]]
     restart: RestartType = "permanent"
     shutdown_seconds: float = 5.0
-    mailbox_size: int = 1024
+    mailbox_size: int | None = None
 
 
 class ServiceSpec(msgspec.Struct, frozen=True):
@@ -96,7 +97,10 @@ class ServiceStatistics(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SupervisorSpec(msgspec.Struct, frozen=True):
-    """A nested supervisor: a child that supervises children of its own."""
+    """A nested supervisor: a child that supervises children of its own.
+
+    It inherits its parent's clock, ask timeout and default mailbox size.
+    """
 
     id: str
     children: Sequence[ChildSpec | ServiceSpec | SupervisorSpec]
@@ -316,7 +320,11 @@ class _SupervisorChild(_Child):
 
 
 class Supervisor:
-    """Runs a list of children with OTP restart semantics; see the module docstring."""
+    """Runs a list of children with OTP restart semantics; see the module docstring.
+
+    ``mailbox_size`` is the capacity of every child's mailbox whose spec
+    leaves it unset, in this supervisor and the ones nested in it.
+    """
 
     def __init__(
         self,
@@ -331,6 +339,7 @@ class Supervisor:
         clock: Clock | None = None,
         ask_timeout_seconds: float = 5.0,
         extensions: Extensions | None = None,
+        mailbox_size: int = 1024,
         _registry: dict[str, Mailbox | None] | None = None,
         _refs: dict[str, ActorRef[Any]] | None = None,
     ) -> None:
@@ -358,7 +367,14 @@ class Supervisor:
             backoff_seconds,
             "expected a number of seconds >= 0",
         )
+        _check(
+            isinstance(mailbox_size, int) and mailbox_size >= 1,
+            f"Supervisor({id!r}).mailbox_size",
+            mailbox_size,
+            "expected an integer >= 1",
+        )
         self.id = id
+        self.mailbox_size = mailbox_size
         self.strategy = strategy
         self.max_restarts = max_restarts
         self.within_seconds = within_seconds
@@ -418,6 +434,7 @@ class Supervisor:
                 clock=self.clock,
                 ask_timeout_seconds=self.ask_timeout_seconds,
                 extensions=self.extensions,
+                mailbox_size=self.mailbox_size,
                 _registry=self._registry,
                 _refs=self._ref_map,
             )
@@ -443,13 +460,12 @@ class Supervisor:
             spec.shutdown_seconds,
             "expected a number of seconds >= 0",
         )
+        size = self.mailbox_size if spec.mailbox_size is None else spec.mailbox_size
         try:
-            mailbox = Mailbox(spec.id, spec.mailbox_size)
+            mailbox = Mailbox(spec.id, size)
         except ValueError as exc:
             raise ConfigError(
-                f"ChildSpec({spec.id!r}).mailbox_size",
-                spec.mailbox_size,
-                "expected an integer >= 1",
+                f"ChildSpec({spec.id!r}).mailbox_size", size, "expected an integer >= 1"
             ) from exc
         self._registry[spec.id] = mailbox
         self._ref_map[spec.id] = ActorRef(

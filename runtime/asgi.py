@@ -26,10 +26,10 @@ import msgspec
 
 from ._boot import assemble_node, load_hook, node_services
 from ._clock import SystemClock
+from ._configuration import Configuration, load_configuration
 from ._logging import configure_logging
 from ._protocol import ErrorReply
-from ._settings import load_settings
-from .node import compose
+from .node import SECTIONS, compose
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, MutableMapping
@@ -58,16 +58,17 @@ def create_app(environ: Mapping[str, str] | None = None) -> NodeApp:
     Raises:
         ConfigError: a setting is invalid; the error names the variable.
     """
-    settings = load_settings([], environ)
+    configuration = load_configuration([], environ, sections=SECTIONS)
+    settings = configuration.node
     configure_logging(settings.log_level, settings.log_format)
-    return NodeApp(settings)
+    return NodeApp(configuration)
 
 
 class NodeApp:
     """An ASGI app that runs a whole node inside the server's lifespan.
 
     Args:
-        settings: the node's settings.
+        settings: the node's configuration (or its settings alone).
         builders: what assembles the node (default: the composition root,
             then the ``SWITCHYARD_APP`` hook when set).
         clock: the clock for every timeout (default: the system clock).
@@ -75,12 +76,15 @@ class NodeApp:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: Configuration | Settings,
         *,
         builders: list[Callable[[Any], object] | None] | None = None,
         clock: Clock | None = None,
     ) -> None:
-        self.settings = settings
+        self.configuration = (
+            settings if isinstance(settings, Configuration) else Configuration.of(settings)
+        )
+        self.settings = settings = self.configuration.node
         self._clock = clock or SystemClock()
         self._builders = (
             builders
@@ -123,7 +127,7 @@ class NodeApp:
         settings, clock = self.settings, self._clock
         redis, fanout = node_services(settings, clock)
         context, app = await assemble_node(
-            settings, clock=clock, redis=redis, fanout=fanout, builders=self._builders
+            self.configuration, clock=clock, redis=redis, fanout=fanout, builders=self._builders
         )
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._runner = asyncio.create_task(self._run(context, started))

@@ -7,14 +7,18 @@ hook runs after it and may add more.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import actors.cache
 
 if TYPE_CHECKING:
     from ._boot import NodeSetup
+    from ._sections import SettingsSection
 
-__all__ = ["compose"]
+__all__ = ["SECTIONS", "compose"]
+
+#: The settings sections of Switchyard's own actors: validated at boot and listed in ``--help``.
+SECTIONS: tuple[SettingsSection[Any], ...] = (actors.cache.CACHE_SETTINGS,)
 
 
 def compose(setup: NodeSetup) -> None:

@@ -32,6 +32,7 @@ from ._actor import Actor
 from ._boot import NodeSetup, _bind, assemble_node
 from ._boot import node_services as _node_services
 from ._clock import ManualClock, SystemClock
+from ._configuration import Configuration
 from ._fanout import RedisFanout
 from ._node_process import NodeProcess
 from ._notifier import Notifier as _Notifier
@@ -40,13 +41,14 @@ from ._settings import Secret, Settings
 from ._supervisor import ChildSpec, ServiceSpec, Supervisor, SupervisorSpec
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Sequence
+    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
     from quart import Quart
 
     from ._clock import Clock
     from ._node_context import NodeContext
     from ._ref import Refs
+    from ._sections import SettingsSection
     from ._supervisor import Strategy
 
 __all__ = [
@@ -126,6 +128,7 @@ async def open_app(
     compose: Callable[[NodeSetup], object] | None = None,
     clock: Clock | None = None,
     redis_url: str | None = None,
+    sections: Mapping[SettingsSection[Any], msgspec.Struct] | None = None,
     ready_timeout_seconds: float = 10.0,
 ) -> AsyncIterator[tuple[Quart, NodeContext]]:
     """Assemble a node in process, without Hypercorn: yield its Quart app and context.
@@ -136,16 +139,19 @@ async def open_app(
     ``app.test_client()`` for requests. Without ``redis_url`` (or
     ``settings.redis_url``) the node runs in memory; with it, the block starts
     once Redis is reachable and the fanout is subscribed, within
-    ``ready_timeout_seconds``.
+    ``ready_timeout_seconds``. ``sections`` gives settings sections their
+    values (``{CACHE_SETTINGS: CacheSettings(l1_max_entries=100)}``); the
+    others take their defaults.
     """
     settings = settings or Settings()
     if redis_url is not None:
         settings = msgspec.structs.replace(settings, redis_url=Secret(redis_url))
+    configuration = Configuration.of(settings, sections)
     clock = clock or SystemClock()
     redis, fanout = _node_services(settings, clock)
     try:
         context, app = await assemble_node(
-            settings, clock=clock, redis=redis, fanout=fanout, builders=[compose]
+            configuration, clock=clock, redis=redis, fanout=fanout, builders=[compose]
         )
         async with anyio.create_task_group() as tg:
             await tg.start(context.supervisor.run)
@@ -180,6 +186,7 @@ async def open_nodes(
     settings: Settings | None = None,
     compose: Callable[[NodeSetup], object] | None = None,
     clock: Clock | None = None,
+    sections: Mapping[SettingsSection[Any], msgspec.Struct] | None = None,
 ) -> AsyncIterator[list[Node]]:
     """Run ``count`` in-process nodes sharing one Redis, as separate processes would.
 
@@ -198,7 +205,13 @@ async def open_nodes(
         nodes = [
             Node(
                 *await stack.enter_async_context(
-                    open_app(settings, compose=compose, clock=clock, redis_url=redis_url)
+                    open_app(
+                        settings,
+                        compose=compose,
+                        clock=clock,
+                        redis_url=redis_url,
+                        sections=sections,
+                    )
                 )
             )
             for _ in range(count)

@@ -10,6 +10,8 @@
   actors ``self.context.get(CACHE)``.
 * :func:`cache_child` builds a cache for embedding: a child spec to run under
   a supervisor and the :class:`Cache` that talks to it.
+* :class:`CacheSettings` are its knobs, the ``CACHE_SETTINGS`` section of the
+  node's configuration (``SWITCHYARD_CACHE_*``, ``--cache-*``).
 * The messages in :mod:`actors.cache._messages` are the actor's protocol.
 """
 
@@ -20,7 +22,6 @@ from typing import TYPE_CHECKING
 from runtime import ChildSpec, MemoryFanout, SystemClock
 
 from ._actor import CacheActor
-from ._config import CacheConfig, CacheStatistics
 from ._facade import CACHE, Cache
 from ._keys import KeySpace
 from ._l1 import L1Store
@@ -37,6 +38,8 @@ from ._messages import (
     Invalidation,
 )
 from ._routes import cache_blueprint
+from ._settings import CACHE_SETTINGS, CacheSettings
+from ._statistics import CacheStatistics
 from ._table import CacheTable
 
 if TYPE_CHECKING:
@@ -46,9 +49,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CACHE",
+    "CACHE_SETTINGS",
     "Cache",
     "CacheActor",
-    "CacheConfig",
     "CacheDelete",
     "CacheExists",
     "CacheGet",
@@ -56,6 +59,7 @@ __all__ = [
     "CacheInvalidate",
     "CacheMessage",
     "CacheSet",
+    "CacheSettings",
     "CacheStatistics",
     "CacheStats",
     "Invalidation",
@@ -72,7 +76,8 @@ __all__ = [
 
 def cache_child(
     *,
-    config: CacheConfig | None = None,
+    settings: CacheSettings | None = None,
+    prefix: str = "switchyard",
     clock: Clock | None = None,
     l2: L2Store | None = None,
     fanout: Fanout | None = None,
@@ -82,26 +87,31 @@ def cache_child(
     """A cache to run under a supervisor: its child spec and its Python API.
 
     Args:
-        config: the cache's knobs (defaults: :class:`CacheConfig`).
+        settings: the cache's knobs (defaults: :class:`CacheSettings`).
+        prefix: the deployment's key prefix (a node's ``redis_prefix``); keys
+            are ``{prefix}:cache:{key}``.
         clock: the supervisor's clock (the API reads it for timeouts and TTLs).
         l2: the shared layer; ``None`` runs the cache on L1 alone.
         fanout: where invalidations travel between nodes (with ``l2`` only).
         actor_id: the actor's id in the supervision tree.
         node_id: this node's name in invalidation messages (default: random).
+
+    Raises:
+        ValueError: ``prefix`` is empty, too long, or holds whitespace or glob characters.
     """
-    config = config or CacheConfig()
+    settings = settings or CacheSettings()
     clock = clock or SystemClock()
-    keyspace = KeySpace(config.prefix)
+    keyspace = KeySpace(prefix)
     table = CacheTable()
     warmers: list[Warmer] = []
     channel_fanout = fanout or MemoryFanout()
     cache = Cache(
-        config=config, keyspace=keyspace, table=table, l2=l2, clock=clock, warmers=warmers
+        settings=settings, keyspace=keyspace, table=table, l2=l2, clock=clock, warmers=warmers
     )
 
     def start() -> CacheActor:
         return CacheActor(
-            config=config,
+            settings=settings,
             keyspace=keyspace,
             table=table,
             l2=l2,
@@ -114,18 +124,18 @@ def cache_child(
 
 
 def install(setup: NodeSetup) -> Cache:
-    """Add the cache actor and its routes to a node; return its Python API."""
-    settings = setup.settings
-    config = CacheConfig(
-        prefix=settings.cache_prefix,
-        default_ttl_seconds=settings.cache_default_ttl_seconds,
-        max_value_bytes=settings.cache_max_value_bytes,
-        l1_max_entries=settings.cache_l1_max_entries,
-        l1_max_bytes=settings.cache_l1_max_bytes,
-        negative_ttl_seconds=settings.cache_negative_ttl_seconds,
-    )
+    """Add the cache actor and its routes to a node; return its Python API.
+
+    Reads the ``CACHE_SETTINGS`` section and the node's ``redis_prefix``.
+    """
     l2 = RedisL2(setup.redis) if setup.redis is not None else None
-    spec, cache = cache_child(config=config, clock=setup.clock, l2=l2, fanout=setup.fanout)
+    spec, cache = cache_child(
+        settings=setup.section(CACHE_SETTINGS),
+        prefix=setup.settings.redis_prefix,
+        clock=setup.clock,
+        l2=l2,
+        fanout=setup.fanout,
+    )
     setup.add_actor(spec)
     setup.add_blueprint(cache_blueprint())
     setup.add_statistics("cache", cache.statistics)

@@ -21,7 +21,6 @@ from runtime import Actor, RedisUnavailable, Rejected
 
 from ._codec import StoredEntry, encode_value, pack_entry
 from ._coherence import Coherence
-from ._config import CacheConfig, CacheStatistics
 from ._flight import Flight
 from ._l1 import EntryTooLarge, L1State, L1Store
 from ._messages import (
@@ -40,6 +39,7 @@ from ._messages import (
     Invalidation,
 )
 from ._reads import Fetched, fetch_from_l2
+from ._statistics import CacheStatistics
 from ._writer import BulkDelete, Completion, Delete, OrderedWriter, Put
 
 if TYPE_CHECKING:
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
     from ._keys import KeySpace
     from ._l2 import L2Store
+    from ._settings import CacheSettings
     from ._table import CacheTable
     from ._warming import Warmer
 
@@ -72,7 +73,7 @@ class CacheActor(Actor[CacheMessage]):
     def __init__(
         self,
         *,
-        config: CacheConfig,
+        settings: CacheSettings,
         keyspace: KeySpace,
         table: CacheTable,
         l2: L2Store | None,
@@ -80,7 +81,7 @@ class CacheActor(Actor[CacheMessage]):
         warmers: tuple[Warmer, ...] = (),
         node_id: str | None = None,
     ) -> None:
-        self._config = config
+        self._settings = settings
         self._keyspace = keyspace
         self._table = table
         self._l2 = l2
@@ -99,9 +100,9 @@ class CacheActor(Actor[CacheMessage]):
     # -- lifecycle --------------------------------------------------------------------------
 
     async def on_start(self) -> None:
-        config = self._config
+        settings = self._settings
         self._l1 = L1Store(
-            max_entries=config.l1_max_entries, max_bytes=config.l1_max_bytes, clock=self.clock
+            max_entries=settings.l1_max_entries, max_bytes=settings.l1_max_bytes, clock=self.clock
         )
         self._table.attach(self._l1, self.context.self_ref)
         if self._l2 is not None:
@@ -109,9 +110,9 @@ class CacheActor(Actor[CacheMessage]):
                 self._l2,
                 self._coherence,
                 clock=self.clock,
-                queue_size=config.write_queue_size,
-                batch_size=config.write_batch_size,
-                invalidate_batch_size=config.invalidate_batch_size,
+                queue_size=settings.write_queue_size,
+                batch_size=settings.write_batch_size,
+                invalidate_batch_size=settings.invalidate_batch_size,
             )
             self.start_soon(self._writer.run)
             self.start_soon(self._coherence.listen, self.context.self_ref)
@@ -365,13 +366,13 @@ class CacheActor(Actor[CacheMessage]):
             self._loader_seconds += time.perf_counter() - started
 
     async def _store_loaded(self, message: CacheGetOrLoad, value: object) -> None:
-        config = self._config
+        settings = self._settings
         if value is None:
-            if config.negative_ttl_seconds > 0:
+            if settings.negative_ttl_seconds > 0:
                 assert self._l1 is not None
-                self._l1.set_absent(message.key, ttl_seconds=config.negative_ttl_seconds)
+                self._l1.set_absent(message.key, ttl_seconds=settings.negative_ttl_seconds)
             return
-        payload, encoding = encode_value(value, max_value_bytes=config.max_value_bytes)
+        payload, encoding = encode_value(value, max_value_bytes=settings.max_value_bytes)
         reply = await self.context.self_ref.ask(
             CacheSet(
                 key=message.key,
@@ -400,12 +401,12 @@ class CacheActor(Actor[CacheMessage]):
         # A dead holder's lock expires after lock_ttl_seconds: waiting longer is pointless,
         # and this node must still have time to load before its callers give up.
         deadline = self.clock.monotonic() + min(
-            self._config.lock_ttl_seconds, self._config.loader_timeout_seconds / 2
+            self._settings.lock_ttl_seconds, self._settings.loader_timeout_seconds / 2
         )
         delay = 0.005
         while True:
             try:
-                if await self._l2.try_lock(lock_key, owner, self._config.lock_ttl_seconds):
+                if await self._l2.try_lock(lock_key, owner, self._settings.lock_ttl_seconds):
                     # The previous holder may have filled it just before letting go.
                     fetched = await self._fetch_for_flight(key, lookup=False)
                     if fetched is not None and fetched.fresh:

@@ -39,10 +39,11 @@ if TYPE_CHECKING:
 
     from runtime import ActorRef, Clock
 
-    from ._config import CacheConfig, CacheStatistics
     from ._keys import KeySpace
     from ._l2 import L2Store
     from ._messages import CacheMessage
+    from ._settings import CacheSettings
+    from ._statistics import CacheStatistics
     from ._table import CacheTable
     from ._warming import Warmer
 
@@ -68,14 +69,14 @@ class Cache:
     def __init__(
         self,
         *,
-        config: CacheConfig,
+        settings: CacheSettings,
         keyspace: KeySpace,
         table: CacheTable,
         l2: L2Store | None,
         clock: Clock,
         warmers: list[Warmer],
     ) -> None:
-        self._config = config
+        self._settings = settings
         self._keyspace = keyspace
         self._table = table
         self._l2 = l2
@@ -223,7 +224,7 @@ class Cache:
         message = CacheGetOrLoad(
             key=full,
             loader=loader,
-            ttl_seconds=validate_ttl(ttl_seconds, self._config.default_ttl_seconds),
+            ttl_seconds=validate_ttl(ttl_seconds, self._settings.default_ttl_seconds),
             stale_seconds=_stale(stale_seconds),
             tags=_tags(tags),
             cluster_lock=cluster_lock,
@@ -237,7 +238,7 @@ class Cache:
             return reply.value
         assert isinstance(reply, Flight)
         return await reply.result(
-            clock=self._clock, timeout_seconds=self._config.loader_timeout_seconds
+            clock=self._clock, timeout_seconds=self._settings.loader_timeout_seconds
         )
 
     def warm(
@@ -262,10 +263,10 @@ class Cache:
             Warmer(
                 key=self._full(key, prefix),
                 loader=loader,
-                ttl_seconds=validate_ttl(ttl_seconds, self._config.default_ttl_seconds),
+                ttl_seconds=validate_ttl(ttl_seconds, self._settings.default_ttl_seconds),
                 refresh_seconds=refresh_seconds,
                 tags=_tags(tags),
-                timeout_seconds=self._config.loader_timeout_seconds,
+                timeout_seconds=self._settings.loader_timeout_seconds,
             )
         )
 
@@ -322,13 +323,13 @@ class Cache:
         stale_seconds: float,
         tags: Iterable[str],
     ) -> CacheSet:
-        payload, encoding = encode_value(value, max_value_bytes=self._config.max_value_bytes)
+        payload, encoding = encode_value(value, max_value_bytes=self._settings.max_value_bytes)
         return CacheSet(
             key=full,
             value=value,
             payload=payload,
             encoding=encoding,
-            ttl_seconds=validate_ttl(ttl_seconds, self._config.default_ttl_seconds),
+            ttl_seconds=validate_ttl(ttl_seconds, self._settings.default_ttl_seconds),
             stale_seconds=_stale(stale_seconds),
             tags=_tags(tags),
         )

@@ -118,8 +118,57 @@ def test_bad_configuration_exits_2_naming_the_variable() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        (
+            {"SWITCHYARD_CACHE_L1_MAX_ENTRIES": "lots"},
+            "SWITCHYARD_CACHE_L1_MAX_ENTRIES has value 'lots'; expected an integer",
+        ),
+        (
+            {"SWITCHYARD_CACHE_PREFIX": "a", "SWITCHYARD_REDIS_PREFIX": "b"},
+            "SWITCHYARD_CACHE_PREFIX has value 'a'; it is a deprecated alias of "
+            "SWITCHYARD_REDIS_PREFIX, which has value 'b'; set SWITCHYARD_REDIS_PREFIX alone",
+        ),
+    ],
+)
+def test_bad_section_value_exits_2_naming_the_variable(
+    environ: dict[str, str], message: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "runtime"],
+        env={**environ, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == f"python -m runtime: configuration error: {message}"
+
+
+def test_unknown_variable_exits_2_once_the_node_is_assembled() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "runtime"],
+        env={"SWITCHYARD_PROTT": "8000", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert (
+        "configuration error: SWITCHYARD_PROTT has value '8000'; unknown setting; "
+        "did you mean SWITCHYARD_PORT?"
+    ) in result.stderr
+    assert "node listening" not in result.stderr
+
+
 def test_help_documents_every_setting() -> None:
-    from runtime._settings import Settings
+    from actors.cache import CacheSettings
+    from runtime import Settings
 
     result = subprocess.run(
         [sys.executable, "-m", "runtime", "--help"],
@@ -131,6 +180,9 @@ def test_help_documents_every_setting() -> None:
     )
     for field in Settings.__struct_fields__:
         assert f"SWITCHYARD_{field.upper()}" in result.stdout
+    assert "\nCache:\n" in result.stdout
+    for field in CacheSettings.__struct_fields__:
+        assert f"SWITCHYARD_CACHE_{field.upper()}" in result.stdout
 
 
 @pytest.mark.redis

@@ -7,8 +7,9 @@ import sys
 import msgspec
 import pytest
 
-from runtime._errors import ConfigError
-from runtime._settings import Secret, Settings, build_parser, load_settings, redact_url
+from runtime import ConfigError, Secret, Settings, load_configuration, load_settings
+from runtime._configuration import build_parser
+from runtime._settings import redact_url
 
 FIELDS = Settings.__struct_fields__
 ALGORITHMS = (
@@ -45,7 +46,7 @@ def test_defaults() -> None:
     assert settings.log_level == "INFO"
     assert settings.log_format == "text"
     assert settings.app is None
-    assert settings.cache_prefix == "switchyard"
+    assert settings.redis_prefix == "switchyard"
     assert settings.redacted_redis_url is None
 
 
@@ -107,15 +108,15 @@ def test_flags_override_environment_which_overrides_defaults() -> None:
     assert settings.port == 9100  # flag beats variable
     assert settings.host == "0.0.0.0"  # variable beats default
     assert settings.mailbox_size == 16  # flag beats default
-    assert settings.cache_prefix == "switchyard"  # default
+    assert settings.redis_prefix == "switchyard"  # default
 
 
 def test_none_reads_the_process_argv_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SWITCHYARD_PORT", "9000")
-    monkeypatch.setenv("SWITCHYARD_CACHE_PREFIX", "from-env")
+    monkeypatch.setenv("SWITCHYARD_REDIS_PREFIX", "from-env")
     monkeypatch.setattr(sys, "argv", ["python -m runtime", "--port", "9001"])
     settings = load_settings()
-    assert (settings.port, settings.cache_prefix) == (9001, "from-env")
+    assert (settings.port, settings.redis_prefix) == (9001, "from-env")
 
 
 @pytest.mark.parametrize(
@@ -193,17 +194,6 @@ def test_none_reads_the_process_argv_and_environment(monkeypatch: pytest.MonkeyP
             "--app has value 'myapp:'; expected 'module:function', such as 'myapp.node:create_app'",
         ),
         (
-            [],
-            {"SWITCHYARD_PROTT": "8000"},
-            "SWITCHYARD_PROTT has value '8000'; unknown setting; did you mean SWITCHYARD_PORT?",
-        ),
-        (
-            [],
-            {"SWITCHYARD_ZZZ": "1"},
-            "SWITCHYARD_ZZZ has value '1'; unknown setting; "
-            "see `python -m runtime --help` for the list",
-        ),
-        (
             ["--log-level", "trace"],
             {},
             "--log-level has value 'trace'; expected one of DEBUG, INFO, WARNING, ERROR (any case)",
@@ -215,14 +205,30 @@ def test_none_reads_the_process_argv_and_environment(monkeypatch: pytest.MonkeyP
         ),
         (
             [],
-            {"SWITCHYARD_CACHE_PREFIX": "my cache"},
+            {"SWITCHYARD_REDIS_PREFIX": "my cache"},
+            "SWITCHYARD_REDIS_PREFIX has value 'my cache'; expected no whitespace, "
+            "such as 'switchyard'",
+        ),
+        (
+            [],
+            {"SWITCHYARD_CACHE_PREFIX": "my cache"},  # the deprecated alias is checked the same
             "SWITCHYARD_CACHE_PREFIX has value 'my cache'; expected no whitespace, "
             "such as 'switchyard'",
         ),
         (
-            ["--cache-prefix", ""],
+            ["--redis-prefix", ""],
             {},
-            "--cache-prefix has value ''; expected a non-empty string",
+            "--redis-prefix has value ''; expected a non-empty string",
+        ),
+        (
+            ["--redis-prefix", "app*"],
+            {},
+            "--redis-prefix has value 'app*'; expected no glob character (* ? [ ] \\), found '*'",
+        ),
+        (
+            ["--redis-prefix", "x" * 65],
+            {},
+            f"--redis-prefix has value '{'x' * 65}'; expected at most 64 characters",
         ),
         (
             [],
@@ -283,13 +289,18 @@ def test_config_error_keeps_its_parts() -> None:
             "SWITCHYARD_DB_PASSWORD has value '**********'; unknown setting; "
             "see `python -m runtime --help` for the list",
         ),
+        (
+            ["--jwt-secrt", "hunter2"],
+            {},
+            "--jwt-secrt has value '**********'; unknown flag; did you mean --jwt-secret?",
+        ),
     ],
 )
 def test_config_errors_never_show_a_secret(
     argv: list[str], environ: dict[str, str], message: str
 ) -> None:
     with pytest.raises(ConfigError) as info:
-        load_settings(argv, environ)
+        load_configuration(argv, environ).check_unknown()
     assert str(info.value) == message
     assert "hunter2" not in repr(info.value.args) + repr(info.value.value)
 
@@ -390,8 +401,33 @@ def test_parser_has_one_flag_per_field() -> None:
         assert vars(parser.parse_args([flag_name(field), "x"])) == {field: "x"}
 
 
-def test_unknown_flag_exits_with_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--prot", "8000"], "--prot has value '8000'; unknown flag; did you mean --port?"),
+        (["--prot=8000"], "--prot has value '8000'; unknown flag; did you mean --port?"),
+        (
+            ["--zzz"],
+            "--zzz has value ''; unknown flag; see `python -m runtime --help` for the list",
+        ),
+        (
+            ["extra"],
+            "argument has value 'extra'; unexpected argument; see `python -m runtime --help`",
+        ),
+    ],
+)
+def test_unknown_flag_is_a_config_error(argv: list[str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(argv, {})
+    assert str(info.value) == message
+    configuration = load_configuration(argv, {})  # a late section might take it, until:
+    with pytest.raises(ConfigError) as info:
+        configuration.check_unknown()
+    assert str(info.value) == message
+
+
+def test_flag_without_its_value_exits_with_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
-        load_settings(["--prot", "8000"], {})
+        load_settings(["--port"], {})
     assert info.value.code == 2
-    assert "unrecognized arguments: --prot 8000" in capsys.readouterr().err
+    assert "argument --port: expected one argument" in capsys.readouterr().err

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from typing import Any
 
 import anyio
 import pytest
@@ -23,8 +25,8 @@ from .workers import Crash, Ping, StopSelf, Worker
 Log = list[tuple[str, str]]
 
 
-def specs(log: Log, *names: str, **options: object) -> list[ChildSpec]:
-    return [ChildSpec(name, lambda name=name: Worker(name, log), **options) for name in names]
+def specs(log: Log, *names: str, **options: Any) -> list[ChildSpec]:
+    return [ChildSpec(name, functools.partial(Worker, name, log), **options) for name in names]
 
 
 async def crash(refs: object, actor_id: str) -> None:
@@ -159,7 +161,7 @@ async def test_restart_backoff_waits_on_the_clock() -> None:
 
 async def test_failing_first_start_fails_the_boot_and_stops_started_children() -> None:
     log: Log = []
-    children = [
+    children: list[ChildSpec | SupervisorSpec] = [
         ChildSpec("a", lambda: Worker("a", log)),
         ChildSpec("b", lambda: Worker("b", log, fail_start=OSError("database unreachable"))),
         ChildSpec("c", lambda: Worker("c", log)),
@@ -172,7 +174,7 @@ async def test_failing_first_start_fails_the_boot_and_stops_started_children() -
 
 async def test_shutdown_timeout_then_cancel(caplog: pytest.LogCaptureFixture) -> None:
     log: Log = []
-    children = [
+    children: list[ChildSpec | SupervisorSpec] = [
         ChildSpec("a", lambda: Worker("a", log)),
         ChildSpec("slow", lambda: Worker("slow", log, hang_on_stop=True), shutdown_seconds=0.01),
     ]
@@ -247,6 +249,31 @@ def test_bad_specs_are_config_errors() -> None:
         Supervisor([], strategy="all_for_one")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"mailbox_size has value 0; expected an integer >= 1"):
         Supervisor([ChildSpec("a", lambda: Worker("a", []), mailbox_size=0)])
+    with pytest.raises(ConfigError) as info:
+        Supervisor([], mailbox_size=0)
+    assert str(info.value) == (
+        "Supervisor('root').mailbox_size has value 0; expected an integer >= 1"
+    )
+
+
+def capacities(supervisor: Supervisor) -> dict[str, int]:
+    return {key: ref.statistics().mailbox_capacity for key, ref in supervisor.refs.items()}
+
+
+def test_mailbox_size_defaults_to_the_supervisors_and_nested_supervisors_inherit_it() -> None:
+    log: Log = []
+    children: list[ChildSpec | SupervisorSpec] = [
+        ChildSpec("a", lambda: Worker("a", log)),
+        ChildSpec("b", lambda: Worker("b", log), mailbox_size=3),
+        SupervisorSpec("inner", [ChildSpec("c", lambda: Worker("c", log))]),
+    ]
+    configured, default = Supervisor(children, mailbox_size=7), Supervisor(children)
+    try:
+        assert capacities(configured) == {"a": 7, "b": 3, "c": 7}
+        assert capacities(default) == {"a": 1024, "b": 3, "c": 1024}
+    finally:
+        configured.close()
+        default.close()
 
 
 async def test_restart_is_logged_without_repeating_the_traceback(

@@ -29,7 +29,7 @@ import anyio.abc
 import pytest
 import redis.asyncio
 
-from actors.cache import Cache, CacheConfig, L2Store, MemoryL2, RedisL2, cache_child
+from actors.cache import Cache, CacheSettings, L2Store, MemoryL2, RedisL2, cache_child
 from actors.cache._coherence import INVALIDATIONS
 from runtime import (
     Clock,
@@ -45,7 +45,7 @@ from runtime import (
 from runtime.testing import ManualClock, open_system
 
 PREFIX = "sw"
-CONFIG = CacheConfig(prefix=PREFIX)
+SETTINGS = CacheSettings()
 
 KINDS = ["l1", "memory", pytest.param("redis", marks=pytest.mark.redis)]
 L2_KINDS = ["memory", pytest.param("redis", marks=pytest.mark.redis)]
@@ -126,12 +126,15 @@ class CacheEnv:
     async def running_cache(
         self,
         *,
-        config: CacheConfig = CONFIG,
+        settings: CacheSettings = SETTINGS,
+        prefix: str = PREFIX,
         setup: Callable[[Cache], None] | None = None,
         memory_l2: L2Store | None = None,
     ) -> AsyncIterator[Cache]:
         """One running cache node; ``setup`` runs before it starts (e.g. ``cache.warm``)."""
-        async with self.running_nodes(1, config=config, setup=setup, memory_l2=memory_l2) as nodes:
+        async with self.running_nodes(
+            1, settings=settings, prefix=prefix, setup=setup, memory_l2=memory_l2
+        ) as nodes:
             yield nodes.caches[0]
 
     @contextlib.asynccontextmanager
@@ -139,7 +142,8 @@ class CacheEnv:
         self,
         count: int,
         *,
-        config: CacheConfig = CONFIG,
+        settings: CacheSettings = SETTINGS,
+        prefix: str = PREFIX,
         setup: Callable[[Cache], None] | None = None,
         fanout: Fanout | None = None,
         memory_l2: L2Store | None = None,
@@ -166,7 +170,8 @@ class CacheEnv:
                 specs, caches = [], []
                 for index, (l2, node_fanout) in enumerate(zip(l2s, fanouts, strict=True)):
                     spec, cache = cache_child(
-                        config=config,
+                        settings=settings,
+                        prefix=prefix,
                         clock=clock,
                         l2=l2,
                         fanout=node_fanout,

@@ -19,7 +19,7 @@ import anyio
 import msgspec
 import pytest
 
-from actors.cache import Cache, CacheConfig, CacheStatistics, MemoryL2, cache_child
+from actors.cache import Cache, CacheSettings, CacheStatistics, MemoryL2, cache_child
 from runtime import MemoryFanout, RedisUnavailable, Rejected
 from runtime.testing import ManualClock
 
@@ -37,10 +37,6 @@ VALUES: dict[str, object] = {
     "list": [1, "two", [3.0]],
     "dict": {"a": {"b": [1, 2]}, "c": None},
 }
-
-
-def config(**overrides: Any) -> CacheConfig:
-    return CacheConfig(prefix=PREFIX, **overrides)
 
 
 # -- get, set, get_many, delete, exists -----------------------------------------------------
@@ -484,7 +480,7 @@ REJECTIONS = [
 async def test_invalid_input_is_rejected_and_changes_nothing(
     env: CacheEnv, call: Any, code: str, message: str
 ) -> None:
-    async with env.running_cache(config=config(max_value_bytes=64)) as cache:
+    async with env.running_cache(settings=CacheSettings(max_value_bytes=64)) as cache:
         await cache.set("keep", "kept", tags=["t"])
         with pytest.raises(Rejected) as caught:
             await call(cache)
@@ -559,7 +555,7 @@ async def test_tags_given_as_one_string_are_not_split_into_letters(env: CacheEnv
 
 
 async def test_l1_holds_at_most_l1_max_entries(env: CacheEnv) -> None:
-    async with env.running_cache(config=config(l1_max_entries=100)) as cache:
+    async with env.running_cache(settings=CacheSettings(l1_max_entries=100)) as cache:
         for i in range(1000):
             await cache.set(f"k{i}", i)
         stats = await cache.statistics()
@@ -574,7 +570,7 @@ async def test_l1_holds_at_most_l1_max_entries(env: CacheEnv) -> None:
 
 
 async def test_l1_holds_at_most_l1_max_bytes(env: CacheEnv) -> None:
-    async with env.running_cache(config=config(l1_max_bytes=1000)) as cache:
+    async with env.running_cache(settings=CacheSettings(l1_max_bytes=1000)) as cache:
         for i in range(50):
             await cache.set(f"k{i}", bytes([i]) * 100)
         stats = await cache.statistics()
@@ -592,7 +588,7 @@ async def test_l1_holds_at_most_l1_max_bytes(env: CacheEnv) -> None:
 
 
 async def test_an_entry_evicted_from_l1_misses_by_eviction(env: CacheEnv) -> None:
-    async with env.running_cache(config=config(l1_max_entries=1)) as cache:
+    async with env.running_cache(settings=CacheSettings(l1_max_entries=1)) as cache:
         await cache.set("x1", 1)
         await cache.set("x2", 2)
         values = [await cache.get("x1"), await cache.get("x2")]
@@ -611,7 +607,7 @@ async def test_an_entry_evicted_from_l1_misses_by_eviction(env: CacheEnv) -> Non
 async def test_a_loader_returning_none_is_remembered_for_negative_ttl_seconds(
     env: CacheEnv,
 ) -> None:
-    async with env.running_cache(config=config(negative_ttl_seconds=5)) as cache:
+    async with env.running_cache(settings=CacheSettings(negative_ttl_seconds=5)) as cache:
         loader = Loader(None)
         assert await cache.get_or_set("ghost", loader) is None
         assert await cache.get_or_set("ghost", loader) is None
@@ -1039,7 +1035,7 @@ async def test_a_delete_during_an_outage_is_not_undone_when_redis_returns() -> N
 
 
 async def test_before_the_actor_runs_writes_are_unavailable_and_reads_miss() -> None:
-    spec, cache = cache_child(config=config(), clock=ManualClock())
+    spec, cache = cache_child(prefix=PREFIX, clock=ManualClock())
     assert await cache.get("k", default="default") == "default"
     assert await cache.get_many(["k"]) == {}
     for call in (

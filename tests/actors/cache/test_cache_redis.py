@@ -16,12 +16,13 @@ from typing import Any
 import anyio
 import msgspec
 import pytest
+import redis.asyncio
 
-from actors.cache import Cache, CacheConfig, RedisL2
+from actors.cache import Cache, CacheSettings, RedisL2
 from runtime import Gap, RedisLink
 from runtime.testing import ManualClock, RedisServer
 
-from .conftest import PREFIX, CacheEnv, Loader
+from .conftest import CacheEnv, Loader
 
 pytestmark = pytest.mark.redis
 logger = logging.getLogger("tests.actors.cache")
@@ -34,13 +35,20 @@ def redis_env(url: str, **options: Any) -> CacheEnv:
     return CacheEnv(kind="redis", redis_url=url, **options)
 
 
+async def stored(client: redis.asyncio.Redis, key: str) -> bytes:
+    """The raw bytes Redis holds under ``key`` (the client does not decode responses)."""
+    value = await client.get(key)
+    assert isinstance(value, bytes), (key, value)
+    return value
+
+
 # -- what Redis holds -----------------------------------------------------------------------
 
 
 async def test_keys_carry_the_global_prefix_and_entries_are_envelopes(redis_url: str) -> None:
     env = redis_env(redis_url)
     async with (
-        env.running_cache(config=CacheConfig(prefix="tenant7")) as cache,
+        env.running_cache(prefix="tenant7") as cache,
         env.raw_redis() as client,
     ):
         await cache.set("user:1", b"\x00raw", ttl_seconds=60, tags=["vip"])
@@ -53,21 +61,21 @@ async def test_keys_carry_the_global_prefix_and_entries_are_envelopes(redis_url:
             b"tenant7:cache:user:1",
         ]
         # [payload, encoding, fresh_until, stale_until, tags], deadlines on the clock's wall time
-        assert msgspec.msgpack.decode(await client.get("tenant7:cache:user:1")) == [
+        assert msgspec.msgpack.decode(await stored(client, "tenant7:cache:user:1")) == [
             b"\x00raw",
             0,
             WALL + 60,
             WALL + 60,
             ["vip"],
         ]
-        assert msgspec.msgpack.decode(await client.get("tenant7:cache:p:user:1")) == [
+        assert msgspec.msgpack.decode(await stored(client, "tenant7:cache:p:user:1")) == [
             msgspec.msgpack.encode({"a": 1}),
             1,
             WALL + 3600,
             WALL + 3600,
             [],
         ]
-        assert msgspec.msgpack.decode(await client.get("tenant7:cache:s")) == [
+        assert msgspec.msgpack.decode(await stored(client, "tenant7:cache:s")) == [
             msgspec.msgpack.encode(1),
             1,
             WALL + 10,
@@ -162,20 +170,20 @@ async def test_cluster_lock_runs_the_loader_once_across_nodes(redis_url: str) ->
 
 async def test_a_lock_left_by_a_dead_node_expires_and_the_waiter_loads(redis_url: str) -> None:
     env = redis_env(redis_url, system_clock=True)
-    config = CacheConfig(prefix=PREFIX, lock_ttl_seconds=0.5)
-    async with env.running_cache(config=config) as cache, env.raw_redis() as client:
+    settings = CacheSettings(lock_ttl_seconds=0.5)
+    async with env.running_cache(settings=settings) as cache, env.raw_redis() as client:
         lock_key = "sw:cache-lock:report"
         await client.set(lock_key, "dead-node:1", px=200)  # as if its holder died
-        seen: list[tuple[bytes | None, int]] = []
+        seen: list[tuple[bytes, int]] = []
 
         async def loader() -> str:
-            seen.append((await client.get(lock_key), await client.pttl(lock_key)))
+            seen.append((await stored(client, lock_key), await client.pttl(lock_key)))
             return "fresh"
 
         with anyio.fail_after(5):
             assert await cache.get_or_set("report", loader, cluster_lock=True) == "fresh"
         [(holder, pttl)] = seen
-        assert holder is not None and holder.startswith(b"node-0:")  # its own lock by then
+        assert holder.startswith(b"node-0:")  # its own lock by then
         assert 0 < pttl <= 500  # lock_ttl_seconds
         assert await client.exists(lock_key) == 0
 

@@ -9,6 +9,7 @@ import pytest
 from quart.testing import QuartClient
 
 import actors.cache
+from actors.cache import CACHE_SETTINGS, CacheSettings
 from runtime import Secret, Settings, TokenVerifier
 from runtime.testing import ManualClock, open_app
 
@@ -18,12 +19,18 @@ SECRET = "cache-routes-test-secret-32-bytes-long"
 @asynccontextmanager
 async def client_and_tokens() -> AsyncIterator[tuple[QuartClient, dict[str, str], dict[str, str]]]:
     clock = ManualClock(wall_start=1_800_000_000.0)
-    settings = Settings(jwt_secret=Secret(SECRET), max_body_bytes=4096, cache_max_value_bytes=1024)
+    settings = Settings(jwt_secret=Secret(SECRET), max_body_bytes=4096)
+    sections = {CACHE_SETTINGS: CacheSettings(max_value_bytes=1024)}
     verifier = TokenVerifier(SECRET, clock=clock)
     admin = {"Authorization": f"Bearer {verifier.issue('root', roles=('admin',))}"}
     user = {"Authorization": f"Bearer {verifier.issue('alice', roles=('user',))}"}
-    async with open_app(settings, compose=actors.cache.install, clock=clock) as (app, _):
-        yield app.test_client(), admin, user
+    async with open_app(settings, compose=actors.cache.install, clock=clock, sections=sections) as (
+        app,
+        _,
+    ):
+        client = app.test_client()
+        assert isinstance(client, QuartClient)
+        yield client, admin, user
 
 
 async def error(response: object) -> tuple[int, str]:

@@ -1,0 +1,49 @@
+"""What the cache counts: :class:`CacheStatistics`."""
+
+from __future__ import annotations
+
+import msgspec
+
+__all__ = ["CacheStatistics"]
+
+
+class CacheStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the cache counts, for ``statistics()``, ``/api/cache/stats`` and metrics.
+
+    ``hit_ratio`` is over every lookup (L1 hits plus L2 hits over lookups);
+    ``l1_*`` come from the L1 store (misses by reason: absent, expired,
+    evicted, invalidated); ``degraded_writes`` found Redis unreachable and
+    were kept in L1, then ``replayed_writes`` to Redis once it was back (or
+    ``replay_dropped`` past the replay log's bound); ``coherence_resets``
+    count the times L1 was dropped because invalidations may have been missed.
+    """
+
+    hit_ratio: float
+    lookups: int
+    l1_hits: int
+    l1_stale_hits: int
+    l1_misses: int
+    l1_misses_absent: int
+    l1_misses_expired: int
+    l1_misses_evicted: int
+    l1_misses_invalidated: int
+    l1_evictions: int
+    l1_entries: int
+    l1_bytes: int
+    l2_enabled: bool
+    l2_hits: int
+    l2_misses: int
+    l2_errors: int
+    loader_calls: int
+    loader_errors: int
+    loader_seconds_total: float
+    single_flight_joins: int
+    stale_refreshes: int
+    writes: int
+    degraded_writes: int
+    replayed_writes: int
+    replay_dropped: int
+    write_queue_depth: int
+    invalidations_sent: int
+    invalidations_received: int
+    coherence_resets: int
