@@ -208,7 +208,7 @@ class Zipf:
     def __init__(self, keys: int, s: float, *, seed: int, prefix: str = "z:") -> None:
         self.keys = keys
         self.s = s
-        self._weights = [rank**-s for rank in range(1, keys + 1)]
+        self._weights: list[float] = [float(rank) ** -s for rank in range(1, keys + 1)]
         self._cdf = list(accumulate(self._weights))
         self._rng = random.Random(seed)
         self._names = [f"{prefix}{i}" for i in range(keys)]
@@ -227,7 +227,7 @@ class Zipf:
         also counts first touches of popular keys as hits, so real caches sit a
         little below it).
         """
-        return sum(self._weights[:capacity]) / self._cdf[-1]
+        return float(sum(self._weights[:capacity]) / self._cdf[-1])
 
 
 def lru_hit_rate(trace: Sequence[str], capacity: int, value: object) -> float:

@@ -28,7 +28,7 @@ from runtime import Actor, ChildSpec, Message
 from runtime.testing import open_system
 
 
-class Inc(Message, tag="bench.inc", kw_only=True):
+class Inc(Message, tag="bench.inc", kw_only=True, frozen=True):
     n: int
 
 

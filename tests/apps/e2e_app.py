@@ -21,11 +21,11 @@ from runtime import (
 logger = logging.getLogger("tests.e2e_app")
 
 
-class Echo(Message, tag="e2e.echo", kw_only=True):
+class Echo(Message, tag="e2e.echo", kw_only=True, frozen=True):
     text: str
 
 
-class Explode(Message, tag="e2e.explode", kw_only=True):
+class Explode(Message, tag="e2e.explode", kw_only=True, frozen=True):
     pass
 
 
@@ -71,7 +71,7 @@ async def slow() -> dict[str, bool]:
     return {"drained": True}
 
 
-class SocketEcho(Message, tag="e2e.socket_echo", kw_only=True):
+class SocketEcho(Message, tag="e2e.socket_echo", kw_only=True, frozen=True):
     text: str
 
 

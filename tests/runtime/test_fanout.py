@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import pytest
@@ -17,7 +18,7 @@ from runtime._redis import RedisLink
 from runtime._redis_server import RedisServer, free_port
 
 # Real sockets are involved, so the real clock with short intervals; every wait is bounded.
-FAST = {
+FAST: dict[str, Any] = {
     "health_interval_seconds": 0.05,
     "reconnect_base_seconds": 0.01,
     "reconnect_max_seconds": 0.1,

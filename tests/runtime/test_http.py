@@ -34,7 +34,7 @@ class Greeting(msgspec.Struct, forbid_unknown_fields=True):
     times: int = 1
 
 
-class Lookup(Message, tag="test.lookup", kw_only=True):
+class Lookup(Message, tag="test.lookup", kw_only=True, frozen=True):
     key: str
 
 

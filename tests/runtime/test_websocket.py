@@ -42,24 +42,24 @@ SECRET = "a-test-secret-that-is-32-bytes-long!"
 ALLOWED_ORIGIN = "https://app.example"
 
 
-class Echo(Message, tag="echo", kw_only=True):
+class Echo(Message, tag="echo", kw_only=True, frozen=True):
     text: str
     ref: str | None = None
 
 
-class Flood(Message, tag="flood", kw_only=True):
+class Flood(Message, tag="flood", kw_only=True, frozen=True):
     count: int
 
 
-class Fail(Message, tag="fail", kw_only=True):
+class Fail(Message, tag="fail", kw_only=True, frozen=True):
     pass
 
 
-class Refuse(Message, tag="refuse", kw_only=True):
+class Refuse(Message, tag="refuse", kw_only=True, frozen=True):
     ref: str | None = None
 
 
-class Bye(Message, tag="bye", kw_only=True):
+class Bye(Message, tag="bye", kw_only=True, frozen=True):
     pass
 
 

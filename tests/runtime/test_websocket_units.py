@@ -24,11 +24,11 @@ from runtime import (
 from runtime.testing import open_app
 
 
-class Ping(Message, tag="ping", kw_only=True):
+class Ping(Message, tag="ping", kw_only=True, frozen=True):
     n: int
 
 
-class Pong(Message, tag="pong", kw_only=True):
+class Pong(Message, tag="pong", kw_only=True, frozen=True):
     pass
 
 

@@ -9,23 +9,23 @@ import anyio
 from runtime import Actor, Message, Rejected
 
 
-class Ping(Message, tag="test.ping", kw_only=True):
+class Ping(Message, tag="test.ping", kw_only=True, frozen=True):
     n: int = 0
 
 
-class Crash(Message, tag="test.crash", kw_only=True):
+class Crash(Message, tag="test.crash", kw_only=True, frozen=True):
     reason: str = "boom"
 
 
-class Block(Message, tag="test.block", kw_only=True):
+class Block(Message, tag="test.block", kw_only=True, frozen=True):
     pass
 
 
-class Refuse(Message, tag="test.refuse", kw_only=True):
+class Refuse(Message, tag="test.refuse", kw_only=True, frozen=True):
     pass
 
 
-class StopSelf(Message, tag="test.stop", kw_only=True):
+class StopSelf(Message, tag="test.stop", kw_only=True, frozen=True):
     pass
 
 
