@@ -77,6 +77,7 @@ from ._supervisor import ServiceStatistics as ServiceStatistics
 from ._supervisor import Strategy as Strategy
 from ._supervisor import Supervisor as Supervisor
 from ._supervisor import SupervisorSpec as SupervisorSpec
+from ._supervisor import SupervisorStatistics as SupervisorStatistics
 from ._websocket import SessionClosed as SessionClosed
 from ._websocket import WebSocketSession as WebSocketSession
 from ._websocket import WebSocketSessionStatistics as WebSocketSessionStatistics
@@ -154,6 +155,7 @@ __all__ = [
     "Subscription",
     "Supervisor",
     "SupervisorSpec",
+    "SupervisorStatistics",
     "SystemClock",
     "TokenSource",
     "TokenVerifier",

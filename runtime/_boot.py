@@ -225,6 +225,7 @@ def _register_runtime_statistics(context: NodeContext, app: Quart) -> None:
     supervisor = context.supervisor
     registry.add("runtime.actors", supervisor.actor_statistics)
     registry.add("runtime.services", supervisor.service_statistics)
+    registry.add("runtime.supervisors", supervisor.supervisor_statistics)
     if context.redis is not None:
         registry.add("runtime.redis", context.redis.status)
     registry.add("runtime.fanout", context.fanout.statistics)

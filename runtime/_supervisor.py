@@ -43,6 +43,7 @@ __all__ = [
     "Strategy",
     "Supervisor",
     "SupervisorSpec",
+    "SupervisorStatistics",
 ]
 
 logger = logging.getLogger("runtime.supervisor")
@@ -94,6 +95,22 @@ class ServiceStatistics(msgspec.Struct, frozen=True, kw_only=True):
     crashes: int
     restarts: int
     last_crash_reason: str | None
+
+
+class SupervisorStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    """A snapshot of one supervisor: its policy and how close it is to giving up.
+
+    ``recent_restarts`` counts the restarts within the last ``within_seconds``;
+    past ``max_restarts`` the supervisor gives up and escalates.
+    """
+
+    supervisor_id: str
+    strategy: Strategy
+    children: int
+    restarts: int
+    recent_restarts: int
+    max_restarts: int
+    within_seconds: float
 
 
 class SupervisorSpec(msgspec.Struct, frozen=True):
@@ -398,6 +415,7 @@ class Supervisor:
                         mailbox.close()
             raise
         self._restarts: deque[float] = deque()
+        self._restarts_total = 0
         self._tg: TaskGroup | None = None
         self._wake = anyio.Event()
 
@@ -620,14 +638,38 @@ class Supervisor:
     def _count_restart(self, child: _Child, reason: BaseException | None) -> None:
         now = self.clock.monotonic()
         self._restarts.append(now)
-        while self._restarts and self._restarts[0] <= now - self.within_seconds:
-            self._restarts.popleft()
+        self._restarts_total += 1
+        self._forget_old_restarts(now)
         if len(self._restarts) > self.max_restarts:
             error = RestartIntensityExceeded(
                 self.id, child.id, self.max_restarts, self.within_seconds
             )
             error.__cause__ = reason
             raise error
+
+    def _forget_old_restarts(self, now: float) -> None:
+        while self._restarts and self._restarts[0] <= now - self.within_seconds:
+            self._restarts.popleft()
+
+    def supervisor_statistics(self) -> list[SupervisorStatistics]:
+        """A snapshot of this supervisor and every nested one, outermost first."""
+        self._forget_old_restarts(self.clock.monotonic())
+        mine = SupervisorStatistics(
+            supervisor_id=self.id,
+            strategy=self.strategy,
+            children=len(self._children),
+            restarts=self._restarts_total,
+            recent_restarts=len(self._restarts),
+            max_restarts=self.max_restarts,
+            within_seconds=self.within_seconds,
+        )
+        nested = [
+            stats
+            for child in self._children
+            if isinstance(child, _SupervisorChild)
+            for stats in child.supervisor.supervisor_statistics()
+        ]
+        return [mine, *nested]
 
     async def _backoff(self) -> None:
         if self.backoff_seconds <= 0:

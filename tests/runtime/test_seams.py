@@ -23,6 +23,7 @@ from runtime import (
     ServiceSpec,
     Settings,
     StatisticsRegistry,
+    Supervisor,
     TokenVerifier,
 )
 from runtime.testing import open_app, open_nodes, open_system
@@ -214,6 +215,10 @@ async def test_api_statistics_lists_every_runtime_part_and_package() -> None:
     assert body["runtime.http"]["responses_4xx"] == 1
     assert "runtime.fanout" in body
     assert body["runtime.websocket"]["connections_open"] == 0
+    (root,) = body["runtime.supervisors"]
+    assert root["supervisor_id"] == "root"
+    assert root["children"] == 2  # the fanout reader and the counter
+    assert root["restarts"] == root["recent_restarts"] == 0
     assert "runtime.redis" not in body  # no Redis configured
 
 
@@ -239,7 +244,9 @@ class FlakyService:
 
 async def test_a_crashed_service_is_restarted_like_an_actor() -> None:
     service = FlakyService()
-    async with open_system([ServiceSpec("flaky", service.run)], max_restarts=5) as _:
+    supervisor = Supervisor([ServiceSpec("flaky", service.run)], max_restarts=5)
+    async with anyio.create_task_group() as tg:
+        await tg.start(supervisor.run)
         assert service.incarnations == 1
         for expected in (2, 3):
             service.started = anyio.Event()
@@ -247,6 +254,12 @@ async def test_a_crashed_service_is_restarted_like_an_actor() -> None:
             with anyio.fail_after(5):
                 await service.started.wait()
             assert service.incarnations == expected
+        (stats,) = supervisor.service_statistics()
+        assert (stats.crashes, stats.restarts, stats.state) == (2, 2, "running")
+        assert "service lost its connection" in (stats.last_crash_reason or "")
+        (root,) = supervisor.supervisor_statistics()
+        assert root.recent_restarts == root.restarts == 2
+        tg.cancel_scope.cancel()
 
 
 async def test_services_start_before_and_stop_after_the_actors() -> None:
