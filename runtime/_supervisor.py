@@ -17,20 +17,31 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import anyio
-import msgspec
 
-from ._actor import Actor, ActorContext, serve
+from ._children import ActorChild, Child, ServiceChild, StartFlag, SupervisorChild
 from ._clock import SystemClock
 from ._errors import ConfigError, RestartIntensityExceeded
 from ._extensions import Extensions
 from ._mailbox import ActorState, ActorStatistics, Mailbox
 from ._ref import ActorRef, Refs
+from ._specs import RESTART_TYPES as _RESTART_TYPES
+from ._specs import STRATEGIES as _STRATEGIES
+from ._specs import (
+    ChildSpec,
+    RestartType,
+    ServiceSpec,
+    ServiceStatistics,
+    Strategy,
+    SupervisorSpec,
+    SupervisorStatistics,
+)
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from anyio.abc import TaskGroup, TaskStatus
 
     from ._clock import Clock
@@ -47,293 +58,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("runtime.supervisor")
-
-RestartType = Literal["permanent", "transient", "temporary"]
-Strategy = Literal["one_for_one", "one_for_all", "rest_for_one"]
-_RESTART_TYPES = ("permanent", "transient", "temporary")
-_STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
-
-
-class ChildSpec(msgspec.Struct, frozen=True):
-    """How to run one actor: ``start`` builds a fresh actor for every incarnation.
-
-    ``restart``: ``permanent`` always restarts, ``transient`` only after a
-    crash, ``temporary`` never. ``shutdown_seconds`` bounds ``on_stop``
-    before it is cancelled. ``mailbox_size`` bounds the inbox; ``None`` takes
-    the supervisor's default (a node's is ``SWITCHYARD_MAILBOX_SIZE``).
-    """
-
-    id: str
-    start: Callable[[], Actor[Any]]
-    restart: RestartType = "permanent"
-    shutdown_seconds: float = 5.0
-    mailbox_size: int | None = None
-
-
-class ServiceSpec(msgspec.Struct, frozen=True):
-    """A supervised service that is not an actor: a long-running ``run`` coroutine.
-
-    The node runs its Redis link and fanout reader this way. ``run`` has the
-    anyio ``task_status`` convention (``await task_group.start(run)``): the
-    service counts as started once it calls ``task_status.started()``. When
-    ``run`` raises, the supervisor restarts it by ``restart`` and its
-    strategy, exactly as it would an actor; when it returns, it has stopped
-    normally.
-    """
-
-    id: str
-    run: Callable[..., Coroutine[Any, Any, None]]
-    restart: RestartType = "permanent"
-    shutdown_seconds: float = 5.0
-
-
-class ServiceStatistics(msgspec.Struct, frozen=True, kw_only=True):
-    """A snapshot of one supervised service."""
-
-    service_id: str
-    state: ActorState
-    crashes: int
-    restarts: int
-    last_crash_reason: str | None
-
-
-class SupervisorStatistics(msgspec.Struct, frozen=True, kw_only=True):
-    """A snapshot of one supervisor: its policy and how close it is to giving up.
-
-    ``recent_restarts`` counts the restarts within the last ``within_seconds``;
-    past ``max_restarts`` the supervisor gives up and escalates.
-    """
-
-    supervisor_id: str
-    strategy: Strategy
-    children: int
-    restarts: int
-    recent_restarts: int
-    max_restarts: int
-    within_seconds: float
-
-
-class SupervisorSpec(msgspec.Struct, frozen=True):
-    """A nested supervisor: a child that supervises children of its own.
-
-    It inherits its parent's clock, ask timeout and default mailbox size.
-    """
-
-    id: str
-    children: Sequence[ChildSpec | ServiceSpec | SupervisorSpec]
-    strategy: Strategy = "one_for_one"
-    max_restarts: int = 3
-    within_seconds: float = 5.0
-    restart: RestartType = "permanent"
-    backoff_seconds: float = 0.0
-    backoff_max_seconds: float = 5.0
-
-
-def _unwrap(exc: BaseException) -> BaseException:
-    """The lone exception inside nested single-member groups (task groups wrap errors)."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
-
-
-class _StartFlag:
-    """Forwards ``started()`` to a task status and remembers that it happened.
-
-    Once started, the child's scope is shielded: from then on only its
-    supervisor stops it, so that shutdown runs in reverse start order instead
-    of cancelling every child at once.
-    """
-
-    def __init__(self, status: TaskStatus[None], scope: anyio.CancelScope | None = None) -> None:
-        self._status = status
-        self._scope = scope
-        self.started = False
-
-    def __call__(self) -> None:
-        self.started = True
-        if self._scope is not None:
-            self._scope.shield = True
-        self._status.started()
-
-
-Report = Callable[["_Child", "BaseException | None"], None]
-
-
-class _Child:
-    """One running slot of a supervisor: an actor or a nested supervisor."""
-
-    def __init__(self, child_id: str, restart: RestartType) -> None:
-        self.id = child_id
-        self.restart = restart
-        self.alive = False
-        self.terminated = False
-        self.stop_requested = False
-        # How the last incarnation ended, until the supervisor has dealt with it:
-        # a 1-tuple of the crash reason (None for a normal exit), or None.
-        self.pending_exit: tuple[BaseException | None] | None = None
-        self._scope: anyio.CancelScope | None = None
-        self._finished = anyio.Event()
-
-    async def run(self, report: Report, *, task_status: TaskStatus[None]) -> None:
-        """Run one incarnation; report how it ended unless the supervisor stopped it."""
-        self._scope = anyio.CancelScope()
-        started = _StartFlag(task_status, self._scope)
-        self.alive, self.stop_requested, self._finished = True, False, anyio.Event()
-        self.pending_exit = None
-        reason: BaseException | None = None
-        try:
-            with self._scope:
-                try:
-                    await self._incarnate(started)
-                except Exception as exc:  # noqa: BLE001 - the supervisor's one catch-all
-                    reason = _unwrap(exc)
-                    if not started.started:  # a failed start: the caller of start() sees it
-                        raise reason from reason.__cause__
-        finally:
-            self.alive = False
-            self._finished.set()
-        if not self.stop_requested:
-            report(self, reason)
-
-    async def stop(self) -> None:
-        """Cancel the running incarnation and wait until it has finished."""
-        if not self.alive or self._scope is None:
-            return
-        self.stop_requested = True
-        self._scope.cancel()
-        await self._finished.wait()
-
-    async def _incarnate(self, started: _StartFlag) -> None:
-        raise NotImplementedError
-
-    def mark_restarting(self) -> None:
-        """Record that the supervisor is about to restart this child."""
-
-    def terminate(self) -> None:
-        """Remove this child for good: it will not be restarted again."""
-        self.terminated = True
-
-
-class _ActorChild(_Child):
-    def __init__(self, spec: ChildSpec, mailbox: Mailbox, supervisor: Supervisor) -> None:
-        super().__init__(spec.id, spec.restart)
-        self.spec = spec
-        self.mailbox = mailbox
-        self._supervisor = supervisor
-
-    async def _incarnate(self, started: _StartFlag) -> None:
-        actor = self.spec.start()
-        if not isinstance(actor, Actor):
-            raise TypeError(
-                f"ChildSpec {self.id!r}: start() returned {actor!r}, which is not an Actor"
-            )
-        mailbox, clock = self.mailbox, self._supervisor.clock
-        mailbox.state = "starting"
-        crashes_before = mailbox.crashes
-        try:
-            async with anyio.create_task_group() as tg:
-                actor._context = ActorContext(
-                    actor_id=self.id,
-                    clock=clock,
-                    refs=self._supervisor.refs,
-                    self_ref=self._supervisor.refs[self.id],
-                    task_group=tg,
-                    extensions=self._supervisor.extensions,
-                )
-                await actor.on_start()
-                mailbox.state = "running"
-                started()
-                try:
-                    await serve(actor, mailbox)
-                finally:
-                    mailbox.state = "stopped" if mailbox.closed else "restarting"
-                    with (
-                        anyio.CancelScope(shield=True),
-                        clock.move_on_after(self.spec.shutdown_seconds) as stop_scope,
-                    ):
-                        await actor.on_stop()
-                    if stop_scope.cancelled_caught:
-                        logger.warning(
-                            "actor %s: on_stop() overran its shutdown_seconds=%g and was cancelled",
-                            self.id,
-                            self.spec.shutdown_seconds,
-                        )
-                tg.cancel_scope.cancel()  # a normal stop ends the background tasks too
-        except Exception as exc:
-            if started.started and mailbox.crashes == crashes_before:
-                # Not a handler crash (serve() reports those): a background task failed.
-                mailbox.record_crash(_unwrap(exc))
-                logger.error("actor %s crashed in a background task", self.id, exc_info=exc)
-            raise
-
-    def mark_restarting(self) -> None:
-        self.mailbox.restarts += 1
-        self.mailbox.state = "restarting"
-
-    def terminate(self) -> None:
-        super().terminate()
-        self.mailbox.close()
-
-
-class _ServiceChild(_Child):
-    def __init__(self, spec: ServiceSpec) -> None:
-        super().__init__(spec.id, spec.restart)
-        self.spec = spec
-        self.state: ActorState = "starting"
-        self.crashes = 0
-        self.restarts = 0
-        self.last_crash_reason: str | None = None
-
-    async def _incarnate(self, started: _StartFlag) -> None:
-        self.state = "starting"
-        try:
-            async with anyio.create_task_group() as tg:
-                await tg.start(self.spec.run)
-                self.state = "running"
-                started()
-        except Exception as exc:
-            reason = _unwrap(exc)
-            self.crashes += 1
-            self.last_crash_reason = f"{type(reason).__name__}: {reason}"
-            logger.error("service %s crashed", self.id, exc_info=reason)
-            raise
-        finally:
-            self.state = "stopped" if self.terminated or self.stop_requested else "restarting"
-
-    def mark_restarting(self) -> None:
-        self.restarts += 1
-        self.state = "restarting"
-
-    def terminate(self) -> None:
-        super().terminate()
-        self.state = "stopped"
-
-    def statistics(self) -> ServiceStatistics:
-        return ServiceStatistics(
-            service_id=self.id,
-            state=self.state,
-            crashes=self.crashes,
-            restarts=self.restarts,
-            last_crash_reason=self.last_crash_reason,
-        )
-
-
-class _SupervisorChild(_Child):
-    def __init__(self, supervisor: Supervisor, restart: RestartType) -> None:
-        super().__init__(supervisor.id, restart)
-        self.supervisor = supervisor
-
-    async def _incarnate(self, started: _StartFlag) -> None:
-        await self.supervisor._run(started)
-
-    def mark_restarting(self) -> None:
-        for mailbox in self.supervisor._own_mailboxes():
-            mailbox.restarts += 1
-            mailbox.state = "restarting"
-
-    def terminate(self) -> None:
-        super().terminate()
-        self.supervisor.close()
 
 
 class Supervisor:
@@ -404,7 +128,7 @@ class Supervisor:
         self._registry: dict[str, Mailbox | None] = {id: None} if _registry is None else _registry
         self._ref_map: dict[str, ActorRef[Any]] = {} if _refs is None else _refs
         self.refs = Refs(self._ref_map)  # one shared view of the whole tree
-        self._children: list[_Child] = []
+        self._children: list[Child] = []
         try:
             for spec in children:
                 self._children.append(self._build(spec))
@@ -419,7 +143,7 @@ class Supervisor:
         self._tg: TaskGroup | None = None
         self._wake = anyio.Event()
 
-    def _build(self, spec: ChildSpec | ServiceSpec | SupervisorSpec) -> _Child:
+    def _build(self, spec: ChildSpec | ServiceSpec | SupervisorSpec) -> Child:
         _check(
             isinstance(spec, ChildSpec | ServiceSpec | SupervisorSpec),
             "child spec",
@@ -456,7 +180,7 @@ class Supervisor:
                 _registry=self._registry,
                 _refs=self._ref_map,
             )
-            return _SupervisorChild(nested, spec.restart)
+            return SupervisorChild(nested, spec.restart)
         if isinstance(spec, ServiceSpec):
             _check(
                 callable(spec.run),
@@ -465,7 +189,7 @@ class Supervisor:
                 "expected an async callable taking task_status",
             )
             self._registry[spec.id] = None
-            return _ServiceChild(spec)
+            return ServiceChild(spec)
         _check(
             callable(spec.start),
             f"ChildSpec({spec.id!r}).start",
@@ -489,23 +213,23 @@ class Supervisor:
         self._ref_map[spec.id] = ActorRef(
             mailbox, clock=self.clock, ask_timeout_seconds=self.ask_timeout_seconds
         )
-        return _ActorChild(spec, mailbox, self)
+        return ActorChild(spec, mailbox, self)
 
     def _own_mailboxes(self) -> list[Mailbox]:
         boxes: list[Mailbox] = []
         for child in self._children:
-            if isinstance(child, _ActorChild):
+            if isinstance(child, ActorChild):
                 boxes.append(child.mailbox)
-            elif isinstance(child, _SupervisorChild):
+            elif isinstance(child, SupervisorChild):
                 boxes.extend(child.supervisor._own_mailboxes())
         return boxes
 
-    def _own_services(self) -> list[_ServiceChild]:
-        services: list[_ServiceChild] = []
+    def _own_services(self) -> list[ServiceChild]:
+        services: list[ServiceChild] = []
         for child in self._children:
-            if isinstance(child, _ServiceChild):
+            if isinstance(child, ServiceChild):
                 services.append(child)
-            elif isinstance(child, _SupervisorChild):
+            elif isinstance(child, SupervisorChild):
                 services.extend(child.supervisor._own_services())
         return services
 
@@ -532,7 +256,7 @@ class Supervisor:
         ``await task_group.start(supervisor.run)`` returns a booted system.
         """
         try:
-            await self._run(_StartFlag(task_status))
+            await self._run(StartFlag(task_status))
         finally:
             if self._is_root:
                 self.close()
@@ -542,7 +266,7 @@ class Supervisor:
         for mailbox in self._own_mailboxes():
             mailbox.close()
 
-    async def _run(self, started: _StartFlag) -> None:
+    async def _run(self, started: StartFlag) -> None:
         failure: BaseException | None = None
         self._restarts.clear()
         async with anyio.create_task_group() as tg:
@@ -562,14 +286,14 @@ class Supervisor:
         if failure is not None:
             raise failure
 
-    def _on_child_exit(self, child: _Child, reason: BaseException | None) -> None:
+    def _on_child_exit(self, child: Child, reason: BaseException | None) -> None:
         # Called by a child's task as it ends: note it and wake the supervising loop.
         # One slot per child keeps this bounded, and restarting a child clears a
         # stale note (a sibling that crashed while one_for_all was restarting it).
         child.pending_exit = (reason,)
         self._wake.set()
 
-    async def _start_child(self, child: _Child) -> None:
+    async def _start_child(self, child: Child) -> None:
         assert self._tg is not None
         await self._tg.start(child.run, self._on_child_exit)
 
@@ -588,7 +312,7 @@ class Supervisor:
             except RestartIntensityExceeded as exc:
                 return exc
 
-    async def _on_exit(self, child: _Child, reason: BaseException | None) -> None:
+    async def _on_exit(self, child: Child, reason: BaseException | None) -> None:
         if child.restart == "temporary" or (child.restart == "transient" and reason is None):
             how = "crashed" if reason is not None else "stopped"
             logger.info(
@@ -611,7 +335,7 @@ class Supervisor:
         for sibling in reversed(affected):
             if sibling is not child:
                 await sibling.stop()
-        restart: list[_Child] = []
+        restart: list[Child] = []
         for sibling in affected:
             if sibling is not child and sibling.restart == "temporary":
                 sibling.terminate()  # OTP: temporary siblings are not restarted by the strategy
@@ -627,7 +351,7 @@ class Supervisor:
                 sibling.pending_exit = (exc,)
                 break
 
-    def _affected(self, child: _Child) -> list[_Child]:
+    def _affected(self, child: Child) -> list[Child]:
         live = [c for c in self._children if not c.terminated]
         if self.strategy == "one_for_all":
             return live
@@ -635,7 +359,7 @@ class Supervisor:
             return live[live.index(child) :]
         return [child]
 
-    def _count_restart(self, child: _Child, reason: BaseException | None) -> None:
+    def _count_restart(self, child: Child, reason: BaseException | None) -> None:
         now = self.clock.monotonic()
         self._restarts.append(now)
         self._restarts_total += 1
@@ -666,7 +390,7 @@ class Supervisor:
         nested = [
             stats
             for child in self._children
-            if isinstance(child, _SupervisorChild)
+            if isinstance(child, SupervisorChild)
             for stats in child.supervisor.supervisor_statistics()
         ]
         return [mine, *nested]
