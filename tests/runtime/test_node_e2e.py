@@ -101,16 +101,21 @@ def test_failing_first_start_fails_the_boot_with_a_clear_error() -> None:
     node.wait_for_log("node failed to boot: cannot reach the database")
 
 
-def test_bad_configuration_exits_2_naming_the_variable() -> None:
-    result = subprocess.run(
+def run_runtime(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``python -m runtime`` with only ``env`` (and a PATH) as its environment, to completion."""
+    return subprocess.run(
         [sys.executable, "-m", "runtime"],
-        env={"SWITCHYARD_PORT": "eighty", "PATH": "/usr/bin:/bin"},
+        env={**env, "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
         timeout=30,
         cwd=ROOT,
         check=False,
     )
+
+
+def test_bad_configuration_exits_2_naming_the_variable() -> None:
+    result = run_runtime({"SWITCHYARD_PORT": "eighty"})
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "python -m runtime: configuration error: "
@@ -135,29 +140,13 @@ def test_bad_configuration_exits_2_naming_the_variable() -> None:
 def test_bad_section_value_exits_2_naming_the_variable(
     environ: dict[str, str], message: str
 ) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "runtime"],
-        env={**environ, "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=ROOT,
-        check=False,
-    )
+    result = run_runtime(environ)
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip() == f"python -m runtime: configuration error: {message}"
 
 
 def test_unknown_variable_exits_2_once_the_node_is_assembled() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "runtime"],
-        env={"SWITCHYARD_PROTT": "8000", "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=ROOT,
-        check=False,
-    )
+    result = run_runtime({"SWITCHYARD_PROTT": "8000"})
     assert result.returncode == 2, result.stderr
     assert (
         "configuration error: SWITCHYARD_PROTT has value '8000'; unknown setting; "
