@@ -85,9 +85,15 @@ def _example_files() -> list[str]:
 
 
 def _hook_modules() -> list[str]:
-    return [
-        name for name in _example_files() if name != "__init__.py" and not name.startswith("test_")
-    ]
+    """The example modules with a setup hook (``setup`` or ``install``), by file name."""
+    hooks = []
+    for name in _example_files():
+        if name == "__init__.py" or name.startswith("test_"):
+            continue
+        module = importlib.import_module(f"examples.{name.removesuffix('.py')}")
+        if any(callable(getattr(module, hook, None)) for hook in HOOK_NAMES):
+            hooks.append(name)
+    return hooks
 
 
 def _headers(token: str) -> dict[str, str]:
@@ -125,11 +131,7 @@ def test_examples_is_importable_and_checked_but_not_in_the_wheel() -> None:
         "extend-exclude", []
     )
     assert not any(fnmatch.fnmatch("examples", pattern) for pattern in excluded), excluded
-    for name in _hook_modules():
-        module = importlib.import_module(f"examples.{name.removesuffix('.py')}")
-        assert any(callable(getattr(module, hook, None)) for hook in HOOK_NAMES), (
-            f"examples/{name} has no setup hook ({' or '.join(HOOK_NAMES)})"
-        )
+    assert {"counter_package.py", "greeter_node.py", "websocket_echo.py"} <= set(_hook_modules())
 
 
 def _readme_blocks() -> list[tuple[str, str]]:
@@ -153,6 +155,7 @@ def test_readme_code_blocks_naming_an_example_match_its_file() -> None:
         "examples/websocket_echo.py",
     } <= shown, shown
     for path, code in blocks:
+        assert (ROOT / path).is_file(), f"README shows {path}, which does not exist"
         text = (ROOT / path).read_text()
         assert code.strip() and code in text, (
             f"README's block for {path} differs from the file; copy the file's text into it"
