@@ -11,6 +11,11 @@ use them with ``@pytest.mark.redis``.
   Tests must not stop it (use ``redis_server`` for that).
 - ``redis_url``: the session server's URL (``redis://127.0.0.1:PORT/0``) with
   database 0 flushed before the test, so tests do not see each other's keys.
+
+The plugin registers the markers ``redis`` (the test starts a real
+``redis-server``) and ``e2e`` (real Hypercorn over TCP or a real node
+subprocess), so projects that run pytest with ``--strict-markers`` can use
+them without declaring them; select or skip them with ``-m``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,18 @@ from runtime._redis_server import RedisServer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+
+MARKERS = (
+    "redis: needs a real redis-server (started by the test itself through the redis fixtures)",
+    "e2e: real Hypercorn over TCP, or a real `python -m runtime` subprocess",
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register Switchyard's markers (``redis``, ``e2e``) for ``--strict-markers``."""
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker)
 
 
 @pytest.fixture(name="redis_server")
