@@ -705,12 +705,19 @@ async def test_cached_with_a_key_template(env: CacheEnv) -> None:
         assert await load_user(42, verbose=True) == {"id": 42}  # not part of the key
         assert await load_user(user_id=42) == {"id": 42}
         assert calls == [42]
-        assert await cache.get("user:42", prefix="fn") == {"id": 42}
+        # Regression: the key used to be stored under a hidden "fn:" sub-prefix, so get("user:42")
+        # missed and invalidate_pattern("user:*") removed nothing; now it is the key as written.
+        assert await cache.get("user:42") == {"id": 42}
+        assert await cache.get("user:42", prefix="fn") is None
         assert await load_user(7) == {"id": 7}
         assert calls == [42, 7]
-        env.clock.advance(60)
+        assert await cache.invalidate_pattern("user:*") == 2
+        assert await cache.get("user:42") is None
         assert await load_user(42) == {"id": 42}
         assert calls == [42, 7, 42]
+        env.clock.advance(60)
+        assert await load_user(42) == {"id": 42}
+        assert calls == [42, 7, 42, 42]
 
 
 async def test_cached_default_key_is_stable_over_how_arguments_are_passed(env: CacheEnv) -> None:
@@ -732,6 +739,10 @@ async def test_cached_default_key_is_stable_over_how_arguments_are_passed(env: C
         assert await total(1, 2, scale=3) == 9
         assert calls == [(1, 2, 1), (2, 1, 1), (1, 2, 3)]
         name = f"{total.__module__}.{total.__qualname__}"
+        # Only the automatic key lives under the hidden "fn" sub-prefix.
+        assert await cache.invalidate_pattern(f"{name}:*", prefix="fn") == 3
+        assert await total(1, 2) == 3
+        assert len(calls) == 4
         with pytest.raises(Rejected) as caught:
             await total(object())  # type: ignore[arg-type]
         assert (caught.value.code, caught.value.message) == (
@@ -811,6 +822,8 @@ async def test_statistics_count_hits_and_misses_by_reason(env: CacheEnv) -> None
             replay_dropped=0,
             write_queue_depth=0,
             invalidations_received=0,
+            invalidation_publish_failures=0,
+            invalidations_undecodable=0,
             coherence_resets=0,
             # Real time, and a race with the writer's publish (see the test of set() below):
             loader_seconds_total=stats.loader_seconds_total,
