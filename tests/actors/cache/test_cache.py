@@ -917,6 +917,7 @@ async def test_a_corrupt_l2_entry_does_not_crash_the_cache(l2_env: CacheEnv) -> 
         except Rejected as exc:  # refusing the foreign entry is fine
             assert exc.code == "undecodable_value"
         await cache.statistics()  # the actor has taken the L1 fill by now
+        assert nodes.refs is not None
         actor = nodes.refs["cache"].statistics()
         assert (actor.crashes, actor.restarts) == (0, 0), actor.last_crash_reason
         await cache.set("after", 1)
