@@ -3,7 +3,8 @@
 * :class:`Cache` is the Python API: ``get``, ``get_many``, ``set``, ``delete``,
   ``exists``, ``get_or_set`` (single flight, optionally cluster-wide),
   ``invalidate_pattern``, ``invalidate_tag``, ``warm``, ``cached`` and
-  ``statistics``.
+  ``statistics``. :func:`cached` is the decorator for module level: it finds
+  the running node's cache at call time.
 * :func:`install` adds the cache to a node (the composition root calls it)
   and provides the :class:`Cache` under the typed key :data:`CACHE`: other
   packages ``setup.require(CACHE)``, routes ``node_context().get(CACHE)``,
@@ -12,31 +13,42 @@
   a supervisor and the :class:`Cache` that talks to it.
 * :class:`CacheSettings` are its knobs, the ``CACHE_SETTINGS`` section of the
   node's configuration (``SWITCHYARD_CACHE_*``, ``--cache-*``).
-* The messages in :mod:`actors.cache._messages` are the actor's protocol.
+* The messages (``CacheGet`` ... ``CacheStats``, each a ``Request`` typed with
+  its ``...Reply``) are the actor's protocol: any actor can use them with a
+  ref to the cache, without the facade (see :mod:`actors.cache._messages`).
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING
 
 from runtime import ChildSpec, MemoryFanout, SystemClock
 
 from ._actor import CacheActor
+from ._decorator import cached, current_cache, installed_cache
 from ._facade import CACHE, Cache
 from ._keys import KeySpace
 from ._l1 import L1Store
 from ._l2 import L2Store, MemoryL2, RedisL2
 from ._messages import (
     CacheDelete,
+    CacheDeleteReply,
     CacheExists,
+    CacheExistsReply,
     CacheGet,
     CacheGetOrLoad,
+    CacheGetOrLoadReply,
+    CacheGetReply,
     CacheInvalidate,
+    CacheInvalidateReply,
     CacheMessage,
     CacheSet,
+    CacheSetReply,
     CacheStats,
     Invalidation,
 )
+from ._parts import CacheParts
 from ._routes import cache_blueprint
 from ._settings import CACHE_SETTINGS, CacheSettings
 from ._statistics import CacheStatistics
@@ -45,20 +57,25 @@ from ._table import CacheTable
 if TYPE_CHECKING:
     from runtime import Clock, Fanout, NodeSetup
 
-    from ._warming import Warmer
-
 __all__ = [
     "CACHE",
     "CACHE_SETTINGS",
     "Cache",
     "CacheActor",
     "CacheDelete",
+    "CacheDeleteReply",
     "CacheExists",
+    "CacheExistsReply",
     "CacheGet",
     "CacheGetOrLoad",
+    "CacheGetOrLoadReply",
+    "CacheGetReply",
     "CacheInvalidate",
+    "CacheInvalidateReply",
     "CacheMessage",
+    "CacheParts",
     "CacheSet",
+    "CacheSetReply",
     "CacheSettings",
     "CacheStatistics",
     "CacheStats",
@@ -70,6 +87,8 @@ __all__ = [
     "RedisL2",
     "cache_blueprint",
     "cache_child",
+    "cached",
+    "current_cache",
     "install",
 ]
 
@@ -99,34 +118,30 @@ def cache_child(
     Raises:
         ValueError: ``prefix`` is empty, too long, or holds whitespace or glob characters.
     """
-    settings = settings or CacheSettings()
-    clock = clock or SystemClock()
-    keyspace = KeySpace(prefix)
-    table = CacheTable()
-    warmers: list[Warmer] = []
-    channel_fanout = fanout or MemoryFanout()
-    cache = Cache(
-        settings=settings, keyspace=keyspace, table=table, l2=l2, clock=clock, warmers=warmers
+    parts = CacheParts(
+        settings=settings or CacheSettings(),
+        keyspace=KeySpace(prefix),
+        table=CacheTable(),
+        l2=l2,
+        fanout=fanout or MemoryFanout(),
+        clock=clock or SystemClock(),
+        node_id=node_id or uuid.uuid4().hex,
     )
 
     def start() -> CacheActor:
-        return CacheActor(
-            settings=settings,
-            keyspace=keyspace,
-            table=table,
-            l2=l2,
-            fanout=channel_fanout,
-            warmers=tuple(warmers),
-            node_id=node_id,
-        )
+        return CacheActor(parts)
 
-    return ChildSpec(actor_id, start, shutdown_seconds=5.0), cache
+    return ChildSpec(actor_id, start, shutdown_seconds=5.0), Cache(parts)
 
 
 def install(setup: NodeSetup) -> Cache:
     """Add the cache actor and its routes to a node; return its Python API.
 
-    Reads the ``CACHE_SETTINGS`` section and the node's ``redis_prefix``.
+    Reads the ``CACHE_SETTINGS`` section and the node's ``redis_prefix``;
+    registers the ``cache`` statistics and provides the API under
+    :data:`CACHE`. The task that assembles the node (and the tasks it starts,
+    the node's actors among them) also finds it through :func:`current_cache`,
+    which the module-level :func:`cached` uses outside requests.
     """
     l2 = RedisL2(setup.redis) if setup.redis is not None else None
     spec, cache = cache_child(
@@ -140,4 +155,5 @@ def install(setup: NodeSetup) -> Cache:
     setup.add_blueprint(cache_blueprint())
     setup.add_statistics("cache", cache.statistics)
     setup.provide(CACHE, cache)
+    installed_cache.set(cache)
     return cache

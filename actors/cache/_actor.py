@@ -16,77 +16,67 @@ import uuid
 from typing import TYPE_CHECKING, Any, assert_never
 
 import anyio
+import msgspec
 
 from runtime import Actor, RedisUnavailable, Rejected
 
-from ._codec import StoredEntry, encode_value, pack_entry
+from ._codec import ENCODING_MSGPACK, ENCODING_RAW, StoredEntry, encode_value, pack_entry
 from ._coherence import Coherence
 from ._flight import Flight
+from ._keys import validate_stale, validate_tag, validate_tags, validate_ttl
 from ._l1 import EntryTooLarge, L1State, L1Store
 from ._messages import (
-    CacheApplyInvalidation,
     CacheDelete,
+    CacheDeleteReply,
     CacheExists,
-    CacheFill,
-    CacheFlightDone,
+    CacheExistsReply,
     CacheGet,
     CacheGetOrLoad,
+    CacheGetOrLoadReply,
+    CacheGetReply,
     CacheInvalidate,
+    CacheInvalidateReply,
     CacheMessage,
-    CacheReset,
     CacheSet,
+    CacheSetReply,
     CacheStats,
     Invalidation,
+    _ApplyInvalidation,
+    _Fill,
+    _FlightDone,
+    _Internal,
+    _Reset,
 )
 from ._reads import Fetched, fetch_from_l2
 from ._statistics import CacheStatistics
 from ._writer import BulkDelete, Completion, Delete, OrderedWriter, Put
 
 if TYPE_CHECKING:
-    from runtime import Fanout
+    from ._parts import CacheParts
 
-    from ._keys import KeySpace
-    from ._l2 import L2Store
-    from ._settings import CacheSettings
-    from ._table import CacheTable
-    from ._warming import Warmer
-
-__all__ = ["MISSING", "CacheActor", "Found"]
+__all__ = ["MISSING", "CacheActor"]
 
 logger = logging.getLogger("actors.cache")
 
 MISSING: Any = object()
 
 
-class Found:
-    """A reply that carries a cached value (``None`` is a value too)."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: object) -> None:
-        self.value = value
+_MISS = CacheGetReply(found=False)
+_SET_DONE = CacheSetReply()
+_NO_FLIGHT = CacheGetOrLoadReply()
 
 
-class CacheActor(Actor[CacheMessage]):
-    """See the module docstring. Build one per incarnation; share ``table`` across them."""
+class CacheActor(Actor[CacheMessage | _Internal]):
+    """See the module docstring. Build one per incarnation from the cache's shared parts."""
 
-    def __init__(
-        self,
-        *,
-        settings: CacheSettings,
-        keyspace: KeySpace,
-        table: CacheTable,
-        l2: L2Store | None,
-        fanout: Fanout,
-        warmers: tuple[Warmer, ...] = (),
-        node_id: str | None = None,
-    ) -> None:
-        self._settings = settings
-        self._keyspace = keyspace
-        self._table = table
-        self._l2 = l2
-        self._coherence = Coherence(fanout, node_id or uuid.uuid4().hex)
-        self._warmers = warmers
+    def __init__(self, parts: CacheParts) -> None:
+        self._parts = parts
+        self._settings = parts.settings
+        self._keyspace = parts.keyspace
+        self._table = parts.table
+        self._l2 = parts.l2
+        self._coherence = Coherence(parts.fanout, parts.node_id)
+        self._warmers = tuple(parts.warmers)
         self._flights: dict[str, Flight] = {}
         self._writer: OrderedWriter | None = None
         self._l1: L1Store | None = None
@@ -129,55 +119,109 @@ class CacheActor(Actor[CacheMessage]):
 
     # -- messages ---------------------------------------------------------------------------
 
-    async def handle(self, message: CacheMessage) -> Any:
-        l1 = self._l1
-        assert l1 is not None
+    async def handle(self, message: CacheMessage | _Internal) -> Any:
         match message:
-            case CacheGet(key=key):
+            case CacheGet():
+                key = message.key if message.prepared else self._full(message.key, message.prefix)
                 return await self._get(key)
             case CacheSet():
-                return await self._set(message)
-            case CacheDelete(keys=keys):
-                removed = 0
-                for key in keys:
-                    removed += l1.delete(key)
-                    self._table.wrote(key)
-                completion = await self._queue(Delete(keys=keys, completion=Completion()))
-                return removed if completion is None else completion
-            case CacheExists(key=key):
-                return await self._exists(key)
-            case CacheInvalidate(pattern=pattern, tag=tag):
-                return await self._invalidate(pattern, tag)
+                return await self._set(message if message.prepared else self._prepare_set(message))
+            case CacheDelete():
+                return await self._delete(message)
+            case CacheExists():
+                key = message.key if message.prepared else self._full(message.key, message.prefix)
+                return CacheExistsReply(exists=await self._exists(key))
+            case CacheInvalidate():
+                return await self._invalidate(message)
             case CacheStats():
                 return self.statistics()
-            case CacheReset(reason=reason):
-                self._reset(reason)
-                return None
-            case CacheFill():
+            case CacheGetOrLoad():
+                return self._join_or_fly(
+                    message if message.prepared else self._prepare_load(message)
+                )
+            case _Fill():
                 self._fill(message)
                 return None
-            case CacheGetOrLoad():
-                return self._join_or_fly(message)
-            case CacheFlightDone(key=key):
+            case _FlightDone(key=key):
                 self._flights.pop(key, None)
                 return None
-            case CacheApplyInvalidation(invalidation=invalidation):
+            case _ApplyInvalidation(invalidation=invalidation):
                 self._apply(invalidation)
+                return None
+            case _Reset(reason=reason):
+                self._reset(reason)
                 return None
             case _:
                 assert_never(message)
 
+    # -- preparing other actors' messages (the facade prepares its own) ----------------------
+
+    def _full(self, key: str, prefix: str | None) -> str:
+        return self._keyspace.full_key(key, prefix)
+
+    def _ttl(self, ttl_seconds: float | None, stale_seconds: float) -> tuple[float, float]:
+        ttl = validate_ttl(ttl_seconds, self._settings.default_ttl_seconds)
+        return ttl, validate_stale(stale_seconds)
+
+    def _prepare_set(self, message: CacheSet) -> CacheSet:
+        """Namespace and validate the key, TTLs and tags; encode the value unless given."""
+        key = self._full(message.key, message.prefix)
+        ttl, stale = self._ttl(message.ttl_seconds, message.stale_seconds)
+        tags = validate_tags(message.tags)
+        max_bytes = self._settings.max_value_bytes
+        if message.payload is None:
+            payload, encoding = encode_value(message.value, max_value_bytes=max_bytes)
+        else:
+            payload, encoding = message.payload, message.encoding
+            if encoding not in (ENCODING_RAW, ENCODING_MSGPACK):
+                raise Rejected(
+                    "invalid_encoding",
+                    f"encoding must be {ENCODING_RAW} (raw bytes) or {ENCODING_MSGPACK} "
+                    f"(msgpack), got {encoding!r}",
+                )
+            if len(payload) > max_bytes:
+                raise Rejected(
+                    "value_too_large",
+                    f"the payload is {len(payload)} bytes; the limit is {max_bytes} bytes "
+                    "(max_value_bytes)",
+                )
+        return msgspec.structs.replace(
+            message,
+            key=key,
+            ttl_seconds=ttl,
+            stale_seconds=stale,
+            tags=tags,
+            payload=payload,
+            encoding=encoding,
+            prefix=None,
+            prepared=True,
+        )
+
+    def _prepare_load(self, message: CacheGetOrLoad) -> CacheGetOrLoad:
+        ttl, stale = self._ttl(message.ttl_seconds, message.stale_seconds)
+        return msgspec.structs.replace(
+            message,
+            key=self._full(message.key, message.prefix),
+            ttl_seconds=ttl,
+            stale_seconds=stale,
+            tags=validate_tags(message.tags),
+            prefix=None,
+            prepared=True,
+        )
+
     # -- reads ------------------------------------------------------------------------------
 
-    async def _get(self, key: str) -> Found | None:
+    async def _get(self, key: str) -> CacheGetReply:
         hit = self._table.lookup(key)
         if hit is not None:
-            return None if hit.state is L1State.ABSENT else Found(hit.value)
+            if hit.state is L1State.ABSENT:
+                return _MISS
+            return CacheGetReply(found=True, value=hit.value)
         fetched = await fetch_from_l2(self._l2, self._table, key, self.clock.time)
         if fetched is None:
-            return None
+            return _MISS
         self._fill(fetched.fill)
-        return Found(fetched.value)
+        return CacheGetReply(found=True, value=fetched.value)
 
     async def _fetch_for_flight(self, key: str, *, lookup: bool) -> Fetched | None:
         """Read L2 from a flight task; the L1 fill goes through the actor's own loop."""
@@ -201,64 +245,88 @@ class CacheActor(Actor[CacheMessage]):
 
     # -- writes -----------------------------------------------------------------------------
 
-    async def _set(self, message: CacheSet) -> Completion | None:
+    async def _set(self, message: CacheSet) -> CacheSetReply:
+        """Store a prepared set: the key is full, TTLs and tags valid, the payload encoded."""
         assert self._l1 is not None
-        key = message.key
-        tags = frozenset(message.tags)
+        key, payload, ttl = message.key, message.payload, message.ttl_seconds
+        assert payload is not None and ttl is not None, "a prepared CacheSet has both"
         try:
             self._l1.set(
                 key,
                 message.value,
-                size_bytes=len(message.payload),
-                ttl_seconds=message.ttl_seconds,
+                size_bytes=len(payload),
+                ttl_seconds=ttl,
                 stale_seconds=message.stale_seconds,
-                tags=tags,
+                tags=frozenset(message.tags),
             )
         except EntryTooLarge:
             pass  # larger than all of L1: it lives in L2 only (set() dropped the old copy)
         self._table.wrote(key)
         if self._writer is None:
-            return None
+            return _SET_DONE
         now = self.clock.time()
         entry = StoredEntry(
-            payload=message.payload,
+            payload=payload,
             encoding=message.encoding,
-            fresh_until=now + message.ttl_seconds,
-            stale_until=now + message.ttl_seconds + message.stale_seconds,
+            fresh_until=now + ttl,
+            stale_until=now + ttl + message.stale_seconds,
             tags=message.tags,
         )
-        return await self._queue(
+        pending = await self._writer.submit(
             Put(
                 key=key,
                 blob=pack_entry(entry),
-                ttl_seconds=message.ttl_seconds + message.stale_seconds,
+                ttl_seconds=ttl + message.stale_seconds,
                 tag_keys=tuple(self._keyspace.tag_key(tag) for tag in message.tags),
                 completion=Completion(),
             )
         )
+        return CacheSetReply(pending=pending)
 
-    async def _invalidate(self, pattern: str | None, tag: str | None) -> Completion | int:
+    async def _delete(self, message: CacheDelete) -> CacheDeleteReply:
         assert self._l1 is not None
+        keys = (
+            message.keys
+            if message.prepared
+            else tuple(self._full(key, message.prefix) for key in message.keys)
+        )
+        removed = 0
+        for key in keys:
+            removed += self._l1.delete(key)
+            self._table.wrote(key)
+        pending = await self._queue(Delete(keys=keys, completion=Completion()))
+        return CacheDeleteReply(deleted=removed, pending=pending)
+
+    async def _invalidate(self, message: CacheInvalidate) -> CacheInvalidateReply:
+        assert self._l1 is not None
+        pattern, tag = message.pattern, message.tag
+        if (pattern is None) == (tag is None):
+            raise Rejected(
+                "invalid_invalidation", "give exactly one of a pattern or a tag to invalidate"
+            )
         if pattern is not None:
+            if not message.prepared:
+                pattern = self._keyspace.full_pattern(pattern, message.prefix)
             removed = self._l1.invalidate_matching(self._keyspace.matcher(pattern))
             operation = BulkDelete(pattern=pattern, completion=Completion())
-        elif tag is not None:
+        else:
+            assert tag is not None
+            if not message.prepared:
+                tag = validate_tag(tag)
             removed = self._l1.invalidate_tag(tag)
             operation = BulkDelete(
                 tag=tag, tag_key=self._keyspace.tag_key(tag), completion=Completion()
             )
-        else:
-            raise Rejected("invalid_invalidation", "give a pattern or a tag to invalidate")
         self._table.wrote_everything()
-        completion = await self._queue(operation)
-        return removed if completion is None else completion
+        pending = await self._queue(operation)
+        return CacheInvalidateReply(removed=removed, pending=pending)
 
     async def _queue(self, operation: Put | Delete | BulkDelete) -> Completion | None:
         if self._writer is None:
             return None
         return await self._writer.submit(operation)
 
-    def _fill(self, message: CacheFill) -> None:
+    def _fill(self, message: _Fill) -> None:
         assert self._l1 is not None
         if not self._table.fill_allowed(message.key, message.epoch):
             return  # a write or invalidation came after this value was read
@@ -304,26 +372,26 @@ class CacheActor(Actor[CacheMessage]):
 
     # -- single flight ------------------------------------------------------------------------
 
-    def _join_or_fly(self, message: CacheGetOrLoad) -> Flight | Found | None:
+    def _join_or_fly(self, message: CacheGetOrLoad) -> CacheGetOrLoadReply:
         key = message.key
         flight = self._flights.get(key)
         if flight is not None:
             if message.refresh:
-                return None
+                return _NO_FLIGHT
             self._joins += 1
-            return flight
+            return CacheGetOrLoadReply(flight=flight)
         if not message.refresh and not message.force:
             assert self._l1 is not None
             hit = self._l1.peek(key)  # filled since the caller looked?
             if hit is not None and hit.state is L1State.FRESH:
-                return Found(hit.value)
+                return CacheGetOrLoadReply(found=True, value=hit.value)
         flight = Flight(key)
         self._flights[key] = flight
         self.start_soon(self._fly, flight, message)
         if message.refresh:
             self._stale_refreshes += 1
-            return None
-        return flight
+            return _NO_FLIGHT
+        return CacheGetOrLoadReply(flight=flight)
 
     async def _fly(self, flight: Flight, message: CacheGetOrLoad) -> None:
         lock: tuple[str, str] | None = None
@@ -352,7 +420,7 @@ class CacheActor(Actor[CacheMessage]):
                     await self._unlock(*lock)
                 if not flight.done:
                     flight.fail(Rejected("unavailable", "the cache stopped while loading; retry"))
-                await self.context.self_ref.tell(CacheFlightDone(key=message.key))
+                await self.context.self_ref.tell(_FlightDone(key=message.key))
 
     async def _load(self, message: CacheGetOrLoad) -> Any:
         self._loader_calls += 1
@@ -382,10 +450,10 @@ class CacheActor(Actor[CacheMessage]):
                 ttl_seconds=message.ttl_seconds,
                 stale_seconds=message.stale_seconds,
                 tags=message.tags,
+                prepared=True,
             )
         )
-        if isinstance(reply, Completion):
-            await reply.wait()
+        await reply.wait()
 
     async def _cluster_wait(self, key: str) -> tuple[Any, tuple[str, str] | None]:
         """Take the cluster lock for ``key``, or wait for its holder to fill L2.
@@ -436,6 +504,7 @@ class CacheActor(Actor[CacheMessage]):
         """A snapshot of every counter (also the reply to ``CacheStats``)."""
         assert self._l1 is not None
         l1, table, writer = self._l1.statistics(), self._table, self._writer
+        channel = self._coherence.statistics()
         lookups = l1.hits + l1.misses
         hits = l1.hits + table.l2_hits
         return CacheStatistics(
@@ -467,5 +536,7 @@ class CacheActor(Actor[CacheMessage]):
             write_queue_depth=writer.depth if writer else 0,
             invalidations_sent=self._coherence.sent,
             invalidations_received=self._coherence.received,
+            invalidation_publish_failures=channel.publish_failures,
+            invalidations_undecodable=channel.undecodable,
             coherence_resets=self._coherence_resets,
         )

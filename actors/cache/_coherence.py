@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING
 
 from runtime import ChannelSpec, Gap
 
-from ._messages import CacheApplyInvalidation, CacheReset, Invalidation
+from ._messages import Invalidation, _ApplyInvalidation, _Reset
 
 if TYPE_CHECKING:
     from runtime import ActorRef, ChannelStatistics, Fanout
 
-    from ._messages import CacheMessage
+    from ._messages import _Internal
 
 __all__ = ["INVALIDATIONS", "Coherence"]
 
@@ -66,12 +66,12 @@ class Coherence:
         """Tell the other nodes; a Redis outage is counted, never raised."""
         await self._channel.try_publish(invalidation)
 
-    async def listen(self, actor: ActorRef[CacheMessage]) -> None:
+    async def listen(self, actor: ActorRef[_Internal]) -> None:
         """Forward other nodes' invalidations (and gaps) to the actor, forever."""
         async with self._channel.subscribe() as events:
             async for event in events:
                 if isinstance(event, Gap):
-                    await actor.tell(CacheReset(reason=event.reason))
+                    await actor.tell(_Reset(reason=event.reason))
                 elif event.node != self.node:
                     self._received += 1
-                    await actor.tell(CacheApplyInvalidation(invalidation=event))
+                    await actor.tell(_ApplyInvalidation(invalidation=event))

@@ -9,19 +9,12 @@ through the actor, which orders them. Callers never see a Redis outage.
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import inspect
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
-
-import msgspec
 
 from runtime import Extension, MailboxFull, Rejected
 
-from ._actor import Found
 from ._codec import encode_value
-from ._flight import Flight
-from ._keys import CacheKeyError, short_repr, validate_tag, validate_ttl
+from ._keys import validate_stale, validate_tag, validate_tags, validate_ttl
 from ._l1 import L1State
 from ._messages import (
     CacheDelete,
@@ -32,27 +25,22 @@ from ._messages import (
     CacheStats,
 )
 from ._reads import fetch_from_l2, fetch_many_from_l2
-from ._writer import Completion
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
 
-    from runtime import ActorRef, Clock
+    from runtime import ActorRef
 
     from ._keys import KeySpace
-    from ._l2 import L2Store
-    from ._messages import CacheMessage
-    from ._settings import CacheSettings
+    from ._messages import CacheMessage, _Fill, _Internal
+    from ._parts import CacheParts
     from ._statistics import CacheStatistics
-    from ._table import CacheTable
-    from ._warming import Warmer
 
 __all__ = ["CACHE", "Cache"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_args_encoder = msgspec.msgpack.Encoder(order="deterministic")
 # Validated keys remembered by the API, so a hot get skips validation.
 _KEY_MEMO_SIZE = 65_536
 
@@ -66,29 +54,20 @@ class Cache:
     shared, not copied: treat what you get as read-only.
     """
 
-    def __init__(
-        self,
-        *,
-        settings: CacheSettings,
-        keyspace: KeySpace,
-        table: CacheTable,
-        l2: L2Store | None,
-        clock: Clock,
-        warmers: list[Warmer],
-    ) -> None:
-        self._settings = settings
-        self._keyspace = keyspace
-        self._table = table
-        self._l2 = l2
-        self._clock = clock
-        self._warmers = warmers
+    def __init__(self, parts: CacheParts) -> None:
+        self._settings = parts.settings
+        self._keyspace = parts.keyspace
+        self._table = parts.table
+        self._l2 = parts.l2
+        self._clock = parts.clock
+        self._warmers = parts.warmers
         self._full_keys: dict[tuple[str, str | None], str] = {}
 
     @property
     def keyspace(self) -> KeySpace:
         return self._keyspace
 
-    def _ref(self) -> ActorRef[CacheMessage]:
+    def _ref(self) -> ActorRef[CacheMessage | _Internal]:
         ref = self._table.ref
         if ref is None:
             raise Rejected("unavailable", "the cache actor is not running; retry shortly")
@@ -143,8 +122,8 @@ class Cache:
 
     async def exists(self, key: str, *, prefix: str | None = None) -> bool:
         """Whether ``key`` is cached on any layer (does not count as a lookup)."""
-        exists: bool = await self._ref().ask(CacheExists(key=self._full(key, prefix)))
-        return exists
+        reply = await self._ref().ask(CacheExists(key=self._full(key, prefix), prepared=True))
+        return reply.exists
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -166,12 +145,12 @@ class Cache:
         """
         full = self._full(key, prefix)
         message = self._set_message(full, value, ttl_seconds, stale_seconds, tags)
-        await _completed(await self._ref().ask(message))
+        await (await self._ref().ask(message)).wait()
 
     async def delete(self, *keys: str, prefix: str | None = None) -> int:
         """Delete ``keys`` on every layer and node; return how many existed (in Redis, or L1)."""
         full = tuple(self._full(key, prefix) for key in keys)
-        return await _completed(await self._ref().ask(CacheDelete(keys=full)))
+        return await (await self._ref().ask(CacheDelete(keys=full, prepared=True))).wait()
 
     async def invalidate_pattern(self, pattern: str, *, prefix: str | None = None) -> int:
         """Delete every key matching the glob ``pattern`` (``*``, ``?``, ``[a-z]``).
@@ -180,12 +159,13 @@ class Cache:
         Returns how many entries were removed (from Redis, or from L1 without Redis).
         """
         full = self._keyspace.full_pattern(pattern, prefix)
-        return await _completed(await self._ref().ask(CacheInvalidate(pattern=full)))
+        reply = await self._ref().ask(CacheInvalidate(pattern=full, prepared=True))
+        return await reply.wait()
 
     async def invalidate_tag(self, tag: str) -> int:
         """Delete every entry set with ``tag``, on every layer and node."""
-        reply = await self._ref().ask(CacheInvalidate(tag=validate_tag(tag)))
-        return await _completed(reply)
+        reply = await self._ref().ask(CacheInvalidate(tag=validate_tag(tag), prepared=True))
+        return await reply.wait()
 
     # -- loading ----------------------------------------------------------------------------
 
@@ -225,18 +205,16 @@ class Cache:
             key=full,
             loader=loader,
             ttl_seconds=validate_ttl(ttl_seconds, self._settings.default_ttl_seconds),
-            stale_seconds=_stale(stale_seconds),
-            tags=_tags(tags),
+            stale_seconds=validate_stale(stale_seconds),
+            tags=validate_tags(tags),
             cluster_lock=cluster_lock,
             refresh=hit is not None,
             lookup=False,  # this task already looked in L1 and L2 and counted it
+            prepared=True,
         )
         reply = await self._ref().ask(message)
         if hit is not None:  # stale: served now, refreshed in the background
             return hit.value
-        if isinstance(reply, Found):
-            return reply.value
-        assert isinstance(reply, Flight)
         return await reply.result(
             clock=self._clock, timeout_seconds=self._settings.loader_timeout_seconds
         )
@@ -265,7 +243,7 @@ class Cache:
                 loader=loader,
                 ttl_seconds=validate_ttl(ttl_seconds, self._settings.default_ttl_seconds),
                 refresh_seconds=refresh_seconds,
-                tags=_tags(tags),
+                tags=validate_tags(tags),
                 timeout_seconds=self._settings.loader_timeout_seconds,
             )
         )
@@ -278,40 +256,27 @@ class Cache:
         tags: Iterable[str] = (),
         stale_seconds: float = 0.0,
     ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
-        """Decorate an async function so its results are cached (the blueprint's ``@Cacheable``).
+        """Decorate an async function so its results are cached in this cache.
 
-        ``key`` is a format string over the arguments (``"user:{user_id}"``), a
-        callable taking the same arguments, or ``None`` for a stable key built
-        from the function's qualified name and a hash of its arguments.
-        Concurrent calls with the same arguments share one execution.
+        ``key`` is a format string over the arguments (``"user:{user_id}"``) or
+        a callable taking the same arguments: the result is the cache key,
+        exactly as written, so ``get("user:1")`` reads it and
+        ``invalidate_pattern("user:*")`` removes it. With ``key=None`` the key
+        is built from the function's qualified name and a hash of its
+        arguments, under the hidden sub-prefix ``fn`` (``get(k, prefix="fn")``).
+        Concurrent calls with the same arguments share one execution. For a
+        decorator at module level, before any node exists, use
+        :func:`actors.cache.cached`.
         """
-        tag_list = _tags(tags)
+        from ._decorator import caching_decorator
 
-        def decorate(function: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-            signature = inspect.signature(function)
-            name = f"{function.__module__}.{function.__qualname__}"
-
-            @functools.wraps(function)
-            async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-                cache_key = _function_key(name, signature, key, args, kwargs)
-                result: R = await self.get_or_set(
-                    cache_key,
-                    lambda: function(*args, **kwargs),
-                    ttl_seconds=ttl_seconds,
-                    stale_seconds=stale_seconds,
-                    tags=tag_list,
-                    prefix="fn",
-                )
-                return result
-
-            return wrapper
-
-        return decorate
+        return caching_decorator(
+            lambda: self, ttl_seconds=ttl_seconds, key=key, tags=tags, stale_seconds=stale_seconds
+        )
 
     async def statistics(self) -> CacheStatistics:
         """Hits and misses per layer, miss reasons, loaders, single-flight joins, and more."""
-        stats: CacheStatistics = await self._ref().ask(CacheStats())
-        return stats
+        return await self._ref().ask(CacheStats())
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -330,11 +295,12 @@ class Cache:
             payload=payload,
             encoding=encoding,
             ttl_seconds=validate_ttl(ttl_seconds, self._settings.default_ttl_seconds),
-            stale_seconds=_stale(stale_seconds),
-            tags=_tags(tags),
+            stale_seconds=validate_stale(stale_seconds),
+            tags=validate_tags(tags),
+            prepared=True,
         )
 
-    def _fill(self, fill: Any) -> None:
+    def _fill(self, fill: _Fill) -> None:
         ref = self._table.ref
         if ref is None:
             return
@@ -342,55 +308,6 @@ class Cache:
             ref.tell_nowait(fill)
         except MailboxFull:
             pass  # the fill is an optimisation; a busy actor skips it
-
-
-async def _completed(reply: object) -> int:
-    """Wait for the writer when the actor queued the change for Redis."""
-    if isinstance(reply, Completion):
-        return await reply.wait()
-    return reply if isinstance(reply, int) else 0
-
-
-def _stale(stale_seconds: float) -> float:
-    if stale_seconds == 0:
-        return 0.0
-    return validate_ttl(stale_seconds, stale_seconds, name="stale_seconds")
-
-
-def _tags(tags: Iterable[str]) -> tuple[str, ...]:
-    """Validated tags; a bare string is refused rather than split into letters."""
-    if isinstance(tags, str | bytes):
-        raise CacheKeyError(
-            "invalid_tag",
-            f"tags must be a list of tags, got a single {type(tags).__name__} "
-            f"{short_repr(tags)}; write tags=[{short_repr(tags)}]",
-            value=tags,
-        )
-    return tuple(validate_tag(tag) for tag in tags)
-
-
-def _function_key(
-    name: str,
-    signature: inspect.Signature,
-    key: str | Callable[..., str] | None,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> str:
-    if callable(key):
-        return key(*args, **kwargs)
-    bound = signature.bind(*args, **kwargs)
-    bound.apply_defaults()
-    if isinstance(key, str):
-        return key.format(**bound.arguments)
-    try:
-        encoded = _args_encoder.encode(sorted(bound.arguments.items()))
-    except TypeError as exc:
-        raise Rejected(
-            "unhashable_arguments",
-            f"cannot build a cache key for {name}: {exc}; pass key= to @cached",
-        ) from exc
-    digest = hashlib.blake2b(encoded, digest_size=16).hexdigest()
-    return f"{name}:{digest}"
 
 
 CACHE: Extension[Cache] = Extension("cache", Cache)

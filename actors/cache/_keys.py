@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Final, NamedTuple
 from runtime import Rejected
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
 __all__ = [
     "MAX_KEY_CHARS",
@@ -47,7 +47,9 @@ __all__ = [
     "short_repr",
     "validate_key",
     "validate_pattern",
+    "validate_stale",
     "validate_tag",
+    "validate_tags",
     "validate_ttl",
 ]
 
@@ -199,6 +201,25 @@ def validate_ttl(ttl_seconds: float | None, default: float, *, name: str = "ttl_
             value=value,
         )
     return float(value)
+
+
+def validate_stale(stale_seconds: float) -> float:
+    """``stale_seconds`` as a float: 0, or a valid duration (else ``CacheKeyError``)."""
+    if stale_seconds == 0:
+        return 0.0
+    return validate_ttl(stale_seconds, stale_seconds, name="stale_seconds")
+
+
+def validate_tags(tags: Iterable[str]) -> tuple[str, ...]:
+    """Validated tags; a bare string is refused rather than split into letters."""
+    if isinstance(tags, str | bytes):
+        raise CacheKeyError(
+            "invalid_tag",
+            f"tags must be a list of tags, got a single {type(tags).__name__} "
+            f"{short_repr(tags)}; write tags=[{short_repr(tags)}]",
+            value=tags,
+        )
+    return tuple(validate_tag(tag) for tag in tags)
 
 
 class KeySpace:

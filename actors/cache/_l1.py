@@ -702,7 +702,7 @@ class L1Store:
         key = entry.key
         queue = entry.queue
         del self._data[key]
-        del queue[key]  # type: ignore[index]  # resident entries have a queue
+        del queue[key]  # type: ignore[union-attr]  # resident entries have a queue
         if queue is self._window:
             self._window_bytes -= entry.size
         elif queue is self._protected:

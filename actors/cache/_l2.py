@@ -31,7 +31,7 @@ import heapq
 import itertools
 import math
 import secrets
-from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar, cast
 
 import anyio.lowlevel
 
@@ -178,15 +178,15 @@ class RedisL2:
 
     async def get(self, key: str) -> bytes | None:
         with self._link.map_errors("cache get"):
-            blob: bytes | None = await self._link.client.get(key)
-        return blob
+            blob = await self._link.client.get(key)
+        return cast("bytes | None", blob)  # the link's client never decodes responses
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
         with self._link.map_errors("cache get_many"):
-            blobs: list[bytes | None] = await self._link.client.mget(list(keys))
-        return blobs
+            blobs = await self._link.client.mget(list(keys))
+        return cast("list[bytes | None]", blobs)
 
     async def set(
         self, key: str, blob: bytes, *, ttl_seconds: float, tags: Collection[str] = ()

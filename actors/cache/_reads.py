@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from runtime import RedisUnavailable
 
 from ._codec import StoredEntry, decode_value, unpack_entry
-from ._messages import CacheFill
+from ._messages import _Fill
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -23,7 +23,7 @@ class Fetched:
 
     __slots__ = ("fill", "fresh", "value")
 
-    def __init__(self, value: object, fresh: bool, fill: CacheFill) -> None:
+    def __init__(self, value: object, fresh: bool, fill: _Fill) -> None:
         self.value = value
         self.fresh = fresh
         self.fill = fill
@@ -100,7 +100,7 @@ async def fetch_many_from_l2(
     return results
 
 
-def _fill_message(key: str, value: object, entry: StoredEntry, now: float, epoch: int) -> CacheFill:
+def _fill_message(key: str, value: object, entry: StoredEntry, now: float, epoch: int) -> _Fill:
     """An L1 fill for an L2 entry read at ``now``: its remaining fresh and stale time."""
     fresh = entry.fresh_until - now
     stale_end = entry.stale_until - now
@@ -108,7 +108,7 @@ def _fill_message(key: str, value: object, entry: StoredEntry, now: float, epoch
         ttl, stale = fresh, max(0.0, stale_end - fresh)
     else:  # already stale: keep it only for what is left of the stale window
         ttl, stale = 1e-6, max(0.0, stale_end)
-    return CacheFill(
+    return _Fill(
         key=key,
         value=value,
         size_bytes=len(entry.payload),

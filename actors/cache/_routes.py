@@ -83,7 +83,8 @@ def cache_blueprint() -> Blueprint:
     async def put_value(key: str) -> Response:
         ttl = _ttl_from_query()
         body = await request.get_data(as_text=False)
-        await _cache().set(key, bytes(body), ttl_seconds=ttl)
+        assert isinstance(body, bytes)  # as_text=False
+        await _cache().set(key, body, ttl_seconds=ttl)
         return json_response({"key": key, "bytes": len(body)}, 201)
 
     @routes.delete("/<path:key>")

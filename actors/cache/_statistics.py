@@ -15,7 +15,10 @@ class CacheStatistics(msgspec.Struct, frozen=True, kw_only=True):
     evicted, invalidated); ``degraded_writes`` found Redis unreachable and
     were kept in L1, then ``replayed_writes`` to Redis once it was back (or
     ``replay_dropped`` past the replay log's bound); ``coherence_resets``
-    count the times L1 was dropped because invalidations may have been missed.
+    count the times L1 was dropped because invalidations may have been missed;
+    ``invalidation_publish_failures`` are invalidations not published because
+    Redis was unavailable, and ``invalidations_undecodable`` payloads on the
+    invalidation channel that were not invalidations (both from the channel).
     """
 
     hit_ratio: float
@@ -46,4 +49,6 @@ class CacheStatistics(msgspec.Struct, frozen=True, kw_only=True):
     write_queue_depth: int
     invalidations_sent: int
     invalidations_received: int
+    invalidation_publish_failures: int
+    invalidations_undecodable: int
     coherence_resets: int

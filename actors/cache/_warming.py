@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from ._flight import Flight
 from ._messages import CacheGetOrLoad, Loader
 
 if TYPE_CHECKING:
@@ -47,11 +46,12 @@ class Warmer(msgspec.Struct, frozen=True, kw_only=True):
                     tags=self.tags,
                     force=force,
                     lookup=False,
+                    prepared=True,
                 )
             )
-            if isinstance(reply, Flight):
+            if reply.flight is not None:
                 try:
-                    await reply.result(clock=clock, timeout_seconds=self.timeout_seconds)
+                    await reply.flight.result(clock=clock, timeout_seconds=self.timeout_seconds)
                 except Exception as exc:
                     logger.warning("warming %s failed: %s", self.key, exc, exc_info=exc)
                 else:

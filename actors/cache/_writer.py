@@ -24,6 +24,7 @@ import msgspec
 
 from runtime import RedisUnavailable
 
+from ._completion import Completion
 from ._messages import Invalidation
 
 if TYPE_CHECKING:
@@ -35,24 +36,6 @@ if TYPE_CHECKING:
 __all__ = ["BulkDelete", "Completion", "Delete", "OrderedWriter", "Put"]
 
 logger = logging.getLogger("actors.cache")
-
-
-class Completion:
-    """Set when the writer has carried an operation to Redis (or given up on it)."""
-
-    __slots__ = ("_done", "result")
-
-    def __init__(self) -> None:
-        self._done = anyio.Event()
-        self.result = 0
-
-    def finish(self, result: int = 0) -> None:
-        self.result = result
-        self._done.set()
-
-    async def wait(self) -> int:
-        await self._done.wait()
-        return self.result
 
 
 class Put(msgspec.Struct, kw_only=True):

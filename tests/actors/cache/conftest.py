@@ -14,7 +14,13 @@ be entered and left by one task.
 Several nodes (``env.running_nodes(2)``) share one L2: on ``"memory"`` one
 :class:`MemoryL2` and one :class:`MemoryFanout`; on ``"redis"`` one Redis
 server, each node with its own :class:`RedisLink` and :class:`RedisFanout`,
-as separate processes would have.
+as separate processes would have. These are unit-level: cache actors on a
+given layer stack, with layers the test may replace.
+
+Scenarios between whole nodes on a real Redis use :func:`open_cache_nodes`
+instead: real nodes from :func:`runtime.testing.open_nodes`, each with the
+cache installed as ``python -m runtime`` installs it (its own supervised
+Redis link and fanout reader, its settings, its HTTP app).
 """
 
 from __future__ import annotations
@@ -29,7 +35,18 @@ import anyio.abc
 import pytest
 import redis.asyncio
 
-from actors.cache import Cache, CacheSettings, L2Store, MemoryL2, RedisL2, cache_child
+import actors.cache
+from actors.cache import (
+    CACHE,
+    CACHE_SETTINGS,
+    Cache,
+    CacheSettings,
+    Invalidation,
+    L2Store,
+    MemoryL2,
+    RedisL2,
+    cache_child,
+)
 from actors.cache._coherence import INVALIDATIONS
 from runtime import (
     Clock,
@@ -39,10 +56,11 @@ from runtime import (
     RedisFanout,
     RedisLink,
     Refs,
+    Settings,
     Subscription,
     SystemClock,
 )
-from runtime.testing import ManualClock, open_system
+from runtime.testing import ManualClock, Node, open_nodes, open_system
 
 PREFIX = "sw"
 SETTINGS = CacheSettings()
@@ -61,7 +79,7 @@ class Nodes:
     """
 
     caches: list[Cache]
-    refs: Refs
+    refs: Refs | None
     l2s: list[L2Store | None]
     links: list[RedisLink] = field(default_factory=list)
     fanouts: list[Fanout] = field(default_factory=list)
@@ -228,6 +246,55 @@ class CacheEnv:
             l2s.append(redis_l2(link))
             fanouts.append(redis_fanout)
         return l2s, fanouts
+
+
+@contextlib.asynccontextmanager
+async def open_cache_nodes(
+    count: int,
+    redis_url: str,
+    *,
+    clock: Clock | None = None,
+    settings: Settings | None = None,
+    cache_settings: CacheSettings = SETTINGS,
+) -> AsyncIterator[tuple[Nodes, list[Node]]]:
+    """``count`` real nodes with the cache installed, sharing the Redis at ``redis_url``.
+
+    Yields the caches (``node.context.get(CACHE)``) with one invalidation
+    sentinel per node, and the nodes themselves. Keys are ``sw:cache:...``.
+    """
+    node_settings = settings or Settings(redis_prefix=PREFIX)
+    async with (
+        open_nodes(
+            count,
+            redis_url=redis_url,
+            settings=node_settings,
+            compose=actors.cache.install,
+            clock=clock,
+            sections={CACHE_SETTINGS: cache_settings},
+        ) as nodes,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        sentinels = [
+            await stack.enter_async_context(
+                node.context.fanout.subscribe(INVALIDATIONS.name, buffer_size=100_000)
+            )
+            for node in nodes
+        ]
+        caches = [node.context.get(CACHE) for node in nodes]
+        # The caches subscribed while their fanout was still connecting, so each will get a
+        # Gap("redis connected") and drop its (empty) L1. Let that happen before the test: a
+        # ping on the channel arrives after the gap, on every node.
+        await INVALIDATIONS.bind(nodes[0].context.fanout).publish(Invalidation(node="harness"))
+        with anyio.fail_after(5):
+            for sentinel in sentinels:
+                while isinstance(await sentinel.receive(), Gap):
+                    pass
+        await anyio.wait_all_tasks_blocked()
+        for cache in caches:
+            await cache.statistics()  # the actor has handled the gap and the ping
+        links = [node.context.redis for node in nodes if node.context.redis is not None]
+        fanouts = [node.context.fanout for node in nodes]
+        yield Nodes(caches, None, [None] * count, links, fanouts, sentinels), nodes
 
 
 def _env(request: pytest.FixtureRequest) -> CacheEnv:

@@ -495,8 +495,8 @@ async def test_invalid_input_is_rejected_and_changes_nothing(
 async def test_a_key_of_an_unhashable_type_is_rejected_like_any_invalid_key(
     env: CacheEnv,
 ) -> None:
-    # BUG (_facade.py, Cache._full): the memo lookup hashes (key, prefix) before the
-    # key is validated, so a list key raises a bare TypeError instead of invalid_key.
+    # Regression (_facade.py, Cache._full): the memo lookup used to hash (key, prefix) before
+    # the key was validated, so a list key raised a bare TypeError; now it is invalid_key.
     async with env.running_cache() as cache:
         with pytest.raises(Rejected) as caught:
             await cache.get(["a"])  # type: ignore[arg-type]
@@ -520,8 +520,8 @@ async def test_a_key_of_an_unhashable_type_is_rejected_like_any_invalid_key(
 async def test_a_bad_stale_seconds_is_rejected_naming_that_argument(
     env: CacheEnv, call: Any, argument: str
 ) -> None:
-    # BUG (_facade.py, _stale): it validates stale_seconds with validate_ttl, whose
-    # message says "ttl_seconds must be ...", so the caller is told to fix the wrong argument.
+    # Regression (stale_seconds validation): the message used to say "ttl_seconds must be
+    # ...", telling the caller to fix the wrong argument; now it names the argument given.
     async with env.running_cache() as cache:
         with pytest.raises(Rejected) as caught:
             await call(cache)
@@ -530,7 +530,7 @@ async def test_a_bad_stale_seconds_is_rejected_naming_that_argument(
 
 
 async def test_a_refresh_seconds_of_zero_is_rejected_naming_that_argument(env: CacheEnv) -> None:
-    # BUG (_facade.py, Cache.warm): same as above, for refresh_seconds.
+    # Regression (_facade.py, Cache.warm): the same, for refresh_seconds; now it is named.
     async with env.running_cache() as cache:
         with pytest.raises(Rejected) as caught:
             cache.warm("k", Loader(), refresh_seconds=0)
@@ -539,9 +539,9 @@ async def test_a_refresh_seconds_of_zero_is_rejected_naming_that_argument(env: C
 
 
 async def test_tags_given_as_one_string_are_not_split_into_letters(env: CacheEnv) -> None:
-    # BUG (_facade.py, Cache._set_message and get_or_set): ``tuple(... for tag in tags)``
-    # iterates a str, so tags="users" tags the entry "u", "s", "e", "r", "s"; L1Store and
-    # RedisL2 both refuse a bare string, but the facade hides it from them.
+    # Regression (tag validation in set and get_or_set): ``tuple(... for tag in tags)`` used
+    # to iterate a str, so tags="users" tagged the entry "u", "s", "e", "r", "s", hidden from
+    # L1Store and RedisL2, which refuse a bare string; now a bare string is invalid_tag.
     async with env.running_cache() as cache:
         try:
             await cache.set("k", 1, tags="users")
@@ -650,9 +650,10 @@ async def test_warm_loads_the_key_when_the_cache_starts(env: CacheEnv) -> None:
 
 
 async def test_warm_reloads_the_key_every_refresh_seconds(env: CacheEnv) -> None:
-    # BUG (_actor.py, CacheActor._join_or_fly): a scheduled refresh sends force=True, but
-    # a fresh L1 copy answers it with Found before the force flag is looked at, so the
-    # loader never runs again while the warmed value is fresh (refresh_seconds < TTL).
+    # Regression (_actor.py, CacheActor._join_or_fly): a scheduled refresh sends force=True,
+    # and a fresh L1 copy used to answer it before the force flag was looked at, so the
+    # loader never ran again while the warmed value was fresh (refresh_seconds < TTL); now
+    # force skips the L1 check and the loader runs at every refresh.
     loader = Loader(values=["v1", "v2", "v3"])
     async with env.running_cache(
         setup=lambda c: c.warm("hot", loader, refresh_seconds=60)
@@ -705,12 +706,19 @@ async def test_cached_with_a_key_template(env: CacheEnv) -> None:
         assert await load_user(42, verbose=True) == {"id": 42}  # not part of the key
         assert await load_user(user_id=42) == {"id": 42}
         assert calls == [42]
-        assert await cache.get("user:42", prefix="fn") == {"id": 42}
+        # Regression: the key used to be stored under a hidden "fn:" sub-prefix, so get("user:42")
+        # missed and invalidate_pattern("user:*") removed nothing; now it is the key as written.
+        assert await cache.get("user:42") == {"id": 42}
+        assert await cache.get("user:42", prefix="fn") is None
         assert await load_user(7) == {"id": 7}
         assert calls == [42, 7]
-        env.clock.advance(60)
+        assert await cache.invalidate_pattern("user:*") == 2
+        assert await cache.get("user:42") is None
         assert await load_user(42) == {"id": 42}
         assert calls == [42, 7, 42]
+        env.clock.advance(60)
+        assert await load_user(42) == {"id": 42}
+        assert calls == [42, 7, 42, 42]
 
 
 async def test_cached_default_key_is_stable_over_how_arguments_are_passed(env: CacheEnv) -> None:
@@ -732,6 +740,10 @@ async def test_cached_default_key_is_stable_over_how_arguments_are_passed(env: C
         assert await total(1, 2, scale=3) == 9
         assert calls == [(1, 2, 1), (2, 1, 1), (1, 2, 3)]
         name = f"{total.__module__}.{total.__qualname__}"
+        # Only the automatic key lives under the hidden "fn" sub-prefix.
+        assert await cache.invalidate_pattern(f"{name}:*", prefix="fn") == 3
+        assert await total(1, 2) == 3
+        assert len(calls) == 4
         with pytest.raises(Rejected) as caught:
             await total(object())  # type: ignore[arg-type]
         assert (caught.value.code, caught.value.message) == (
@@ -811,6 +823,8 @@ async def test_statistics_count_hits_and_misses_by_reason(env: CacheEnv) -> None
             replay_dropped=0,
             write_queue_depth=0,
             invalidations_received=0,
+            invalidation_publish_failures=0,
+            invalidations_undecodable=0,
             coherence_resets=0,
             # Real time, and a race with the writer's publish (see the test of set() below):
             loader_seconds_total=stats.loader_seconds_total,
@@ -852,10 +866,11 @@ class HeldFanout(MemoryFanout):
 
 @pytest.mark.parametrize("operation", ["set", "delete"])
 async def test_a_write_returns_once_the_other_nodes_were_told(operation: str) -> None:
-    # BUG (_writer.py, OrderedWriter._perform): Put and Delete finish their Completion as
-    # soon as Redis answered, and _write publishes the invalidation only afterwards, so
-    # set()/delete() return before "the other nodes have been told" (Cache.set docstring);
-    # BulkDelete (_bulk) publishes first. Here the fanout is held to make the gap visible.
+    # Regression (_writer.py, OrderedWriter._perform): Put and Delete used to finish their
+    # Completion as soon as Redis answered, before _write published the invalidation, so
+    # set()/delete() returned before "the other nodes have been told" (Cache.set docstring);
+    # now they finish after the publish, as BulkDelete does. The fanout is held here to
+    # make an early return visible.
     env = CacheEnv(kind="memory", clock=ManualClock())
     fanout = HeldFanout()
     async with env.running_nodes(2, fanout=fanout) as nodes:
@@ -884,10 +899,11 @@ async def test_a_write_returns_once_the_other_nodes_were_told(operation: str) ->
 
 
 async def test_a_corrupt_l2_entry_does_not_crash_the_cache(l2_env: CacheEnv) -> None:
-    # BUG (_codec.py StoredEntry / _actor.py _fill_message and CacheActor._fill): an
-    # envelope with a non-finite deadline decodes fine; its L1 fill then carries
-    # stale_seconds=inf, L1Store.set raises ValueError inside handle(), and the actor
-    # crashes on every read of the key (four reads in 5 s exceed the restart intensity).
+    # Regression (_codec.py StoredEntry, _reads.py _fill_message, CacheActor._fill): an
+    # envelope with a non-finite deadline used to decode fine; its L1 fill then carried
+    # stale_seconds=inf, L1Store.set raised ValueError inside handle(), and the actor crashed
+    # on every read of the key (four reads in 5 s exceeded the restart intensity); now such
+    # an entry is refused or not kept in L1, and the actor never crashes on it.
     blob = msgspec.msgpack.encode([b"x", 0, 1.0, math.inf, []])
     async with l2_env.running_nodes(1) as nodes:
         (cache,) = nodes.caches
@@ -904,6 +920,7 @@ async def test_a_corrupt_l2_entry_does_not_crash_the_cache(l2_env: CacheEnv) -> 
         except Rejected as exc:  # refusing the foreign entry is fine
             assert exc.code == "undecodable_value"
         await cache.statistics()  # the actor has taken the L1 fill by now
+        assert nodes.refs is not None
         actor = nodes.refs["cache"].statistics()
         assert (actor.crashes, actor.restarts) == (0, 0), actor.last_crash_reason
         await cache.set("after", 1)
@@ -1056,10 +1073,10 @@ async def test_before_the_actor_runs_writes_are_unavailable_and_reads_miss() -> 
 
 
 async def test_the_hit_ratio_counts_each_lookup_once() -> None:
-    # BUG (_actor.py, CacheActor.statistics): hit_ratio = (L1 hits + L2 hits) / L1 lookups,
-    # but L2 hits also count reads that follow no lookup (a warmer's or a flight's L2 read,
-    # the cluster-lock polls), so the ratio can pass 1: here 3 L2 reads by warmers and
-    # one missed lookup give 3.0 instead of 0.0.
+    # Regression (_actor.py, CacheActor.statistics): hit_ratio = (L1 hits + L2 hits) / L1
+    # lookups used to count as L2 hits reads that follow no lookup (a warmer's or a flight's
+    # L2 read, the cluster-lock polls), so the ratio could pass 1: 3 L2 reads by warmers and
+    # one missed lookup gave 3.0; now only reads after a lookup count, and it is 0.0.
     env = CacheEnv(kind="memory")
     l2 = MemoryL2(env.clock)
     async with env.running_cache(memory_l2=l2) as cache:

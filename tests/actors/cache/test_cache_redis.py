@@ -1,9 +1,12 @@
 """What only a real Redis shows: key names, cluster-wide single flight, coherence, outages.
 
-Every test here needs ``redis-server`` (marked ``redis``). Nodes are cache
-actors with their own :class:`RedisLink` and :class:`RedisFanout` on one
-Redis, as separate processes would be. Coherence latency is the one thing
-measured on the wall clock, by polling: it is real pub/sub delivery.
+Every test here needs ``redis-server`` (marked ``redis``). Scenarios between
+nodes run real in-process nodes (:func:`open_cache_nodes`, on
+:func:`runtime.testing.open_nodes`), each with its own supervised Redis link
+and fanout on one Redis, as separate processes would be. The tests that
+replace a layer (a watched L2) or name the node run cache actors on
+``CacheEnv``. Coherence latency is the one thing measured on the wall
+clock, by polling: it is real pub/sub delivery.
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ import pytest
 import redis.asyncio
 
 from actors.cache import Cache, CacheSettings, RedisL2
-from runtime import Gap, RedisLink
+from runtime import Gap, RedisLink, Settings
 from runtime.testing import ManualClock, RedisServer
 
-from .conftest import CacheEnv, Loader
+from .conftest import CacheEnv, Loader, open_cache_nodes
 
 pytestmark = pytest.mark.redis
 logger = logging.getLogger("tests.actors.cache")
@@ -91,7 +94,10 @@ async def test_keys_carry_the_global_prefix_and_entries_are_envelopes(redis_url:
 
 async def test_l2_expiry_follows_the_clock_while_redis_still_holds_the_key(redis_url: str) -> None:
     env = redis_env(redis_url)
-    async with env.running_nodes(2) as nodes, env.raw_redis() as client:
+    async with (
+        open_cache_nodes(2, redis_url, clock=env.clock) as (nodes, _),
+        env.raw_redis() as client,
+    ):
         a, b = nodes.caches
         await a.set("k", "v", ttl_seconds=10)
         env.clock.advance(10)
@@ -224,8 +230,7 @@ async def assert_served_from_l1(cache: Cache, key: str, expected: object) -> Non
 
 
 async def test_a_write_on_one_node_reaches_the_l1_of_another(redis_url: str) -> None:
-    env = redis_env(redis_url)
-    async with env.running_nodes(2) as nodes:
+    async with open_cache_nodes(2, redis_url) as (nodes, _):
         a, b = nodes.caches
         await a.set("k", "v0")
         await nodes.settle(1)  # else its invalidation could drop B's first copy
@@ -247,8 +252,7 @@ async def test_a_write_on_one_node_reaches_the_l1_of_another(redis_url: str) -> 
 async def test_an_invalidation_on_one_node_reaches_the_l1_of_another(
     redis_url: str, operation: str
 ) -> None:
-    env = redis_env(redis_url)
-    async with env.running_nodes(2) as nodes:
+    async with open_cache_nodes(2, redis_url) as (nodes, _):
         a, b = nodes.caches
         latencies = []
         for i in range(10):
@@ -276,12 +280,16 @@ async def test_an_invalidation_on_one_node_reaches_the_l1_of_another(
 async def test_a_redis_outage_degrades_to_l1_and_the_reconnect_resets_l1(
     redis_server: RedisServer,
 ) -> None:
-    env = redis_env(
-        redis_server.url,
-        system_clock=True,  # the link reconnects on its own schedule
-        link_options={"reconnect_base_seconds": 0.01, "reconnect_max_seconds": 0.05},
+    env = redis_env(redis_server.url)
+    settings = Settings(
+        redis_prefix="sw",
+        redis_health_interval_seconds=0.05,  # the link notices the outage and reconnects soon
+        redis_reconnect_max_seconds=0.05,
     )
-    async with env.running_nodes(1) as nodes, env.raw_redis() as client:
+    async with (
+        open_cache_nodes(1, redis_server.url, settings=settings) as (nodes, _),
+        env.raw_redis() as client,
+    ):
         (cache,), (link,) = nodes.caches, nodes.links
 
         async def traffic(rounds: int, tag: str) -> None:

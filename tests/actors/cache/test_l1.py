@@ -7,6 +7,7 @@ import fnmatch
 import random
 import re
 from collections import OrderedDict
+from typing import Any
 
 import pytest
 
@@ -63,7 +64,7 @@ def check_invariants(store: L1Store) -> None:
         ),
     ],
 )
-def test_bounds_are_validated(kwargs: dict[str, int], message: str) -> None:
+def test_bounds_are_validated(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError) as info:
         L1Store(**kwargs)
     assert str(info.value) == message

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
 import pytest
@@ -72,7 +72,8 @@ class RedisHarness(Harness):
                 await self.client.pexpire(key, remaining_ms)
 
     async def tag_members(self, tag_key: str) -> set[str]:
-        return {member.decode() for member in await self.client.smembers(tag_key)}
+        members: set[bytes] = await self.client.smembers(tag_key)  # type: ignore[assignment]
+        return {member.decode() for member in members}
 
 
 @pytest.fixture(name="harness", params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
@@ -351,7 +352,7 @@ async def test_redis_ttl_really_expires(redis_url: str) -> None:
             assert not await l2.exists(A)
             assert await l2.try_lock(LOCK, "next-node", 30)
         finally:
-            await client.config_set("notify-keyspace-events", events_setting)
+            await client.config_set("notify-keyspace-events", str(events_setting))
 
 
 @pytest.mark.redis
@@ -367,7 +368,7 @@ async def test_redis_scripts_survive_a_script_flush(redis_url: str) -> None:
         assert await l2.delete_tagged(T1) == 2
 
 
-OPERATIONS = {
+OPERATIONS: dict[str, Callable[[RedisL2], Awaitable[object]]] = {
     "get": lambda l2: l2.get(A),
     "get_many": lambda l2: l2.get_many([A]),
     "set": lambda l2: l2.set(A, b"v", ttl_seconds=1),
@@ -458,6 +459,6 @@ async def test_redis_delete_matching_100k_keys_does_not_block_redis(redis_url: s
         assert len(latencies) >= 20, "the probe was starved: the deletion never yielded"
         assert max(latencies) < 0.25, f"a GET waited {max(latencies):.3f}s"
     finally:
-        await loader.config_set("slowlog-log-slower-than", slow_setting)
+        await loader.config_set("slowlog-log-slower-than", str(slow_setting))
         await loader.aclose()
         await prober.aclose()
