@@ -40,13 +40,3 @@ async def test_cache_site_serves_users_through_the_cache_and_forgets_them() -> N
         assert await cache.get("user:1") is None
         assert (await cache.statistics()).loader_calls == 2  # the config, then user 1
 
-
-def test_readme_caching_section_shows_the_example_file_as_it_is() -> None:
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[3]
-    readme = (root / "README.md").read_text()
-    section = readme[readme.index("## Caching") :].split("\n## ", 1)[0]
-    text = (root / "examples" / "cache_site.py").read_text()
-    assert f"```python\n{text}```" in section
-    assert "get_cache" not in section
