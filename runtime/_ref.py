@@ -95,12 +95,14 @@ class ActorRef(Generic[M]):
     async def ask(self, message: Request[R], *, timeout_seconds: float | None = None) -> R: ...
 
     @overload
-    async def ask(self, message: M, *, timeout_seconds: float | None = None) -> Any: ...
+    async def ask(self, message: M, *, timeout_seconds: float | None = None) -> object: ...
 
     async def ask(self, message: Any, *, timeout_seconds: float | None = None) -> Any:
         """Send ``message`` and wait for the handler's return value.
 
-        A :class:`~runtime.Request` ``[R]`` is typed as returning ``R``.
+        A :class:`~runtime.Request` ``[R]`` is typed as returning ``R``; the
+        reply to any other message is typed ``object`` (narrow it, or make the
+        message a ``Request``), so a wrong annotation of the result is an error.
 
         The timeout covers both waiting for room in the mailbox and waiting
         for the reply. A :class:`~runtime.Rejected` raised by the handler is

@@ -13,6 +13,7 @@ from runtime import (
     FrameDecoder,
     Message,
     NodeSetup,
+    Request,
     WebSocketSession,
     node_context,
     run_session,
@@ -21,7 +22,7 @@ from runtime import (
 logger = logging.getLogger("tests.e2e_app")
 
 
-class Echo(Message, tag="e2e.echo", kw_only=True, frozen=True):
+class Echo(Request[str], tag="e2e.echo", kw_only=True, frozen=True):
     text: str
 
 

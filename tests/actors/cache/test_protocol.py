@@ -110,9 +110,9 @@ async def test_every_command_works_without_the_facade(
     kind: str, request: pytest.FixtureRequest
 ) -> None:
     async with cache_node(kind, request) as (ref, _):
-        # Typed replies, no casts: assert_type makes mypy prove each one. (An annotated
-        # assignment, ``r: X = await ref.ask(...)``, would not: a wrong X falls back to the
-        # ask overload for plain messages, which returns Any.)
+        # Typed replies, no casts: assert_type makes mypy prove each one (and an annotated
+        # ``r: Wrong = await ref.ask(...)`` is an error too: the fallback for plain
+        # messages is typed ``object``).
         stored = await ref.ask(
             CacheSet(key="user:1", value={"name": "Ada"}, ttl_seconds=60, tags=("users",))
         )
