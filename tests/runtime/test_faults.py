@@ -189,6 +189,27 @@ async def test_refuse_resets_new_connections_and_spares_current_ones(
             assert proxy.statistics().open == 2
 
 
+@pytest.mark.redis
+async def test_cut_with_reset_and_the_connection_bound(
+    redis_url: str, redis_server_session: RedisServer
+) -> None:
+    server = redis_server_session
+    async with (
+        FaultProxy("127.0.0.1", server.port, max_connections=1) as proxy,
+        clients(proxy.url_for("redis"), proxy.url_for("redis")) as (first, second),
+    ):
+        await first.ping()
+        with pytest.raises(redis.exceptions.ConnectionError):
+            await second.ping()  # past max_connections: reset at once
+        assert proxy.statistics().refused == 1
+        assert proxy.cut(reset=True) == 1
+        with anyio.fail_after(WAIT_SECONDS):
+            await proxy.wait_for(lambda s: s.open == 0)
+        assert await second.ping()  # the one slot is free again
+        with pytest.raises(redis.exceptions.ConnectionError):
+            await first.ping()  # the reset connection fails; the bound refuses its reconnect
+
+
 # -- Redis control -------------------------------------------------------------------------
 
 
