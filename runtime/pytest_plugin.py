@@ -4,9 +4,12 @@ Redis fixtures start a real ``redis-server`` (see :class:`runtime.RedisServer`)
 on a free loopback port, never the machine's own Redis. Mark the tests that
 use them with ``@pytest.mark.redis``.
 
-- ``redis_server``: a fresh server for one test, stopped afterwards. The test
-  may call ``stop()`` and ``restart()`` on it to simulate an outage (the port
-  stays the same, so clients reconnect by themselves).
+- ``redis_server``: a fresh server for one test, stopped afterwards (even when
+  paused). The test may break it on purpose: ``kill()``, ``pause()`` and
+  ``resume()``, ``restart(empty=..., appendonly=...)``, ``client_kill(type_)``,
+  ``flushall()``, ``starve()`` (the port stays the same, so clients reconnect
+  by themselves); put a :class:`runtime.testing.FaultProxy` in front of it for
+  network faults.
 - ``redis_server_session``: one server for the whole session, for speed.
   Tests must not stop it (use ``redis_server`` for that).
 - ``redis_url``: the session server's URL (``redis://127.0.0.1:PORT/0``) with

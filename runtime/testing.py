@@ -13,6 +13,17 @@
 * :class:`RedisServer` runs a private ``redis-server`` on a free loopback port.
 * :class:`NodeProcess` runs a real ``python -m runtime`` node in a subprocess.
 
+Testing under faults (see the README's "Testing under faults"):
+
+* :class:`FaultProxy` sits between nodes and Redis (or any TCP server) and adds
+  latency, cuts, blackholes, half-opens or refuses connections on demand;
+  :class:`RedisServer` also kills, pauses, restarts (with or without AOF),
+  kills clients by type, flushes and starves the server itself.
+* :class:`History` records what clients wrote and saw; :func:`check_history`
+  reports lost updates, stale reads, out-of-order and duplicate observations,
+  phantoms and final divergence as a :class:`HistoryReport`.
+* :func:`steady` and :func:`burst` generate load bounded in count and time.
+
 The pytest fixtures ``redis_server`` and ``redis_url`` come from
 :mod:`runtime.pytest_plugin`, which pytest loads automatically.
 """
@@ -34,6 +45,17 @@ from ._boot import node_services as _node_services
 from ._clock import ManualClock, SystemClock
 from ._configuration import Configuration
 from ._fanout import RedisFanout
+from ._fault_proxy import FaultProxy, FaultProxyStatistics
+from ._history import (
+    Anomaly,
+    AnomalyKind,
+    History,
+    HistoryReport,
+    Observation,
+    Write,
+    check_history,
+)
+from ._load import BurstReport, LoadReport, burst, steady
 from ._node_process import NodeProcess
 from ._notifier import Notifier as _Notifier
 from ._redis_server import RedisServer, free_port
@@ -52,16 +74,29 @@ if TYPE_CHECKING:
     from ._supervisor import Strategy
 
 __all__ = [
+    "Anomaly",
+    "AnomalyKind",
+    "BurstReport",
+    "FaultProxy",
+    "FaultProxyStatistics",
+    "History",
+    "HistoryReport",
+    "LoadReport",
     "ManualClock",
     "Node",
     "NodeProcess",
+    "Observation",
     "Probe",
     "RedisServer",
+    "Write",
+    "burst",
+    "check_history",
     "free_port",
     "open_app",
     "open_nodes",
     "open_system",
     "serve_app",
+    "steady",
 ]
 
 _T = TypeVar("_T")
