@@ -117,8 +117,15 @@ class Extensions:
             ) from None
 
     def get(self, key: Extension[T]) -> T:
-        """Same as :meth:`require`; reads better at run time (``node_context().get(CACHE)``)."""
-        return self.require(key, needed_by=_caller_module())
+        """Same as :meth:`require`; reads better at run time (``node_context().get(CACHE)``).
+
+        A hit is one dict lookup (routes call this on every request); the caller
+        is looked up only to name it in the error.
+        """
+        try:
+            return cast("T", self._values[cast("Extension[object]", key)])
+        except KeyError:
+            return self.require(key, needed_by=_caller_module())
 
     def __contains__(self, key: object) -> bool:
         return key in self._values
