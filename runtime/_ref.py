@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import anyio
@@ -38,15 +37,6 @@ R = TypeVar("R")
 _STREAM_GONE = (anyio.BrokenResourceError, anyio.ClosedResourceError)
 
 
-@contextmanager
-def _stopped_on_close(actor_id: str, message: object) -> Iterator[None]:
-    """Turn a closed mailbox into :class:`~runtime.ActorStopped` naming the actor and message."""
-    try:
-        yield
-    except _STREAM_GONE:
-        raise ActorStopped(actor_id, message_tag(message)) from None
-
-
 class ActorRef(Generic[M]):
     """Sends messages to one actor: ``tell``, ``tell_nowait`` and ``ask``."""
 
@@ -72,10 +62,9 @@ class ActorRef(Generic[M]):
         try:
             self._send.send_nowait(envelope)
         except anyio.WouldBlock:
-            with _stopped_on_close(self.actor_id, message):
-                await self._send.send(envelope)
+            await self._wait_for_room(envelope, None)
         except _STREAM_GONE:
-            raise ActorStopped(self.actor_id, message_tag(message)) from None
+            raise self._stopped(message) from None
 
     def tell_nowait(self, message: M) -> None:
         """Queue ``message`` without ever waiting; for telemetry that must not slow a request.
@@ -89,7 +78,7 @@ class ActorRef(Generic[M]):
         except anyio.WouldBlock:
             raise MailboxFull(self.actor_id, message_tag(message), self._mailbox.capacity) from None
         except _STREAM_GONE:
-            raise ActorStopped(self.actor_id, message_tag(message)) from None
+            raise self._stopped(message) from None
 
     @overload
     async def ask(self, message: Request[R], *, timeout_seconds: float | None = None) -> R: ...
@@ -123,15 +112,12 @@ class ActorRef(Generic[M]):
             remaining = timeout
         except anyio.WouldBlock:
             # Backpressure: wait for room, within the same timeout.
-            started, queued = clock.monotonic(), False
-            with clock.move_on_after(timeout), _stopped_on_close(self.actor_id, message):
-                await self._send.send(envelope)
-                queued = True
-            if not queued:
+            started = clock.monotonic()
+            if not await self._wait_for_room(envelope, timeout):
                 raise self._timeout(message, timeout) from None
             remaining = max(0.0, timeout - (clock.monotonic() - started))
         except _STREAM_GONE:
-            raise ActorStopped(self.actor_id, message_tag(message)) from None
+            raise self._stopped(message) from None
         # A timer is far cheaper than a cancel scope per ask; it fails the reply
         # slot, and a late reply to a failed slot is ignored.
         timer = clock.call_later(remaining, functools.partial(_expire, reply))
@@ -141,6 +127,26 @@ class ActorRef(Generic[M]):
             raise self._timeout(message, timeout) from None
         finally:
             timer.cancel()
+
+    async def _wait_for_room(self, envelope: Envelope, within_seconds: float | None) -> bool:
+        """Send ``envelope`` once the full mailbox has room; ``False`` if time ran out first.
+
+        (The fast paths call ``send_nowait`` inline: a call more per message shows in ``tell``.)
+        """
+        try:
+            if within_seconds is None:
+                await self._send.send(envelope)
+                return True
+            with self._clock.move_on_after(within_seconds):
+                await self._send.send(envelope)
+                return True
+            return False
+        except _STREAM_GONE:
+            raise self._stopped(envelope.message) from None
+
+    def _stopped(self, message: object) -> ActorStopped:
+        """The one mapping of a closed mailbox: ActorStopped naming the actor and the message."""
+        return ActorStopped(self.actor_id, message_tag(message))
 
     def _timeout(self, message: object, timeout: float) -> AskTimeout:
         return AskTimeout(

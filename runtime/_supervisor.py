@@ -26,6 +26,7 @@ from ._clock import SystemClock
 from ._errors import ConfigError, RestartIntensityExceeded
 from ._extensions import Extensions
 from ._mailbox import ActorState, ActorStatistics, Mailbox
+from ._notifier import Notifier
 from ._ref import ActorRef, Refs
 from ._specs import RESTART_TYPES as _RESTART_TYPES
 from ._specs import STRATEGIES as _STRATEGIES
@@ -141,7 +142,7 @@ class Supervisor:
         self._restarts: deque[float] = deque()
         self._restarts_total = 0
         self._tg: TaskGroup | None = None
-        self._wake = anyio.Event()
+        self._wake = Notifier()
 
     def _build(self, spec: ChildSpec | ServiceSpec | SupervisorSpec) -> Child:
         _check(
@@ -291,7 +292,7 @@ class Supervisor:
         # One slot per child keeps this bounded, and restarting a child clears a
         # stale note (a sibling that crashed while one_for_all was restarting it).
         child.pending_exit = (reason,)
-        self._wake.set()
+        self._wake.notify()
 
     async def _start_child(self, child: Child) -> None:
         assert self._tg is not None
@@ -301,7 +302,6 @@ class Supervisor:
         while True:
             exited = next((c for c in self._children if c.pending_exit is not None), None)
             if exited is None:
-                self._wake = anyio.Event()
                 await self._wake.wait()
                 continue
             assert exited.pending_exit is not None

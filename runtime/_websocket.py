@@ -57,6 +57,7 @@ from ._auth import AuthError, Principal, require_role
 from ._edge_auth import handshake_principal, missing_token, verify_token
 from ._errors import ActorCrashed, ActorStopped, AskTimeout, Rejected
 from ._http import ApiError, node_context
+from ._notifier import Notifier
 from ._ws_connection import (
     CloseCode,
     accept_websocket,
@@ -213,11 +214,11 @@ class WebSocketSession:
         self._stopping = node.stopping
         self._counters = counters_of_current_app()
         self._outbox: collections.deque[str | bytes] = collections.deque()
-        self._outbox_changed = anyio.Event()
+        self._outbox_changed = Notifier()
         self._close: SessionClosed | None = None
         self._flush = True
         self._close_requested = anyio.Event()
-        self._principal_changed = anyio.Event()
+        self._principal_changed = Notifier()
         self._group: TaskGroup | None = None
         self._frames_in = self._frames_out = self._error_frames = 0
 
@@ -259,7 +260,7 @@ class WebSocketSession:
             self._abort(CloseCode.SLOW_CONSUMER, "slow_consumer")
             return False
         self._outbox.append(data)
-        self._outbox_changed.set()
+        self._outbox_changed.notify()
         return True
 
     def send_error(self, code: str, message: str, *, ref: str | int | None = None) -> bool:
@@ -277,13 +278,13 @@ class WebSocketSession:
         """
         if self._close is None:
             self._close = SessionClosed(code=int(code), reason=reason)
-            self._outbox_changed.set()
+            self._outbox_changed.notify()
             self._close_requested.set()
 
     def refresh(self, principal: Principal) -> None:
         """Replace the principal (a refreshed token); the expiry timer follows the new one."""
         self.principal = principal
-        self._principal_changed.set()
+        self._principal_changed.notify()
 
     def statistics(self) -> WebSocketSessionStatistics:
         """This session's frame counts and outbox fill."""
@@ -364,7 +365,6 @@ class WebSocketSession:
                 self._counters.frames_out += 1
             if self._close is not None:
                 break  # closing, and the outbox is drained
-            self._outbox_changed = anyio.Event()
             await self._outbox_changed.wait()
         if self._group is not None:
             self._group.cancel_scope.cancel()
@@ -386,10 +386,9 @@ class WebSocketSession:
 
     async def _watch_expiry(self) -> None:
         while self.principal is not None:
-            changed = self._principal_changed = anyio.Event()
             delay = self.principal.expires_at - self._clock.time()
             with self._clock.move_on_after(delay) as deadline:
-                await changed.wait()
+                await self._principal_changed.wait()
             if deadline.cancelled_caught:
                 self.close(CloseCode.UNAUTHORIZED, "token_expired")
                 return
