@@ -52,6 +52,9 @@ from ._logging import configure_logging as configure_logging
 from ._mailbox import ActorState as ActorState
 from ._mailbox import ActorStatistics as ActorStatistics
 from ._node_context import NodeContext as NodeContext
+from ._node_keys import FANOUT as FANOUT
+from ._node_keys import REDIS as REDIS
+from ._node_keys import STATISTICS as STATISTICS
 from ._protocol import ErrorBody as ErrorBody
 from ._protocol import ErrorReply as ErrorReply
 from ._protocol import Message as Message
@@ -94,6 +97,9 @@ from ._ws_frames import encode_frame as encode_frame
 from ._ws_origin import origin_allowed as origin_allowed
 
 __all__ = [
+    "FANOUT",
+    "REDIS",
+    "STATISTICS",
     "Actor",
     "ActorContext",
     "ActorCrashed",

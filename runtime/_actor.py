@@ -75,6 +75,10 @@ class ActorContext:
         """
         return self.extensions.get(key)
 
+    def find(self, key: Extension[T]) -> T | None:
+        """The part provided under ``key``, or ``None`` (``find(REDIS)`` on an in-memory node)."""
+        return self.extensions.find(key)
+
 
 class Actor(Generic[M]):
     """Base class of every actor; generic over the union of messages it handles.
@@ -119,11 +123,19 @@ class Actor(Generic[M]):
 
     @property
     def actor_id(self) -> str:
+        """This actor's id in the supervision tree."""
         return self.context.actor_id
 
     @property
     def clock(self) -> Clock:
+        """The clock every timeout, TTL and backoff of this actor reads."""
         return self.context.clock
+
+    @property
+    def self_ref(self) -> ActorRef[M]:
+        """This actor's own ref, typed with its protocol (valid across restarts)."""
+        ref: ActorRef[M] = self.context.self_ref
+        return ref
 
     def start_soon(
         self, func: Callable[[*PosArgs], Coroutine[Any, Any, Any]], *args: *PosArgs

@@ -36,6 +36,7 @@ from ._fanout import MemoryFanout, RedisFanout
 from ._http import create_app
 from ._http_stats import http_counters
 from ._node_context import NodeContext
+from ._node_keys import FANOUT, REDIS, STATISTICS
 from ._redis import RedisLink
 from ._statistics import StatisticsRegistry, statistics_blueprint
 from ._supervisor import ServiceSpec, Supervisor
@@ -128,6 +129,10 @@ class NodeSetup:
         """
         return self.extensions.require(key)
 
+    def find(self, key: Extension[T]) -> T | None:
+        """The facade provided under ``key``, or ``None`` when nothing provides it."""
+        return self.extensions.find(key)
+
 
 def load_hook(spec: str) -> Callable[[NodeSetup], object]:
     """Import ``module:function`` and return the function.
@@ -188,6 +193,10 @@ async def assemble_node(
     setup = NodeSetup(
         settings=settings, clock=clock, redis=redis, fanout=fanout, configuration=configuration
     )
+    setup.extensions.provide(FANOUT, fanout, provider="runtime")
+    setup.extensions.provide(STATISTICS, setup.statistics, provider="runtime")
+    if redis is not None:
+        setup.extensions.provide(REDIS, redis, provider="runtime")
     for build in builders:
         if build is not None:
             outcome = build(setup)

@@ -89,7 +89,7 @@ class Extensions:
                 f"already provided by {self._providers[key.name]}; "
                 f"{who} cannot provide it a second time",
             )
-        if not isinstance(value, key.kind):
+        if not getattr(key.kind, "_is_protocol", False) and not isinstance(value, key.kind):
             raise ConfigError(
                 key.name,
                 type(value).__qualname__,
@@ -126,6 +126,10 @@ class Extensions:
             return cast("T", self._values[cast("Extension[object]", key)])
         except KeyError:
             return self.require(key, needed_by=_caller_module())
+
+    def find(self, key: Extension[T]) -> T | None:
+        """The value provided under ``key``, or ``None`` (for optional parts such as ``REDIS``)."""
+        return cast("T | None", self._values.get(cast("Extension[object]", key)))
 
     def __contains__(self, key: object) -> bool:
         return key in self._values

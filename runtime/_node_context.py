@@ -65,6 +65,10 @@ class NodeContext:
         """
         return self.extensions.get(key)
 
+    def find(self, key: Extension[T]) -> T | None:
+        """The part provided under ``key``, or ``None`` (``find(REDIS)`` on an in-memory node)."""
+        return self.extensions.find(key)
+
     @property
     def refs(self) -> Refs:
         return self.supervisor.refs

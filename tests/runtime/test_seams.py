@@ -11,13 +11,18 @@ import msgspec
 import pytest
 
 from runtime import (
+    FANOUT,
+    REDIS,
+    STATISTICS,
     Actor,
     ChildSpec,
     ConfigError,
     Extension,
     Extensions,
+    Gap,
     Message,
     NodeSetup,
+    RedisFanout,
     Request,
     Secret,
     ServiceSpec,
@@ -328,3 +333,96 @@ async def test_readyz_names_a_service_that_is_not_running() -> None:
         assert response.status_code == 503
         body = await response.get_json()
     assert "service flaky is stopped" in body["reasons"]
+
+
+# -- the node's own parts, by key ------------------------------------------------------------
+
+
+class Ping(Request[str], tag="test.node_ping", frozen=True, kw_only=True):
+    channel: str
+
+
+class UsesTheNode(Actor[Ping]):
+    """Publishes on the node's fanout and reads the node's statistics, through its context."""
+
+    async def handle(self, message: Ping) -> str:
+        fanout = self.context.get(FANOUT)
+        await fanout.publish(message.channel, b"from an actor")
+        statistics = self.context.get(STATISTICS)
+        redis = self.context.find(REDIS)
+        return f"{len(statistics)} sources; redis {'up' if redis is not None else 'absent'}"
+
+
+async def test_actors_reach_the_nodes_fanout_statistics_and_redis_by_key() -> None:
+    def compose(setup: NodeSetup) -> None:
+        setup.add_actor(ChildSpec("user", UsesTheNode))
+
+    async with open_app(compose=compose) as (_, context):
+        assert context.get(FANOUT) is context.fanout
+        assert context.find(REDIS) is None  # a node in memory
+        async with context.fanout.subscribe("test.node") as subscription:
+            reply = await context.refs["user"].ask(Ping(channel="test.node"))
+            with anyio.fail_after(5):
+                assert await subscription.receive() == b"from an actor"
+    assert reply == f"{len(context.statistics)} sources; redis absent"
+
+
+class SelfTeller(Actor[Reset | Count]):
+    """Tells itself through its typed ``self_ref``."""
+
+    def __init__(self) -> None:
+        self.resets = 0
+
+    async def handle(self, message: Reset | Count) -> CountReply | None:
+        if isinstance(message, Count):
+            await self.self_ref.tell(Reset())  # typed ActorRef[Reset | Count]
+            return CountReply(count=self.resets)
+        self.resets += 1
+        return None
+
+
+async def test_an_actor_tells_itself_through_its_typed_self_ref() -> None:
+    async with open_system([ChildSpec("self", SelfTeller)]) as refs:
+        assert (await refs["self"].ask(Count())).count == 0
+        assert (await refs["self"].ask(Count())).count == 1  # the first Reset came first
+
+
+@pytest.mark.redis
+async def test_a_crashed_fanout_reader_is_restarted_and_reports_a_gap(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real reader under the node's supervisor: an unexpected error restarts it."""
+    async with open_app(redis_url=redis_url) as (_, context):
+        fanout = context.fanout
+        assert isinstance(fanout, RedisFanout)
+        async with fanout.subscribe("test.crash") as subscription:
+            original = RedisFanout._read_until_failure
+            crashed = anyio.Event()
+
+            async def crash_once(self: RedisFanout, connection: Any) -> str:
+                monkeypatch.setattr(RedisFanout, "_read_until_failure", original)
+                crashed.set()
+                raise RuntimeError("a bug in the reader")
+
+            monkeypatch.setattr(RedisFanout, "_read_until_failure", crash_once)
+            assert context.redis is not None
+            await context.redis.client.client_kill_filter(_type="pubsub")
+            with anyio.fail_after(10):
+                await crashed.wait()
+                gap = await subscription.receive()
+                assert isinstance(gap, Gap)
+                while True:  # publish until the restarted reader has re-subscribed
+                    await fanout.wait_connected()
+                    if await fanout.publish("test.crash", b"after") > 0:
+                        break
+                    await anyio.lowlevel.checkpoint()
+                item = await subscription.receive()
+                while isinstance(item, Gap):
+                    item = await subscription.receive()
+                assert item == b"after"
+        (fanout_stats,) = [
+            s for s in context.supervisor.service_statistics() if s.service_id == "runtime.fanout"
+        ]
+    assert fanout_stats.crashes == 1
+    assert fanout_stats.restarts == 1
+    assert "a bug in the reader" in (fanout_stats.last_crash_reason or "")
