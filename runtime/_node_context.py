@@ -71,4 +71,5 @@ class NodeContext:
 
     @property
     def refs(self) -> Refs:
+        """The refs of every actor on this node, by actor id."""
         return self.supervisor.refs

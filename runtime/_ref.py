@@ -50,6 +50,7 @@ class ActorRef(Generic[M]):
 
     @property
     def actor_id(self) -> str:
+        """The id of the actor this ref reaches."""
         return self._mailbox.actor_id
 
     async def tell(self, message: M) -> None:
