@@ -18,6 +18,7 @@ import argparse
 import functools
 import importlib.metadata
 import logging
+import os
 import re
 import sys
 from typing import TYPE_CHECKING, NoReturn
@@ -26,15 +27,17 @@ import anyio
 import msgspec
 
 from ._auth import AuthError
-from ._boot import run_node, token_verifier
+from ._boot import load_hook, run_node, token_verifier
 from ._clock import SystemClock
 from ._configuration import load_configuration
 from ._errors import ConfigError, RestartIntensityExceeded
 from ._logging import configure_logging
+from ._sections import SettingsSection
 from .node import SECTIONS, compose
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
+    from typing import Any
 
     from ._auth import TokenVerifier
     from ._configuration import Configuration
@@ -76,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"switchyard {_version()}")  # noqa: T201
         return EXIT_OK
     if "-h" in settings_args or "--help" in settings_args:
-        return _print_help()
+        return _print_help(settings_args)
     if command is None:
         return _run(settings_args)
     if command == "token":
@@ -101,10 +104,49 @@ def console() -> NoReturn:
 def _load_configuration(args: Sequence[str]) -> Configuration:
     """The node's settings and its sections: defaults < ``SWITCHYARD_*`` variables < ``args``.
 
-    The one place the CLI loads settings. Raises ``ConfigError``, or ``SystemExit``
-    for ``--help`` and malformed flags (argparse's own handling).
+    The one place the CLI loads settings. The sections are Switchyard's own and,
+    when ``--app`` or ``SWITCHYARD_APP`` names a hook, those its module declares.
+    Raises ``ConfigError``, or ``SystemExit`` for ``--help`` and malformed flags
+    (argparse's own handling).
     """
-    return load_configuration(args, sections=SECTIONS)
+    return load_configuration(args, sections=_sections(args))
+
+
+def _sections(args: Sequence[str]) -> tuple[SettingsSection[Any], ...]:
+    """Switchyard's sections, then every section at the module level of the app hook's module.
+
+    The hook's module is imported (as the node will import it), the hook is not
+    called; so ``--help`` lists the app's settings and its flags work at load time.
+
+    Raises:
+        ConfigError: the module cannot be imported or has no such callable.
+    """
+    spec = _app_spec(args)
+    if spec is None:
+        return SECTIONS
+    load_hook(spec)  # imports the module (a failure is its ConfigError); the hook is not run
+    module = sys.modules[spec.partition(":")[0]]
+    found: dict[int, SettingsSection[Any]] = {}
+    for value in vars(module).values():
+        if isinstance(value, SettingsSection) and all(value is not own for own in SECTIONS):
+            found.setdefault(id(value), value)
+    return (*SECTIONS, *found.values())
+
+
+def _app_spec(args: Sequence[str]) -> str | None:
+    """The hook ``--app`` names in ``args`` (the last one wins), else ``SWITCHYARD_APP``."""
+    spec: str | None = None
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--app" and index + 1 < len(args):
+            spec = args[index + 1]
+        elif arg.startswith("--app="):
+            spec = arg.partition("=")[2]
+        index += 1 if arg in _VALUELESS_FLAGS or "=" in arg else 2
+    if spec is None:
+        spec = os.environ.get("SWITCHYARD_APP")
+    return spec if spec and spec.strip() else None
 
 
 def _configuration_or_status(args: Sequence[str], who: str) -> Configuration | int:
@@ -118,10 +160,10 @@ def _configuration_or_status(args: Sequence[str], who: str) -> Configuration | i
         return exc.code if isinstance(exc.code, int) else EXIT_CONFIG
 
 
-def _print_help() -> int:
-    """Every setting (from the settings loader), then the commands."""
+def _print_help(settings_args: Sequence[str]) -> int:
+    """Every setting (from the settings loader, with the app's sections), then the commands."""
     try:
-        _load_configuration(["--help"])
+        _load_configuration(settings_args)
     except ConfigError as exc:  # the environment is read first: a bad variable stops even this
         print(f"{PROG}: configuration error: {exc}", file=sys.stderr)  # noqa: T201
         return EXIT_CONFIG
@@ -303,6 +345,8 @@ def _token(settings_args: list[str], args: list[str]) -> int:
     if isinstance(configuration, int):
         return configuration
     settings = configuration.node
+    # Warnings (PyJWT's on a short key) and log records as the node would write them.
+    configure_logging(settings.log_level, settings.log_format)
     if settings.jwt_secret is None:
         print(  # noqa: T201
             f"{who}: no signing secret is configured: set SWITCHYARD_JWT_SECRET "

@@ -60,18 +60,23 @@ class SystemClock:
     """The real clock: the event loop's monotonic time and the system's wall time."""
 
     def monotonic(self) -> float:
+        """Seconds on the monotonic clock (``time.monotonic()``), for durations and deadlines."""
         return time.monotonic()
 
     def time(self) -> float:
+        """Seconds since the epoch (``time.time()``), for timestamps people read."""
         return time.time()
 
     async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` of real time (``anyio.sleep``)."""
         await anyio.sleep(seconds)
 
     def move_on_after(self, seconds: float) -> anyio.CancelScope:
+        """A cancel scope that gives up ``seconds`` of real time from now (``anyio``'s)."""
         return anyio.move_on_after(seconds)
 
     def call_later(self, seconds: float, callback: Callable[[], object]) -> TimerHandle:
+        """Call ``callback`` on the running event loop after ``seconds``; cancel the handle."""
         return asyncio.get_running_loop().call_later(seconds, callback)
 
     def __repr__(self) -> str:
@@ -92,12 +97,15 @@ class ManualClock:
         self._timers: list[tuple[float, int, anyio.Event | anyio.CancelScope | _Callback]] = []
 
     def monotonic(self) -> float:
+        """The clock's time: where it started plus every :meth:`advance` so far."""
         return self._now
 
     def time(self) -> float:
+        """Wall time: ``wall_start`` plus every :meth:`advance` so far."""
         return self._now + self._wall_offset
 
     async def sleep(self, seconds: float) -> None:
+        """Wait until :meth:`advance` moves the clock ``seconds`` on (``<= 0``: a checkpoint)."""
         if seconds <= 0:
             await anyio.lowlevel.checkpoint()
             return
@@ -106,12 +114,14 @@ class ManualClock:
         await wake.wait()
 
     def move_on_after(self, seconds: float) -> AbstractContextManager[anyio.CancelScope]:
+        """A cancel scope cancelled once :meth:`advance` passes ``seconds`` from now."""
         return self._deadline_scope(seconds)
 
     def _deadline_scope(self, seconds: float) -> _ScopeContext:
         return _ScopeContext(self, seconds)
 
     def call_later(self, seconds: float, callback: Callable[[], object]) -> TimerHandle:
+        """Call ``callback`` once :meth:`advance` passes ``seconds`` from now; cancellable."""
         timer = _Callback(callback)
         heapq.heappush(self._timers, (self._now + max(0.0, seconds), next(self._seq), timer))
         return timer

@@ -307,7 +307,10 @@ class Configuration:
                 try:
                     namespace, self._extras = parser.parse_known_args(self._extras)
                 except argparse.ArgumentError as exc:
-                    raise ConfigError(exc.argument_name or "argument", "", exc.message) from None
+                    name = exc.argument_name or "argument"
+                    raise ConfigError(
+                        name, None, exc.message, message=f"{name}: {exc.message}"
+                    ) from None
                 self._flags.update(vars(namespace))
         return self._flags
 

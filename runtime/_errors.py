@@ -114,13 +114,17 @@ class RestartIntensityExceeded(ActorSystemError):
 
 
 class ConfigError(ActorSystemError, ValueError):
-    """A setting is missing or malformed; ``name`` is the variable or flag at fault."""
+    """A setting is missing or malformed; ``name`` is the variable or flag at fault.
 
-    def __init__(self, name: str, value: object, problem: str) -> None:
+    The text is ``<name> has value <value!r>; <problem>``, or ``message`` when
+    given (for an error no value belongs to, such as ``unknown flag --bogus``).
+    """
+
+    def __init__(self, name: str, value: object, problem: str, *, message: str = "") -> None:
         self.name = name
         self.value = value
         self.problem = problem
-        super().__init__(f"{name} has value {value!r}; {problem}")
+        super().__init__(message or f"{name} has value {value!r}; {problem}")
 
 
 class Rejected(ActorSystemError):

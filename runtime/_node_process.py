@@ -56,10 +56,12 @@ class NodeProcess:
 
     @property
     def url(self) -> str:
+        """The node's base URL, ``http://127.0.0.1:<port>``."""
         return f"http://127.0.0.1:{self.port}"
 
     @property
     def pid(self) -> int:
+        """The process id of the running node; ``RuntimeError`` before it is started."""
         if self._process is None:
             raise RuntimeError("NodeProcess is not started")
         return self._process.pid

@@ -363,16 +363,26 @@ def unknown_variable(name: str, value: str, known: Iterable[Field]) -> ConfigErr
 
 
 def unknown_argument(arguments: list[str], known: Iterable[Field]) -> ConfigError:
-    """The error for the first command-line argument that no flag of any section takes."""
+    """The error for the first command-line argument that no flag of any section takes.
+
+    ``unknown flag --bogus``, with ``did you mean --port?`` only when a known
+    flag is close (compared without the ``--`` every flag shares). The value
+    given to an unknown flag is never shown: it may be a misspelt secret's.
+    """
     first = arguments[0]
     if not first.startswith("-"):
-        return ConfigError("argument", first, "unexpected argument; see `python -m runtime --help`")
-    flag, equals, value = first.partition("=")
-    if not equals:
-        following = arguments[1] if len(arguments) > 1 else ""
-        value = following if following and not following.startswith("--") else ""
-    by_flag = {spec.flag: spec for spec in known}
-    close = difflib.get_close_matches(flag, list(by_flag), n=1)
-    secret = _looks_secret(flag) or (bool(close) and by_flag[close[0]].kind == "secret")
-    hint = f"did you mean {close[0]}?" if close else "see `python -m runtime --help` for the list"
-    return ConfigError(flag, MASK if secret and value else value, f"unknown flag; {hint}")
+        return ConfigError(
+            "argument",
+            first,
+            "unexpected argument",
+            message=f"unexpected argument {first!r}; see `python -m runtime --help`",
+        )
+    flag = first.partition("=")[0]
+    by_name = {spec.flag.removeprefix("--"): spec.flag for spec in known}
+    close = difflib.get_close_matches(flag.lstrip("-"), list(by_name), n=1)
+    hint = (
+        f"did you mean {by_name[close[0]]}?"
+        if close
+        else "see `python -m runtime --help` for the list"
+    )
+    return ConfigError(flag, None, "unknown flag", message=f"unknown flag {flag}; {hint}")

@@ -317,6 +317,7 @@ class Probe(Actor[Any]):
         self._arrived = _Notifier()
 
     async def handle(self, message: Any) -> Any:
+        """Record ``message`` (waking :meth:`expect`) and answer with the configured reply."""
         self.received.append(message)
         self._arrived.notify()
         return self._reply(message) if callable(self._reply) else self._reply

@@ -73,12 +73,18 @@ COVERAGE: dict[str, tuple[str, ...]] = {
         "test_counter_package_window_rolls_over_on_the_nodes_clock",
         "test_counter_actor_is_driven_by_its_messages_alone",
         "test_every_setup_hook_example_boots_behind_the_default_node",
+        "test_readme_code_blocks_naming_an_example_match_its_file",  # its settings section
+        "runtime/test_cli.py::test_help_lists_the_sections_of_the_app_hook_module",
     ),
     "websocket_echo.py": (
         "test_websocket_echo_over_hypercorn",
         "test_every_setup_hook_example_boots_behind_the_default_node",
     ),
     "test_embedding.py": ("test_example_test_files_pass_under_a_users_and_this_repos_config",),
+    "test_faults.py": (
+        "test_example_test_files_pass_under_a_users_and_this_repos_config",
+        "test_readme_code_blocks_naming_an_example_match_its_file",
+    ),
 }
 
 HOOK_NAMES = ("setup", "install")
@@ -151,24 +157,58 @@ def test_examples_is_importable_and_checked_but_not_in_the_wheel() -> None:
     assert {"counter_package.py", "greeter_node.py", "websocket_echo.py"} <= set(_hook_modules())
 
 
-def _readme_blocks() -> list[tuple[str, str]]:
-    """``(file, code)`` of each README code block whose first line is ``# examples/<file>``."""
+def _readme_code_blocks() -> list[tuple[int, str, str]]:
+    """``(line, language, code)`` of every fenced code block in README.md."""
     readme = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"^```[a-z]*\n(.*?)^```", readme, flags=re.MULTILINE | re.DOTALL)
+    fence = re.compile(r"^```([\w+-]*)\n(.*?)^```", flags=re.MULTILINE | re.DOTALL)
+    return [
+        (readme.count("\n", 0, match.start()) + 1, match[1], match[2])
+        for match in fence.finditer(readme)
+    ]
+
+
+def _readme_blocks() -> list[tuple[str, str]]:
+    """``(file, code)`` of each README ``python`` block: its ``# examples/<file>`` and the rest.
+
+    Every ``python`` block must name the example file it is taken from, on its
+    first line; blocks in other languages (``sh``) and plain text are exempt.
+    """
     named = []
-    for block in blocks:
+    for line, language, block in _readme_code_blocks():
+        if language not in ("python", "py"):
+            continue
         first, _, rest = block.partition("\n")
-        if match := re.fullmatch(r"# (examples/[\w/]+\.py)", first.strip()):
-            named.append((match[1], rest))
+        match = re.fullmatch(r"# (examples/[\w/]+\.py)", first.strip())
+        assert match, (
+            f"README.md line {line}: a python block must start with `# examples/<file>.py` "
+            f"and be taken from that file, which CI runs; this one starts with {first!r}"
+        )
+        named.append((match[1], rest))
     return named
+
+
+def test_every_readme_python_block_is_taken_from_an_example_file() -> None:
+    blocks = _readme_blocks()  # fails on a python block that names no file
+    python = [b for b in _readme_code_blocks() if b[1] in ("python", "py")]
+    assert len(blocks) == len(python) >= 6
+    for line, language, block in _readme_code_blocks():
+        if language:
+            continue
+        try:  # an untagged block is text (the diagram), never Python that escapes the check
+            ast.parse(block)
+        except SyntaxError:
+            continue
+        raise AssertionError(f"README.md line {line}: untagged block is Python; tag it python")
 
 
 def test_readme_code_blocks_naming_an_example_match_its_file() -> None:
     blocks = _readme_blocks()
     shown = {path for path, _ in blocks}
     assert {
+        "examples/counter_package.py",
         "examples/greeter_node.py",
         "examples/test_embedding.py",
+        "examples/test_faults.py",
         "examples/websocket_echo.py",
     } <= shown, shown
     for path, code in blocks:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import subprocess
 import sys
+import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 import pytest
@@ -15,13 +18,36 @@ from runtime.__main__ import main
 from runtime._clock import SystemClock
 from runtime.testing import ManualClock
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
 SECRET = "cli-test-secret-0123456789abcdef-xyz"  # long enough for HS256 without a warning
+COUNTER_APP = "examples.counter_package:install"
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("SWITCHYARD_JWT_SECRET", "SWITCHYARD_JWT_AUDIENCE", "SWITCHYARD_JWT_ISSUER"):
+    for name in (
+        "SWITCHYARD_JWT_SECRET",
+        "SWITCHYARD_JWT_AUDIENCE",
+        "SWITCHYARD_JWT_ISSUER",
+        "SWITCHYARD_APP",
+    ):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """``token`` configures logging as the node does; give the next test pytest's own back."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    showwarning = warnings.showwarning
+    yield
+    logging.captureWarnings(False)
+    warnings.showwarning = showwarning
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -153,3 +179,91 @@ def test_the_console_script_runs_the_same_command() -> None:
         0,
         f"switchyard {importlib.metadata.version('switchyard')}\n",
     )
+
+
+# -- the app hook's sections: in --help, and their flags at load time ----------------------
+
+
+def test_help_lists_the_sections_of_the_app_hook_module(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status, out, err = run(capsys, "--app", COUNTER_APP, "--help")
+    assert (status, err) == (0, "")
+    assert "Counter (example):" in out  # the section's heading...
+    assert "--counter-max-counters N" in out  # ...its flags and variables
+    assert "SWITCHYARD_COUNTER_WINDOW_SECONDS" in out
+    assert "Cache:" in out and "--jwt-secret" in out  # the built-in ones stay
+
+
+def test_help_reads_the_app_hook_from_the_environment(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SWITCHYARD_APP", COUNTER_APP)
+    status, out, _ = run(capsys, "--help")
+    assert status == 0
+    assert "SWITCHYARD_COUNTER_MAX_COUNTERS" in out
+    monkeypatch.delenv("SWITCHYARD_APP")
+    _, out, _ = run(capsys, "--help")
+    assert "SWITCHYARD_COUNTER_MAX_COUNTERS" not in out  # it came from the hook's module
+
+
+def test_an_app_section_flag_is_validated_at_load_time(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `token` never assembles a node: only a section known at load time sees the flag.
+    monkeypatch.setenv("SWITCHYARD_APP", COUNTER_APP)
+    status, out, err = run(
+        capsys, "--counter-max-counters", "0", "token", "issue", "--sub", "a",
+        "--jwt-secret", SECRET,
+    )  # fmt: skip
+    assert (status, out) == (2, "")
+    assert "--counter-max-counters has value '0'; expected an integer >= 1" in err
+
+
+def test_an_app_hook_that_cannot_be_imported_is_a_config_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status, out, err = run(capsys, "--app", "no_such_module_xyz:setup", "--help")
+    assert (status, out) == (2, "")
+    assert err.startswith(
+        "python -m runtime: configuration error: --app has value 'no_such_module_xyz:setup'; "
+        "module 'no_such_module_xyz' cannot be imported"
+    )
+
+
+def test_help_with_an_app_hook_in_a_subprocess() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "runtime", f"--app={COUNTER_APP}", "--help"],
+        capture_output=True, text=True, timeout=60, check=False, cwd=REPO,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "--counter-window-seconds NUMBER" in done.stdout
+
+
+# -- unknown flags, and warnings under --log-format json -----------------------------------
+
+
+def test_an_unknown_flag_is_named_without_a_made_up_value_or_hint() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "runtime", "--bogus"],
+        capture_output=True, text=True, timeout=60, check=False, cwd=REPO,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.rstrip().endswith(
+        "configuration error: unknown flag --bogus; see `python -m runtime --help` for the list"
+    )
+    assert "has value" not in done.stderr and "did you mean" not in done.stderr
+
+
+def test_token_warnings_are_json_records_under_log_format_json() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "runtime", "--log-format", "json", "token", "issue",
+         "--sub", "alice", "--jwt-secret", "short"],
+        capture_output=True, text=True, timeout=60, check=False, cwd=REPO,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count(".") == 2  # the token, alone on stdout
+    records = [msgspec.json.decode(line) for line in done.stderr.splitlines()]
+    by_logger = {record["logger"]: record for record in records}
+    assert "InsecureKeyLengthWarning" in by_logger["py.warnings"]["message"]  # PyJWT's
+    assert by_logger["runtime.node"]["level"] == "WARNING"  # the node's own short-key note
