@@ -10,23 +10,8 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-import pytest
-
 import runtime
 import runtime.testing
-
-#: Members still without a docstring, in the modules the lead is editing
-#: (``_ref``, ``_actor``, ``_extensions``, ``_boot``, ``_node_context``, ``_supervisor``).
-#: The lead empties this list as those docstrings land; an entry that gets its
-#: docstring fails :func:`test_the_allow_list_names_only_undocumented_members`.
-ALLOWED_UNDOCUMENTED: frozenset[str] = frozenset(
-    {
-        "runtime._actor.Actor.actor_id",
-        "runtime._actor.Actor.clock",
-        "runtime._node_context.NodeContext.refs",
-        "runtime._ref.ActorRef.actor_id",
-    }
-)
 
 
 def _defined_in_runtime(value: Any) -> bool:
@@ -78,16 +63,6 @@ def test_the_public_api_is_walked() -> None:
 
 
 def test_every_public_member_has_a_docstring() -> None:
-    missing = sorted(_undocumented() - ALLOWED_UNDOCUMENTED)
+    missing = sorted(_undocumented())
     assert not missing, f"public API without a docstring (one line will do): {missing}"
 
-
-def test_the_allow_list_names_only_undocumented_members() -> None:
-    stale = sorted(ALLOWED_UNDOCUMENTED - _undocumented())
-    assert not stale, f"documented now (or gone): remove from ALLOWED_UNDOCUMENTED: {stale}"
-
-
-@pytest.mark.parametrize("name", sorted(ALLOWED_UNDOCUMENTED))
-def test_the_allow_list_covers_only_the_leads_files(name: str) -> None:
-    lead = ("_ref", "_actor", "_extensions", "_boot", "_node_context", "_supervisor")
-    assert name.split(".")[1] in lead, name
