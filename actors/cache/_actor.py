@@ -101,6 +101,7 @@ class CacheActor(Actor[CacheMessage | _Internal]):
     # -- lifecycle --------------------------------------------------------------------------
 
     async def on_start(self) -> None:
+        """Install a fresh L1; start the writer, the invalidation listener and the warmers."""
         settings = self._settings
         self._l1 = L1Store(
             max_entries=settings.l1_max_entries, max_bytes=settings.l1_max_bytes, clock=self.clock
@@ -121,6 +122,7 @@ class CacheActor(Actor[CacheMessage | _Internal]):
             self.start_soon(warmer.run, self.context.self_ref, self.clock)
 
     async def on_stop(self) -> None:
+        """Detach L1, abandon queued writes and fail the flights still loading."""
         self._table.detach()
         if self._writer is not None:
             self._writer.abandon()
@@ -131,6 +133,7 @@ class CacheActor(Actor[CacheMessage | _Internal]):
     # -- messages ---------------------------------------------------------------------------
 
     async def handle(self, message: CacheMessage | _Internal) -> Any:
+        """Serve one command (public or prepared) or one of the actor's own messages."""
         match message:
             case _PreparedSet():
                 return await self._set(message)
