@@ -16,14 +16,20 @@ import uuid
 from typing import TYPE_CHECKING, Any, assert_never
 
 import anyio
-import msgspec
 
 from runtime import Actor, RedisUnavailable, Rejected
 
-from ._codec import ENCODING_MSGPACK, ENCODING_RAW, StoredEntry, encode_value, pack_entry
+from ._codec import StoredEntry, encode_value, pack_entry
 from ._coherence import Coherence
 from ._flight import Flight
-from ._keys import validate_stale, validate_tag, validate_tags, validate_ttl
+from ._keys import (
+    CacheKeyError,
+    short_repr,
+    validate_stale,
+    validate_tag,
+    validate_tags,
+    validate_ttl,
+)
 from ._l1 import EntryTooLarge, L1State, L1Store
 from ._messages import (
     CacheDelete,
@@ -45,6 +51,11 @@ from ._messages import (
     _Fill,
     _FlightDone,
     _Internal,
+    _PreparedDelete,
+    _PreparedExists,
+    _PreparedInvalidate,
+    _PreparedLoad,
+    _PreparedSet,
     _Reset,
 )
 from ._reads import Fetched, fetch_from_l2
@@ -90,6 +101,7 @@ class CacheActor(Actor[CacheMessage | _Internal]):
     # -- lifecycle --------------------------------------------------------------------------
 
     async def on_start(self) -> None:
+        """Install a fresh L1; start the writer, the invalidation listener and the warmers."""
         settings = self._settings
         self._l1 = L1Store(
             max_entries=settings.l1_max_entries, max_bytes=settings.l1_max_bytes, clock=self.clock
@@ -110,6 +122,7 @@ class CacheActor(Actor[CacheMessage | _Internal]):
             self.start_soon(warmer.run, self.context.self_ref, self.clock)
 
     async def on_stop(self) -> None:
+        """Detach L1, abandon queued writes and fail the flights still loading."""
         self._table.detach()
         if self._writer is not None:
             self._writer.abandon()
@@ -120,25 +133,33 @@ class CacheActor(Actor[CacheMessage | _Internal]):
     # -- messages ---------------------------------------------------------------------------
 
     async def handle(self, message: CacheMessage | _Internal) -> Any:
+        """Serve one command (public or prepared) or one of the actor's own messages."""
         match message:
+            case _PreparedSet():
+                return await self._set(message)
+            case _PreparedLoad():
+                return self._join_or_fly(message)
+            case _PreparedExists(key=key):
+                return CacheExistsReply(exists=await self._exists(key))
+            case _PreparedDelete(keys=keys):
+                return await self._delete(keys)
+            case _PreparedInvalidate(pattern=pattern, tag=tag):
+                return await self._invalidate(pattern, tag)
             case CacheGet():
-                key = message.key if message.prepared else self._full(message.key, message.prefix)
-                return await self._get(key)
+                return await self._get(self._full(message.key, message.prefix))
             case CacheSet():
-                return await self._set(message if message.prepared else self._prepare_set(message))
+                return await self._set(self._prepare_set(message))
             case CacheDelete():
-                return await self._delete(message)
+                return await self._delete(self._full_keys(message.keys, message.prefix))
             case CacheExists():
-                key = message.key if message.prepared else self._full(message.key, message.prefix)
+                key = self._full(message.key, message.prefix)
                 return CacheExistsReply(exists=await self._exists(key))
             case CacheInvalidate():
-                return await self._invalidate(message)
+                return await self._invalidate(*self._prepare_invalidation(message))
             case CacheStats():
                 return self.statistics()
             case CacheGetOrLoad():
-                return self._join_or_fly(
-                    message if message.prepared else self._prepare_load(message)
-                )
+                return self._join_or_fly(self._prepare_load(message))
             case _Fill():
                 self._fill(message)
                 return None
@@ -154,59 +175,70 @@ class CacheActor(Actor[CacheMessage | _Internal]):
             case _:
                 assert_never(message)
 
-    # -- preparing other actors' messages (the facade prepares its own) ----------------------
+    # -- preparing other actors' messages (the facade sends prepared ones) ------------------
 
     def _full(self, key: str, prefix: str | None) -> str:
         return self._keyspace.full_key(key, prefix)
+
+    def _full_keys(self, keys: object, prefix: str | None) -> tuple[str, ...]:
+        if isinstance(keys, str | bytes) or not isinstance(keys, tuple | list):
+            raise CacheKeyError(
+                "invalid_key",
+                f"keys must be a list of cache keys, got {type(keys).__name__} {short_repr(keys)}",
+                value=keys,
+            )
+        return tuple(self._full(key, prefix) for key in keys)
 
     def _ttl(self, ttl_seconds: float | None, stale_seconds: float) -> tuple[float, float]:
         ttl = validate_ttl(ttl_seconds, self._settings.default_ttl_seconds)
         return ttl, validate_stale(stale_seconds)
 
-    def _prepare_set(self, message: CacheSet) -> CacheSet:
-        """Namespace and validate the key, TTLs and tags; encode the value unless given."""
+    def _prepare_set(self, message: CacheSet) -> _PreparedSet:
+        """Namespace and validate the key, TTLs and tags; encode the value."""
         key = self._full(message.key, message.prefix)
         ttl, stale = self._ttl(message.ttl_seconds, message.stale_seconds)
         tags = validate_tags(message.tags)
-        max_bytes = self._settings.max_value_bytes
-        if message.payload is None:
-            payload, encoding = encode_value(message.value, max_value_bytes=max_bytes)
-        else:
-            payload, encoding = message.payload, message.encoding
-            if encoding not in (ENCODING_RAW, ENCODING_MSGPACK):
-                raise Rejected(
-                    "invalid_encoding",
-                    f"encoding must be {ENCODING_RAW} (raw bytes) or {ENCODING_MSGPACK} "
-                    f"(msgpack), got {encoding!r}",
-                )
-            if len(payload) > max_bytes:
-                raise Rejected(
-                    "value_too_large",
-                    f"the payload is {len(payload)} bytes; the limit is {max_bytes} bytes "
-                    "(max_value_bytes)",
-                )
-        return msgspec.structs.replace(
-            message,
+        payload, encoding = encode_value(
+            message.value, max_value_bytes=self._settings.max_value_bytes
+        )
+        return _PreparedSet(
             key=key,
+            value=message.value,
+            payload=payload,
+            encoding=encoding,
             ttl_seconds=ttl,
             stale_seconds=stale,
             tags=tags,
-            payload=payload,
-            encoding=encoding,
-            prefix=None,
-            prepared=True,
         )
 
-    def _prepare_load(self, message: CacheGetOrLoad) -> CacheGetOrLoad:
+    def _prepare_invalidation(self, message: CacheInvalidate) -> tuple[str | None, str | None]:
+        """The full-key pattern or the validated tag (exactly one)."""
+        pattern, tag = message.pattern, message.tag
+        if (pattern is None) == (tag is None):
+            raise Rejected(
+                "invalid_invalidation", "give exactly one of a pattern or a tag to invalidate"
+            )
+        if pattern is not None:
+            return self._keyspace.full_pattern(pattern, message.prefix), None
+        return None, validate_tag(tag)
+
+    def _prepare_load(self, message: CacheGetOrLoad) -> _PreparedLoad:
+        if not callable(message.loader):
+            raise Rejected(
+                "invalid_loader",
+                f"loader must be an async callable taking no arguments, got "
+                f"{type(message.loader).__name__} {short_repr(message.loader)}",
+            )
         ttl, stale = self._ttl(message.ttl_seconds, message.stale_seconds)
-        return msgspec.structs.replace(
-            message,
+        return _PreparedLoad(
             key=self._full(message.key, message.prefix),
+            loader=message.loader,
             ttl_seconds=ttl,
             stale_seconds=stale,
             tags=validate_tags(message.tags),
-            prefix=None,
-            prepared=True,
+            cluster_lock=bool(message.cluster_lock),
+            refresh=bool(message.refresh),
+            force=bool(message.force),
         )
 
     # -- reads ------------------------------------------------------------------------------
@@ -245,11 +277,10 @@ class CacheActor(Actor[CacheMessage | _Internal]):
 
     # -- writes -----------------------------------------------------------------------------
 
-    async def _set(self, message: CacheSet) -> CacheSetReply:
+    async def _set(self, message: _PreparedSet) -> CacheSetReply:
         """Store a prepared set: the key is full, TTLs and tags valid, the payload encoded."""
         assert self._l1 is not None
         key, payload, ttl = message.key, message.payload, message.ttl_seconds
-        assert payload is not None and ttl is not None, "a prepared CacheSet has both"
         try:
             self._l1.set(
                 key,
@@ -283,13 +314,9 @@ class CacheActor(Actor[CacheMessage | _Internal]):
         )
         return CacheSetReply(pending=pending)
 
-    async def _delete(self, message: CacheDelete) -> CacheDeleteReply:
+    async def _delete(self, keys: tuple[str, ...]) -> CacheDeleteReply:
+        """Delete full, validated keys."""
         assert self._l1 is not None
-        keys = (
-            message.keys
-            if message.prepared
-            else tuple(self._full(key, message.prefix) for key in message.keys)
-        )
         removed = 0
         for key in keys:
             removed += self._l1.delete(key)
@@ -297,22 +324,17 @@ class CacheActor(Actor[CacheMessage | _Internal]):
         pending = await self._queue(Delete(keys=keys, completion=Completion()))
         return CacheDeleteReply(deleted=removed, pending=pending)
 
-    async def _invalidate(self, message: CacheInvalidate) -> CacheInvalidateReply:
+    async def _invalidate(self, pattern: str | None, tag: str | None) -> CacheInvalidateReply:
+        """Invalidate by a validated full-key pattern, or else by a validated tag."""
         assert self._l1 is not None
-        pattern, tag = message.pattern, message.tag
-        if (pattern is None) == (tag is None):
-            raise Rejected(
-                "invalid_invalidation", "give exactly one of a pattern or a tag to invalidate"
-            )
         if pattern is not None:
-            if not message.prepared:
-                pattern = self._keyspace.full_pattern(pattern, message.prefix)
             removed = self._l1.invalidate_matching(self._keyspace.matcher(pattern))
             operation = BulkDelete(pattern=pattern, completion=Completion())
         else:
-            assert tag is not None
-            if not message.prepared:
-                tag = validate_tag(tag)
+            if tag is None:
+                raise Rejected(
+                    "invalid_invalidation", "give exactly one of a pattern or a tag to invalidate"
+                )
             removed = self._l1.invalidate_tag(tag)
             operation = BulkDelete(
                 tag=tag, tag_key=self._keyspace.tag_key(tag), completion=Completion()
@@ -372,7 +394,7 @@ class CacheActor(Actor[CacheMessage | _Internal]):
 
     # -- single flight ------------------------------------------------------------------------
 
-    def _join_or_fly(self, message: CacheGetOrLoad) -> CacheGetOrLoadReply:
+    def _join_or_fly(self, message: _PreparedLoad) -> CacheGetOrLoadReply:
         key = message.key
         flight = self._flights.get(key)
         if flight is not None:
@@ -393,7 +415,7 @@ class CacheActor(Actor[CacheMessage | _Internal]):
             return _NO_FLIGHT
         return CacheGetOrLoadReply(flight=flight)
 
-    async def _fly(self, flight: Flight, message: CacheGetOrLoad) -> None:
+    async def _fly(self, flight: Flight, message: _PreparedLoad) -> None:
         lock: tuple[str, str] | None = None
         try:
             fetched = (
@@ -422,7 +444,7 @@ class CacheActor(Actor[CacheMessage | _Internal]):
                     flight.fail(Rejected("unavailable", "the cache stopped while loading; retry"))
                 await self.context.self_ref.tell(_FlightDone(key=message.key))
 
-    async def _load(self, message: CacheGetOrLoad) -> Any:
+    async def _load(self, message: _PreparedLoad) -> Any:
         self._loader_calls += 1
         started = time.perf_counter()
         try:
@@ -433,7 +455,7 @@ class CacheActor(Actor[CacheMessage | _Internal]):
         finally:
             self._loader_seconds += time.perf_counter() - started
 
-    async def _store_loaded(self, message: CacheGetOrLoad, value: object) -> None:
+    async def _store_loaded(self, message: _PreparedLoad, value: object) -> None:
         settings = self._settings
         if value is None:
             if settings.negative_ttl_seconds > 0:
@@ -442,7 +464,7 @@ class CacheActor(Actor[CacheMessage | _Internal]):
             return
         payload, encoding = encode_value(value, max_value_bytes=settings.max_value_bytes)
         reply = await self.context.self_ref.ask(
-            CacheSet(
+            _PreparedSet(
                 key=message.key,
                 value=value,
                 payload=payload,
@@ -450,7 +472,6 @@ class CacheActor(Actor[CacheMessage | _Internal]):
                 ttl_seconds=message.ttl_seconds,
                 stale_seconds=message.stale_seconds,
                 tags=message.tags,
-                prepared=True,
             )
         )
         await reply.wait()

@@ -17,9 +17,11 @@ class Completion:
         self.result = 0
 
     def finish(self, result: int = 0) -> None:
+        """Record ``result`` and wake every waiter."""
         self.result = result
         self._done.set()
 
     async def wait(self) -> int:
+        """Wait until :meth:`finish` was called; return its result."""
         await self._done.wait()
         return self.result

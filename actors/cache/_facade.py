@@ -17,12 +17,12 @@ from ._codec import encode_value
 from ._keys import validate_stale, validate_tag, validate_tags, validate_ttl
 from ._l1 import L1State
 from ._messages import (
-    CacheDelete,
-    CacheExists,
-    CacheGetOrLoad,
-    CacheInvalidate,
-    CacheSet,
     CacheStats,
+    _PreparedDelete,
+    _PreparedExists,
+    _PreparedInvalidate,
+    _PreparedLoad,
+    _PreparedSet,
 )
 from ._reads import fetch_from_l2, fetch_many_from_l2
 
@@ -65,6 +65,7 @@ class Cache:
 
     @property
     def keyspace(self) -> KeySpace:
+        """The Redis key names of this cache (its namespace, tag and lock keys)."""
         return self._keyspace
 
     def _ref(self) -> ActorRef[CacheMessage | _Internal]:
@@ -122,7 +123,7 @@ class Cache:
 
     async def exists(self, key: str, *, prefix: str | None = None) -> bool:
         """Whether ``key`` is cached on any layer (does not count as a lookup)."""
-        reply = await self._ref().ask(CacheExists(key=self._full(key, prefix), prepared=True))
+        reply = await self._ref().ask(_PreparedExists(key=self._full(key, prefix)))
         return reply.exists
 
     # -- writes -----------------------------------------------------------------------------
@@ -150,7 +151,7 @@ class Cache:
     async def delete(self, *keys: str, prefix: str | None = None) -> int:
         """Delete ``keys`` on every layer and node; return how many existed (in Redis, or L1)."""
         full = tuple(self._full(key, prefix) for key in keys)
-        return await (await self._ref().ask(CacheDelete(keys=full, prepared=True))).wait()
+        return await (await self._ref().ask(_PreparedDelete(keys=full))).wait()
 
     async def invalidate_pattern(self, pattern: str, *, prefix: str | None = None) -> int:
         """Delete every key matching the glob ``pattern`` (``*``, ``?``, ``[a-z]``).
@@ -159,12 +160,12 @@ class Cache:
         Returns how many entries were removed (from Redis, or from L1 without Redis).
         """
         full = self._keyspace.full_pattern(pattern, prefix)
-        reply = await self._ref().ask(CacheInvalidate(pattern=full, prepared=True))
+        reply = await self._ref().ask(_PreparedInvalidate(pattern=full))
         return await reply.wait()
 
     async def invalidate_tag(self, tag: str) -> int:
         """Delete every entry set with ``tag``, on every layer and node."""
-        reply = await self._ref().ask(CacheInvalidate(tag=validate_tag(tag), prepared=True))
+        reply = await self._ref().ask(_PreparedInvalidate(tag=validate_tag(tag)))
         return await reply.wait()
 
     # -- loading ----------------------------------------------------------------------------
@@ -201,7 +202,7 @@ class Cache:
             if fetched is not None and fetched.fresh:
                 self._fill(fetched.fill)
                 return fetched.value
-        message = CacheGetOrLoad(
+        message = _PreparedLoad(
             key=full,
             loader=loader,
             ttl_seconds=validate_ttl(ttl_seconds, self._settings.default_ttl_seconds),
@@ -210,7 +211,6 @@ class Cache:
             cluster_lock=cluster_lock,
             refresh=hit is not None,
             lookup=False,  # this task already looked in L1 and L2 and counted it
-            prepared=True,
         )
         reply = await self._ref().ask(message)
         if hit is not None:  # stale: served now, refreshed in the background
@@ -287,9 +287,9 @@ class Cache:
         ttl_seconds: float | None,
         stale_seconds: float,
         tags: Iterable[str],
-    ) -> CacheSet:
+    ) -> _PreparedSet:
         payload, encoding = encode_value(value, max_value_bytes=self._settings.max_value_bytes)
-        return CacheSet(
+        return _PreparedSet(
             key=full,
             value=value,
             payload=payload,
@@ -297,7 +297,6 @@ class Cache:
             ttl_seconds=validate_ttl(ttl_seconds, self._settings.default_ttl_seconds),
             stale_seconds=validate_stale(stale_seconds),
             tags=validate_tags(tags),
-            prepared=True,
         )
 
     def _fill(self, fill: _Fill) -> None:

@@ -32,13 +32,16 @@ class Flight:
 
     @property
     def done(self) -> bool:
+        """Whether the flight has a value or an error."""
         return self._done.is_set()
 
     def resolve(self, value: object) -> None:
+        """Finish the flight with ``value`` and wake its waiters."""
         self._value = value
         self._done.set()
 
     def fail(self, error: BaseException) -> None:
+        """Finish the flight with ``error`` (raised to every waiter) and wake them."""
         self._error = error
         self._done.set()
 

@@ -28,12 +28,13 @@ from __future__ import annotations
 import functools
 import math
 import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from runtime import Rejected
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Sequence
 
 __all__ = [
     "MAX_KEY_CHARS",
@@ -217,6 +218,12 @@ def validate_tags(tags: Iterable[str]) -> tuple[str, ...]:
             "invalid_tag",
             f"tags must be a list of tags, got a single {type(tags).__name__} "
             f"{short_repr(tags)}; write tags=[{short_repr(tags)}]",
+            value=tags,
+        )
+    if not isinstance(tags, tuple | list) and not isinstance(tags, Iterable):
+        raise CacheKeyError(
+            "invalid_tag",
+            f"tags must be a list of tags, got {type(tags).__name__} {short_repr(tags)}",
             value=tags,
         )
     return tuple(validate_tag(tag) for tag in tags)

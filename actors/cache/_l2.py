@@ -174,14 +174,17 @@ class RedisL2:
 
     @property
     def available(self) -> bool:
+        """Whether the layer is believed reachable now; callers skip it while it is not."""
         return self._link.up
 
     async def get(self, key: str) -> bytes | None:
+        """The blob stored at ``key``, or ``None``."""
         with self._link.map_errors("cache get"):
             blob = await self._link.client.get(key)
         return cast("bytes | None", blob)  # the link's client never decodes responses
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The blobs of ``keys`` in order (``None`` where absent), in one round trip."""
         if not keys:
             return []
         with self._link.map_errors("cache get_many"):
@@ -191,6 +194,7 @@ class RedisL2:
     async def set(
         self, key: str, blob: bytes, *, ttl_seconds: float, tags: Collection[str] = ()
     ) -> None:
+        """Store ``blob`` for ``ttl_seconds`` and index it under each tag key in ``tags``."""
         ttl_ms = _ttl_ms(ttl_seconds)
         tag_keys = _check_tags(tags)
         with self._link.map_errors("cache set"):
@@ -200,6 +204,7 @@ class RedisL2:
                 await self._link.client.set(key, blob, px=ttl_ms)
 
     async def delete(self, keys: Sequence[str]) -> int:
+        """Delete ``keys``; return how many existed."""
         if not keys:
             return 0
         with self._link.map_errors("cache delete"):
@@ -207,11 +212,13 @@ class RedisL2:
         return removed
 
     async def exists(self, key: str) -> bool:
+        """Whether ``key`` exists (of any kind: entry, tag set or lock)."""
         with self._link.map_errors("cache exists"):
             count: int = await self._link.client.exists(key)
         return count == 1
 
     async def delete_matching(self, pattern: str, *, batch_size: int = 1000) -> int:
+        """Delete every key matching the Redis glob ``pattern``, in batches; return the count."""
         _check_batch(batch_size)
         client = self._link.client
         removed = 0
@@ -226,6 +233,7 @@ class RedisL2:
             await anyio.lowlevel.checkpoint()
 
     async def delete_tagged(self, tag_key: str, *, batch_size: int = 1000) -> int:
+        """Delete the keys indexed under ``tag_key``, then the index; return the entries removed."""
         _check_batch(batch_size)
         client = self._link.client
         # Tags have no whitespace, so no tag key can collide with a snapshot's name.
@@ -249,17 +257,20 @@ class RedisL2:
         return removed
 
     async def try_lock(self, lock_key: str, owner: str, ttl_seconds: float) -> bool:
+        """Take ``lock_key`` for ``owner`` unless it exists; it expires after ``ttl_seconds``."""
         ttl_ms = _ttl_ms(ttl_seconds)
         with self._link.map_errors("cache try_lock"):
             taken = await self._link.client.set(lock_key, owner, nx=True, px=ttl_ms)
         return bool(taken)
 
     async def unlock(self, lock_key: str, owner: str) -> bool:
+        """Release ``lock_key`` if ``owner`` holds it; return whether it did."""
         with self._link.map_errors("cache unlock"):
             released = await self._unlock(keys=[lock_key], args=[owner])
         return bool(released)
 
     async def ttl_seconds(self, key: str) -> float | None:
+        """Seconds until ``key`` expires; ``None`` if absent, ``math.inf`` if it never expires."""
         with self._link.map_errors("cache ttl_seconds"):
             pttl: int = await self._link.client.pttl(key)
         if pttl == -2:
@@ -339,6 +350,7 @@ class MemoryL2:
 
     @property
     def available(self) -> bool:
+        """Whether the layer is believed reachable now; callers skip it while it is not."""
         return True
 
     def __len__(self) -> int:
@@ -361,15 +373,18 @@ class MemoryL2:
         return None
 
     async def get(self, key: str) -> bytes | None:
+        """The blob stored at ``key``, or ``None``."""
         return self._get_string(key, self._clock.monotonic())
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The blobs of ``keys`` in order (``None`` where absent), in one round trip."""
         now = self._clock.monotonic()
         return [self._get_string(key, now) for key in keys]
 
     async def set(
         self, key: str, blob: bytes, *, ttl_seconds: float, tags: Collection[str] = ()
     ) -> None:
+        """Store ``blob`` for ``ttl_seconds`` and index it under each tag key in ``tags``."""
         now = self._clock.monotonic()
         deadline = now + _ttl_ms(ttl_seconds) / 1000
         tag_keys = _check_tags(tags)
@@ -398,14 +413,17 @@ class MemoryL2:
                 members[member] = None
 
     async def delete(self, keys: Sequence[str]) -> int:
+        """Delete ``keys``; return how many existed."""
         now = self._clock.monotonic()
         return sum(self._delete_one(key, now) for key in keys)
 
     async def exists(self, key: str) -> bool:
+        """Whether ``key`` exists (of any kind: entry, tag set or lock)."""
         now = self._clock.monotonic()
         return any(table.live(key, now) is not None for table in self._tables)
 
     async def delete_matching(self, pattern: str, *, batch_size: int = 1000) -> int:
+        """Delete every key matching the Redis glob ``pattern``, in batches; return the count."""
         _check_batch(batch_size)
         matches = compile_glob(pattern)
         snapshot = [key for table in self._tables for key in table.items]
@@ -419,6 +437,7 @@ class MemoryL2:
         return removed
 
     async def delete_tagged(self, tag_key: str, *, batch_size: int = 1000) -> int:
+        """Delete the keys indexed under ``tag_key``, then the index; return the entries removed."""
         _check_batch(batch_size)
         index = self._tags.live(tag_key, self._clock.monotonic())
         if index is None:
@@ -434,6 +453,7 @@ class MemoryL2:
         return removed
 
     async def try_lock(self, lock_key: str, owner: str, ttl_seconds: float) -> bool:
+        """Take ``lock_key`` for ``owner`` unless it exists; it expires after ``ttl_seconds``."""
         now = self._clock.monotonic()
         deadline = now + _ttl_ms(ttl_seconds) / 1000
         if any(table.live(lock_key, now) is not None for table in self._tables):
@@ -442,6 +462,7 @@ class MemoryL2:
         return True
 
     async def unlock(self, lock_key: str, owner: str) -> bool:
+        """Release ``lock_key`` if ``owner`` holds it; return whether it did."""
         lock = self._locks.live(lock_key, self._clock.monotonic())
         if lock is None or lock.value != owner:
             return False
@@ -449,6 +470,7 @@ class MemoryL2:
         return True
 
     async def ttl_seconds(self, key: str) -> float | None:
+        """Seconds until ``key`` expires; ``None`` if absent, ``math.inf`` if it never expires."""
         now = self._clock.monotonic()
         for table in self._tables:
             if (item := table.live(key, now)) is not None:

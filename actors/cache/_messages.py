@@ -8,20 +8,23 @@ the fastest caller::
     await cache_ref.ask(CacheSet(key="user:1", value={"name": "Ada"}, ttl_seconds=60))
     reply = await cache_ref.ask(CacheGet(key="user:1"))   # CacheGetReply(found=True, ...)
 
-**Keys, values and the facade's fast path.** A message from another actor
-carries a *user* key (``"user:1"``, with an optional sub-``prefix``) and a
-plain value; the actor namespaces and validates the key
+**Keys and values.** A public command carries a *user* key (``"user:1"``,
+with an optional sub-``prefix``) and a plain value, nothing else: the actor
+always namespaces and validates the key
 (``{prefix}:cache[:{sub-prefix}]:{key}``), validates TTLs and tags, and
-encodes the value (``bytes`` as they are, anything else as msgpack). Invalid
-input comes back as :class:`~runtime.Rejected` with the facade's codes:
+encodes the value (``bytes`` as they are, anything else as msgpack), so no
+command can name a Redis key outside the cache's namespace or store bytes
+the cache did not encode. Invalid input comes back as
+:class:`~runtime.Rejected` with the facade's codes, never as a crash:
 ``invalid_key``, ``invalid_pattern``, ``invalid_tag``, ``invalid_ttl``,
-``unencodable_value``, ``value_too_large``, ``invalid_invalidation``.
+``unencodable_value``, ``value_too_large``, ``invalid_invalidation``,
+``invalid_loader``.
 
-The facade does that work in the caller's task and sets ``prepared=True``:
-the key is then the full, validated key, TTLs and tags are validated, and
-(for :class:`CacheSet`) ``payload`` and ``encoding`` hold the encoded value,
-so the actor's loop never encodes or validates for it. ``prepared`` is for
-the facade only: an edge that decodes these messages must refuse it.
+**The facade's fast path.** The facade does that work in the caller's task
+and sends private ``_Prepared...`` messages instead (full key, validated
+TTLs and tags, and for a set the encoded payload), so the actor's loop never
+encodes or validates for it. They are outside :data:`CacheMessage`, are
+never decoded from an edge, and only this package builds them.
 
 **Writes.** A write changes L1 at once and queues the Redis side behind the
 actor's ordered writer; its reply comes back then, without waiting for
@@ -31,7 +34,8 @@ nodes were told (at once without an L2) and returns the final count.
 Messages that carry a loader (a Python callable), :class:`CacheGetOrLoad`,
 are in-process only: they are never decoded from an edge. Messages the actor
 and its own parts send it (``_Fill``, ``_FlightDone``, ``_ApplyInvalidation``,
-``_Reset``) are private and outside :data:`CacheMessage`.
+``_Reset``) are private too; :data:`_Internal` is the union of every private
+message.
 """
 
 from __future__ import annotations
@@ -161,14 +165,13 @@ class CacheGet(Request[CacheGetReply], tag="cache.get", frozen=True, kw_only=Tru
 
     key: str
     prefix: str | None = None
-    prepared: bool = False
 
 
 class CacheSet(Request[CacheSetReply], tag="cache.set", frozen=True, kw_only=True):
     """Store ``value`` in L1 and (write-through, in order) in L2.
 
-    ``ttl_seconds`` defaults to the cache's ``default_ttl_seconds``. Without
-    ``payload`` the actor encodes ``value``; with ``prepared`` the facade did.
+    ``ttl_seconds`` defaults to the cache's ``default_ttl_seconds``; the
+    actor encodes ``value`` (``bytes`` as they are, anything else as msgpack).
     """
 
     key: str
@@ -177,9 +180,6 @@ class CacheSet(Request[CacheSetReply], tag="cache.set", frozen=True, kw_only=Tru
     stale_seconds: float = 0.0
     tags: tuple[str, ...] = ()
     prefix: str | None = None
-    payload: bytes | None = None
-    encoding: int = 0
-    prepared: bool = False
 
 
 class CacheDelete(Request[CacheDeleteReply], tag="cache.delete", frozen=True, kw_only=True):
@@ -187,7 +187,6 @@ class CacheDelete(Request[CacheDeleteReply], tag="cache.delete", frozen=True, kw
 
     keys: tuple[str, ...]
     prefix: str | None = None
-    prepared: bool = False
 
 
 class CacheExists(Request[CacheExistsReply], tag="cache.exists", frozen=True, kw_only=True):
@@ -195,7 +194,6 @@ class CacheExists(Request[CacheExistsReply], tag="cache.exists", frozen=True, kw
 
     key: str
     prefix: str | None = None
-    prepared: bool = False
 
 
 class CacheInvalidate(
@@ -203,13 +201,12 @@ class CacheInvalidate(
 ):
     """Invalidate by glob ``pattern`` over user keys, or by ``tag``, on every layer and node.
 
-    Exactly one of the two; prepared messages carry the full-key pattern.
+    Exactly one of the two; ``prefix`` scopes a pattern to a sub-prefix.
     """
 
     pattern: str | None = None
     tag: str | None = None
     prefix: str | None = None
-    prepared: bool = False
 
 
 class CacheStats(Request[CacheStatistics], tag="cache.stats", frozen=True, kw_only=True):
@@ -221,10 +218,9 @@ class CacheGetOrLoad(
 ):
     """Join (or start) the single flight that loads ``key``; in-process only (a loader).
 
-    ``refresh`` asks for a background refresh of a stale entry (the reply then
-    has no flight); ``force`` runs the loader even if L2 holds a fresh value
-    (scheduled warming); ``lookup`` is false when no caller's lookup missed
-    (warming), so L2 reads are not counted in the hit ratio. ``ttl_seconds``
+    ``cluster_lock`` loads once across nodes (a Redis lock); ``refresh`` asks
+    for a background refresh of a stale entry (the reply then has no flight);
+    ``force`` runs the loader even if L2 holds a fresh value. ``ttl_seconds``
     defaults to the cache's ``default_ttl_seconds``.
     """
 
@@ -236,9 +232,7 @@ class CacheGetOrLoad(
     cluster_lock: bool = False
     refresh: bool = False
     force: bool = False
-    lookup: bool = True
     prefix: str | None = None
-    prepared: bool = False
 
 
 class Invalidation(msgspec.Struct, frozen=True, kw_only=True):
@@ -260,6 +254,70 @@ CacheMessage = (
     CacheGet | CacheSet | CacheDelete | CacheExists | CacheInvalidate | CacheStats | CacheGetOrLoad
 )
 """Every public command of the cache actor."""
+
+
+# -- private: the facade's fast path (validated, namespaced, encoded in the caller's task) -----
+
+
+class _PreparedSet(Request[CacheSetReply], tag="cache.prepared_set", frozen=True, kw_only=True):
+    """A set the facade prepared: full ``key``, valid TTLs and tags, ``payload`` encoded."""
+
+    key: str
+    value: Any
+    payload: bytes
+    encoding: int
+    ttl_seconds: float
+    stale_seconds: float = 0.0
+    tags: tuple[str, ...] = ()
+
+
+class _PreparedDelete(
+    Request[CacheDeleteReply], tag="cache.prepared_delete", frozen=True, kw_only=True
+):
+    """A delete of full, validated keys."""
+
+    keys: tuple[str, ...]
+
+
+class _PreparedExists(
+    Request[CacheExistsReply], tag="cache.prepared_exists", frozen=True, kw_only=True
+):
+    """An exists check of a full, validated key."""
+
+    key: str
+
+
+class _PreparedInvalidate(
+    Request[CacheInvalidateReply], tag="cache.prepared_invalidate", frozen=True, kw_only=True
+):
+    """An invalidation by a validated full-key ``pattern`` or a validated ``tag`` (one of them)."""
+
+    pattern: str | None = None
+    tag: str | None = None
+
+
+class _PreparedLoad(
+    Request[CacheGetOrLoadReply], tag="cache.prepared_get_or_load", frozen=True, kw_only=True
+):
+    """A :class:`CacheGetOrLoad` with a full key and valid TTLs and tags.
+
+    ``lookup`` is false when no caller's lookup missed (the facade already
+    counted its own, or warming), so L2 reads are not counted in the hit ratio.
+    """
+
+    key: str
+    loader: Loader
+    ttl_seconds: float
+    stale_seconds: float = 0.0
+    tags: tuple[str, ...] = ()
+    cluster_lock: bool = False
+    refresh: bool = False
+    force: bool = False
+    lookup: bool = True
+
+
+_Prepared = _PreparedSet | _PreparedDelete | _PreparedExists | _PreparedInvalidate | _PreparedLoad
+"""What the facade (and the actor, for loaded values) sends instead of the public commands."""
 
 
 # -- private: what the actor and its parts send it --------------------------------------------
@@ -295,5 +353,5 @@ class _Reset(Message, tag="cache.reset", frozen=True, kw_only=True):
     reason: str
 
 
-_Internal = _Fill | _FlightDone | _ApplyInvalidation | _Reset
-"""What the actor and its own parts (readers, flights, coherence) send it."""
+_Internal = _Prepared | _Fill | _FlightDone | _ApplyInvalidation | _Reset
+"""Every private message: the facade's prepared commands and what the actor's parts send it."""

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from ._messages import CacheGetOrLoad, Loader
+from ._messages import Loader, _PreparedLoad
 
 if TYPE_CHECKING:
     from runtime import ActorRef, Clock
 
-    from ._messages import CacheMessage
+    from ._messages import CacheMessage, _Internal
 
 __all__ = ["Warmer"]
 
@@ -29,7 +29,7 @@ class Warmer(msgspec.Struct, frozen=True, kw_only=True):
     tags: tuple[str, ...]
     timeout_seconds: float
 
-    async def run(self, cache: ActorRef[CacheMessage], clock: Clock) -> None:
+    async def run(self, cache: ActorRef[CacheMessage | _Internal], clock: Clock) -> None:
         """Load the key now, then reload it every ``refresh_seconds`` (a background task).
 
         The first load takes a fresh value from Redis when another node has
@@ -39,14 +39,13 @@ class Warmer(msgspec.Struct, frozen=True, kw_only=True):
         force = False
         while True:
             reply = await cache.ask(
-                CacheGetOrLoad(
+                _PreparedLoad(
                     key=self.key,
                     loader=self.loader,
                     ttl_seconds=self.ttl_seconds,
                     tags=self.tags,
                     force=force,
                     lookup=False,
-                    prepared=True,
                 )
             )
             if reply.flight is not None:

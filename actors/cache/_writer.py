@@ -39,6 +39,8 @@ logger = logging.getLogger("actors.cache")
 
 
 class Put(msgspec.Struct, kw_only=True):
+    """Store ``blob`` at ``key`` for ``ttl_seconds``, indexed under ``tag_keys``."""
+
     key: str
     blob: bytes
     ttl_seconds: float
@@ -47,6 +49,8 @@ class Put(msgspec.Struct, kw_only=True):
 
 
 class Delete(msgspec.Struct, kw_only=True):
+    """Delete ``keys`` (full, namespaced keys)."""
+
     keys: tuple[str, ...]
     completion: Completion
 
@@ -106,10 +110,12 @@ class OrderedWriter:
 
     @property
     def depth(self) -> int:
+        """Operations queued and not yet written."""
         return len(self._queue)
 
     @property
     def replay_depth(self) -> int:
+        """Operations kept in the replay log during an outage, replayed when Redis returns."""
         return len(self._replay)
 
     async def submit(self, operation: Operation) -> Completion:

@@ -1,53 +1,23 @@
-"""Tests of the cache actor's L1 store: bounds, expiry, tags, miss reasons and W-TinyLFU."""
+"""Tests of the cache actor's L1 store: bounds, expiry, tags, miss reasons and its small API."""
 
 from __future__ import annotations
 
-import bisect
 import fnmatch
 import random
 import re
-from collections import OrderedDict
 from typing import Any
 
 import pytest
 
-from actors.cache._climber import HillClimber
 from actors.cache._l1 import EntryTooLarge, L1Hit, L1State, L1Statistics, L1Store
-from actors.cache._sketch import MAX_COUNT, FrequencySketch
 from runtime.testing import ManualClock
 
-V = b"x" * 10  # a 10-byte value
+from .l1_support import V, check_invariants, make
 
 
 @pytest.fixture(name="clock")
 def _clock() -> ManualClock:
     return ManualClock()
-
-
-def make(clock: ManualClock, *, max_entries: int = 100, max_bytes: int = 1 << 20) -> L1Store:
-    return L1Store(max_entries=max_entries, max_bytes=max_bytes, clock=clock)
-
-
-def check_invariants(store: L1Store) -> None:
-    """Every internal structure agrees with every other, and the bounds hold."""
-    data = store._data
-    queues = (store._window, store._probation, store._protected)
-    assert sum(len(q) for q in queues) == len(data)
-    for queue in queues:
-        for key, entry in queue.items():
-            assert data[key] is entry
-            assert entry.queue is queue
-    assert store.total_bytes == sum(e.size for e in data.values())
-    assert store._window_bytes == sum(e.size for e in store._window.values())
-    assert store._protected_bytes == sum(e.size for e in store._protected.values())
-    index: dict[str, set[str]] = {}
-    for key, entry in data.items():
-        for tag in entry.tags:
-            index.setdefault(tag, set()).add(key)
-    assert store._tag_index == index
-    assert not set(store._ghosts) & set(data)
-    assert len(data) <= store._max_entries
-    assert store.total_bytes <= store._max_bytes
 
 
 # -- validation ----------------------------------------------------------------------------
@@ -516,194 +486,3 @@ def test_statistics_snapshot(clock: ManualClock) -> None:
 
 def _zero_statistics() -> dict[str, int]:
     return dict.fromkeys(L1Statistics.__struct_fields__, 0)
-
-
-# -- the eviction policy -------------------------------------------------------------------
-
-
-def zipf_trace(keys: int, requests: int, s: float, seed: int) -> list[str]:
-    """A seeded Zipf(s) trace over ``keys`` keys, with popularity shuffled over key names."""
-    cdf: list[float] = []
-    total = 0.0
-    for rank in range(1, keys + 1):
-        total += rank**-s
-        cdf.append(total)
-    rng = random.Random(seed)
-    names = [f"key:{i}" for i in range(keys)]
-    rng.shuffle(names)
-    return [names[bisect.bisect_left(cdf, rng.random() * total)] for _ in range(requests)]
-
-
-def recency_trace(requests: int, capacity: int, seed: int) -> list[str]:
-    """A stack-distance trace: 70% re-references of recent keys, 30% brand-new keys.
-
-    Popularity is all recency and no frequency, which is where an LRU is at its
-    best and a frequency filter at its worst.
-    """
-    rng = random.Random(seed)
-    recent: list[str] = []
-    trace: list[str] = []
-    for n in range(requests):
-        if recent and rng.random() < 0.7:
-            distance = min(int(rng.expovariate(1 / (capacity * 0.3))), len(recent) - 1)
-            key = recent[-1 - distance]
-        else:
-            key = f"new:{n}"
-        trace.append(key)
-        recent.append(key)
-        if len(recent) > capacity * 20:
-            del recent[: capacity * 10]
-    return trace
-
-
-def lru_hit_rate(trace: list[str], capacity: int) -> float:
-    cache: OrderedDict[str, None] = OrderedDict()
-    hits = 0
-    for key in trace:
-        if key in cache:
-            cache.move_to_end(key)
-            hits += 1
-        else:
-            cache[key] = None
-            if len(cache) > capacity:
-                cache.popitem(last=False)
-    return hits / len(trace)
-
-
-def l1_hit_rate(trace: list[str], capacity: int) -> tuple[float, L1Store]:
-    store = L1Store(max_entries=capacity, max_bytes=1 << 40, clock=ManualClock())
-    for key in trace:
-        if store.get(key) is None:
-            store.set(key, V, ttl_seconds=None)
-    return store.statistics().hit_rate, store
-
-
-def test_w_tinylfu_beats_lru_on_zipf() -> None:
-    trace = zipf_trace(keys=20_000, requests=200_000, s=0.99, seed=1)
-    lru = lru_hit_rate(trace, 2_000)
-    tinylfu, store = l1_hit_rate(trace, 2_000)
-    check_invariants(store)
-    assert store.statistics().admissions_rejected > 0
-    # Measured about 0.735 against 0.685, whatever the process's hash salt.
-    assert tinylfu > lru + 0.03, (tinylfu, lru)
-
-
-def test_w_tinylfu_is_not_far_behind_lru_on_a_recency_trace() -> None:
-    trace = recency_trace(requests=200_000, capacity=2_000, seed=3)
-    lru = lru_hit_rate(trace, 2_000)
-    tinylfu, store = l1_hit_rate(trace, 2_000)
-    # A fixed 1% window scores about 0.47 against 0.70 here; the hill climber grows the
-    # window and recovers most of the gap (about 0.655).
-    assert tinylfu > 0.9 * lru, (tinylfu, lru)
-    assert store.statistics().window_entries > 100  # it started at 1% of 2,000 entries
-
-
-def test_a_scan_does_not_flush_the_popular_keys(clock: ManualClock) -> None:
-    store = make(clock, max_entries=100)
-    hot = [f"hot{i}" for i in range(50)]
-    for _ in range(5):
-        for key in hot:
-            if store.get(key) is None:
-                store.set(key, V, ttl_seconds=None)
-    for i in range(1000):  # one-hit wonders
-        if store.get(f"scan{i}") is None:
-            store.set(f"scan{i}", V, ttl_seconds=None)
-    assert sum(key in store for key in hot) >= 45
-    assert store.statistics().admissions_rejected > 800
-
-
-def test_the_sketch_saturates_at_15_and_ages_by_halving(clock: ManualClock) -> None:
-    store = make(clock, max_entries=10)
-    store.set("k", V, ttl_seconds=None)
-    entry = store._data["k"]
-    for _ in range(20):
-        store.get("k")
-    assert store._frequency(entry) == 15
-    assert entry.saturated_in is store._epoch
-    # 10 * max_entries accesses (1 insert + 99 hits) trigger the first aging.
-    for _ in range(78):
-        store.get("k")
-    assert store._frequency(entry) == 15
-    store.get("k")  # the 99th hit
-    assert store._frequency(entry) == 7
-    assert entry.saturated_in is not store._epoch
-    store.get("k")
-    assert store._frequency(entry) == 8
-
-
-def test_frequency_sketch_counts_saturates_and_ages_in_place() -> None:
-    sketch = FrequencySketch(max_entries=100)
-    assert len(sketch.table) == 16 * 128
-    assert sketch.sample_size == 1_000
-    probes = sketch.probes("k")
-    assert probes == sketch.probes("k")
-    assert all(0 <= i < len(sketch.table) for i in probes)
-    assert sketch.frequency(probes) == 0
-    for expected in range(1, MAX_COUNT + 1):
-        assert not sketch.increment(probes)
-        assert sketch.frequency(probes) == expected
-    assert sketch.increment(probes)  # all four already full: saturated
-    assert sketch.frequency(probes) == MAX_COUNT
-    table, epoch = sketch.table, sketch.epoch
-    assert sketch.age() is sketch.epoch is not epoch
-    assert sketch.table is table  # halved in place: holders of the table stay valid
-    assert sketch.frequency(probes) == MAX_COUNT // 2
-    assert not sketch.increment(probes)
-
-
-def test_hill_climber_waits_out_the_warm_up_then_follows_the_hit_rate() -> None:
-    climber = HillClimber(max_entries=100, warm_up=1_000)
-    initial = climber.window_share
-    assert initial == pytest.approx(0.01)
-    assert climber.window_share + climber.protected_share == pytest.approx(0.802)
-    assert not climber.climb(hits=900, lookups=999)  # warming up: the sample starts here
-    assert not climber.climb(hits=900, lookups=999 + 4_095)  # the sample is not complete
-    # The first step (hit rate 0 -> 0.5, a jump) goes the initial way: a smaller window.
-    assert climber.climb(hits=900 + 2_048, lookups=999 + 4_096)
-    assert climber.window_share == 0.0
-    # A better hit rate keeps the direction; a worse one reverses it.
-    assert climber.climb(hits=900 + 2_048 + 4_000, lookups=999 + 2 * 4_096)
-    assert climber.window_share == 0.0
-    assert climber.climb(hits=900 + 2_048 + 4_000 + 100, lookups=999 + 3 * 4_096)
-    assert climber.window_share == pytest.approx(0.0625)
-    assert climber.window_share + climber.protected_share == pytest.approx(0.802)
-
-
-@pytest.mark.parametrize("seed", range(3))
-def test_random_operations_keep_every_structure_consistent(seed: int) -> None:
-    clock = ManualClock()
-    store = L1Store(max_entries=30, max_bytes=600, clock=clock, ghost_entries=10)
-    rng = random.Random(seed)
-    for _ in range(5_000):
-        key = f"k{rng.randrange(80)}"
-        op = rng.random()
-        if op < 0.45:
-            store.get(key)
-        elif op < 0.75:
-            ttl = rng.choice([None, 0, 1, 5, 30])
-            evicted = store.set(
-                key,
-                b"v" * rng.randrange(0, 60),
-                ttl_seconds=ttl,
-                stale_seconds=0 if ttl is None else rng.choice([0, 2]),
-                tags=frozenset(rng.sample(["a", "b", "c", "d"], rng.randrange(3))),
-            )
-            assert all(k not in store._data for k in evicted)
-        elif op < 0.8:
-            store.set_absent(key, ttl_seconds=rng.choice([1, 10]))
-        elif op < 0.85:
-            store.delete(key)
-        elif op < 0.88:
-            store.invalidate_tag(rng.choice("abcd"))
-        elif op < 0.9:
-            store.invalidate_matching(f"k{rng.randrange(8)}*")
-        elif op < 0.97:
-            clock.advance(rng.random() * 3)
-        elif op < 0.995:
-            store.sweep(rng.randrange(5))
-        else:
-            store.clear()
-        check_invariants(store)
-        assert len(store._ghosts) <= 10
-    stats = store.statistics()
-    assert stats.hits + stats.misses > 2_000

@@ -3,8 +3,11 @@
 A node runs the cache (``actors.cache.install``) and a client actor that holds
 only a ref to it: commands carry user keys and plain values, replies are the
 typed ``...Reply`` Structs, and invalid input comes back as ``Rejected`` with
-the facade's codes. Runs in memory and on a real Redis (where writes reply
-before Redis has them, and ``wait()`` waits for it).
+the facade's codes, never as a crash. The public commands cannot carry the
+facade's shortcuts (a pre-namespaced key, a pre-encoded payload), so nothing
+another actor sends is written outside the cache's namespace. Runs in memory
+and on a real Redis (where writes reply before Redis has them, and ``wait()``
+waits for it).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any, assert_type
 
 import msgspec
 import pytest
+import redis.asyncio
 
 import actors.cache
 from actors.cache import (
@@ -37,6 +41,7 @@ from actors.cache import (
     CacheStatistics,
     CacheStats,
 )
+from actors.cache._messages import _PreparedSet
 from runtime import (
     Actor,
     ActorRef,
@@ -205,19 +210,35 @@ INVALID: list[tuple[str, Any, str]] = [
     ("bad tag", CacheSet(key="k", value=1, tags=("a b",)), "invalid_tag"),
     ("unencodable", CacheSet(key="k", value=object()), "unencodable_value"),
     ("too large", CacheSet(key="k", value=b"x" * 65), "value_too_large"),
-    ("bad encoding", CacheSet(key="k", value=1, payload=b"\x01", encoding=7), "invalid_encoding"),
+    ("key not a string", CacheGet(key=1), "invalid_key"),  # type: ignore[arg-type]
+    ("key None in a set", CacheSet(key=None, value=1), "invalid_key"),  # type: ignore[arg-type]
+    ("sub-prefix not a string", CacheExists(key="k", prefix=7), "invalid_key"),  # type: ignore[arg-type]
+    ("keys None", CacheDelete(keys=None), "invalid_key"),  # type: ignore[arg-type]
+    ("keys a bare string", CacheDelete(keys="abc"), "invalid_key"),  # type: ignore[arg-type]
+    ("ttl a string", CacheSet(key="k", value=1, ttl_seconds="60"), "invalid_ttl"),  # type: ignore[arg-type]
+    ("stale None", CacheSet(key="k", value=1, stale_seconds=None), "invalid_ttl"),  # type: ignore[arg-type]
+    ("tags None", CacheSet(key="k", value=1, tags=None), "invalid_tag"),  # type: ignore[arg-type]
+    ("tags a number", CacheSet(key="k", value=1, tags=3), "invalid_tag"),  # type: ignore[arg-type]
+    ("tag not a string", CacheSet(key="k", value=1, tags=(1,)), "invalid_tag"),  # type: ignore[arg-type]
+    ("load: bad key", CacheGetOrLoad(key="a b", loader=lambda: None), "invalid_key"),  # type: ignore[arg-type, return-value]
+    ("load: bad ttl", CacheGetOrLoad(key="k", loader=int, ttl_seconds=0), "invalid_ttl"),  # type: ignore[arg-type]
+    ("load: no loader", CacheGetOrLoad(key="k", loader=None), "invalid_loader"),  # type: ignore[arg-type]
     ("neither", CacheInvalidate(), "invalid_invalidation"),
     ("both", CacheInvalidate(pattern="*", tag="t"), "invalid_invalidation"),
     ("bad pattern", CacheInvalidate(pattern="user:[a"), "invalid_pattern"),
     ("bad tag to invalidate", CacheInvalidate(tag=""), "invalid_tag"),
+    ("pattern not a string", CacheInvalidate(pattern=1), "invalid_pattern"),  # type: ignore[arg-type]
+    ("tag not a string to invalidate", CacheInvalidate(tag=[]), "invalid_tag"),  # type: ignore[arg-type]
+    ("bad sub-prefix to invalidate", CacheInvalidate(pattern="*", prefix="*"), "invalid_key"),
 ]
 
 
+@pytest.mark.parametrize("kind", KINDS)
 async def test_invalid_input_from_another_actor_is_rejected_with_a_code(
-    request: pytest.FixtureRequest,
+    kind: str, request: pytest.FixtureRequest
 ) -> None:
     probe = Probe()
-    async with cache_node("memory", request, probe) as (ref, context):
+    async with cache_node(kind, request, probe) as (ref, context):
         node_refs = context.refs
         for label, command, _ in INVALID:
             await node_refs["client"].tell(Attempt(label=label, command=command))
@@ -232,6 +253,9 @@ async def test_invalid_input_from_another_actor_is_rejected_with_a_code(
         assert (await ref.ask(CacheGet(key="k"))).value == 1
         stats = await ref.ask(CacheStats())
         assert stats.l1_entries == 1
+        # Every rejection was a reply: the actor never crashed nor restarted.
+        actor = ref.statistics()
+        assert (actor.crashes, actor.restarts, actor.last_crash_reason) == (0, 0, None)
 
 
 def test_public_replies_and_commands_are_frozen_structs() -> None:
@@ -243,3 +267,121 @@ def test_public_replies_and_commands_are_frozen_structs() -> None:
     wire = msgspec.msgpack.encode(CacheSet(key="user:1", value={"a": 1}, ttl_seconds=5))
     decoded = msgspec.msgpack.decode(wire, type=CacheSet)
     assert decoded == CacheSet(key="user:1", value={"a": 1}, ttl_seconds=5)
+
+
+@pytest.mark.parametrize(
+    ("command", "field"),
+    [
+        (CacheSet, "prepared"),
+        (CacheSet, "payload"),
+        (CacheSet, "encoding"),
+        (CacheGet, "prepared"),
+        (CacheDelete, "prepared"),
+        (CacheExists, "prepared"),
+        (CacheInvalidate, "prepared"),
+        (CacheGetOrLoad, "prepared"),
+        (CacheGetOrLoad, "lookup"),
+    ],
+)
+def test_public_commands_cannot_express_the_facades_shortcuts(
+    command: type[Request[Any]], field: str
+) -> None:
+    required: dict[str, Any] = {
+        "key": "k",
+        "keys": ("k",),
+        "value": 1,
+        "loader": lambda: None,
+    }
+    fields = set(command.__struct_fields__)
+    arguments = {name: value for name, value in required.items() if name in fields}
+    command(**arguments)  # the user-level fields alone are a valid command
+    with pytest.raises(TypeError, match=field):
+        command(**arguments, **{field: b"clobbered" if field == "payload" else True})
+
+
+def test_an_edge_cannot_decode_a_prepared_write() -> None:
+    # Shortcut fields on the wire are ignored: the value is encoded by the actor.
+    wire = msgspec.msgpack.encode(
+        {
+            "type": "cache.set",
+            "key": "someone_elses:key",
+            "value": 0,
+            "prepared": True,
+            "payload": b"clobbered",
+            "encoding": 1,
+        }
+    )
+    decoded = msgspec.msgpack.decode(wire, type=CacheMessage)
+    assert decoded == CacheSet(key="someone_elses:key", value=0)
+    # The private prepared messages are not part of the public union.
+    private = msgspec.msgpack.encode(
+        _PreparedSet(key="someone_elses:key", value=0, payload=b"x", encoding=0, ttl_seconds=5)
+    )
+    with pytest.raises(msgspec.ValidationError, match=r"cache\.prepared_set"):
+        msgspec.msgpack.decode(private, type=CacheMessage)
+
+
+@pytest.mark.redis
+async def test_nothing_another_actor_sends_is_written_outside_the_namespace(
+    request: pytest.FixtureRequest, redis_url: str
+) -> None:
+    hostile: list[Any] = [
+        # The reviewer's attack, with the fields a public command still has.
+        CacheSet(key="someone_elses:key", value=0, ttl_seconds=50),
+        CacheSet(key="x", value=b"not msgpack", prefix="someone_elses"),
+        CacheSet(key="tagged", value=1, tags=("someone_elses:key",)),
+        CacheSet(key="../../etc", value=1),
+        CacheSet(key="k", value=1, prefix=""),
+        CacheSet(key="", value=1),
+        CacheSet(key="a*", value=1),
+        CacheDelete(keys=("someone_elses:victim",)),
+        CacheGetOrLoad(key="loaded", loader=_load_one, tags=("t",)),
+    ]
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        await client.set("someone_elses:key", b"theirs")
+        await client.set("someone_elses:victim", b"theirs")
+        probe = Probe()
+        async with cache_node("redis", request, probe) as (ref, context):
+            before = {key async for key in client.scan_iter(count=1000)}
+            for index, command in enumerate(hostile):
+                await context.refs["client"].tell(Attempt(label=str(index), command=command))
+            outcomes = [await probe.expect(Outcome) for _ in hostile]
+            for outcome in outcomes:
+                if outcome.reply is not None and hasattr(outcome.reply, "wait"):
+                    await outcome.reply.wait()
+                elif isinstance(outcome.reply, CacheGetOrLoadReply):
+                    assert outcome.reply.flight is not None
+                    await outcome.reply.flight.result(clock=SystemClock(), timeout_seconds=5)
+            assert await ref.ask(CacheGet(key="loaded")) == CacheGetReply(found=True, value=1)
+            after = {key async for key in client.scan_iter(count=1000)}
+            # An invalidation under the other tenant's name stays in the cache's namespace.
+            invalidated = await ref.ask(CacheInvalidate(pattern="*", prefix="someone_elses"))
+            assert await invalidated.wait() == 2  # someone_elses:key and someone_elses:x
+            assert ref.statistics().crashes == 0
+        namespaces = (b"switchyard:cache:", b"switchyard:cache-tag:", b"switchyard:cache-lock:")
+        written = after - before
+        assert written, "the valid commands wrote their entries"
+        assert [key for key in written if not key.startswith(namespaces)] == []
+        assert b"switchyard:cache:someone_elses:key" in written
+        assert b"switchyard:cache:someone_elses:x" in written
+        # The other tenant's keys are untouched.
+        assert await client.get("someone_elses:key") == b"theirs"
+        assert await client.get("someone_elses:victim") == b"theirs"
+        assert [o.code for o in outcomes] == [
+            None,  # namespaced: switchyard:cache:someone_elses:key
+            None,  # switchyard:cache:someone_elses:x
+            None,  # the tag index is switchyard:cache-tag:someone_elses:key
+            None,  # '../../etc' is just a key in the namespace
+            "invalid_key",
+            "invalid_key",
+            "invalid_key",
+            None,  # deletes switchyard:cache:someone_elses:victim (absent), not the bare key
+            None,
+        ]
+    finally:
+        await client.aclose()
+
+
+async def _load_one() -> int:
+    return 1
