@@ -333,7 +333,13 @@ def _redis_link(settings: Settings, clock: Clock) -> RedisLink | None:
         settings.redis_url.reveal(),
         clock=clock,
         health_interval_seconds=settings.redis_health_interval_seconds,
-        reconnect_max_seconds=settings.redis_reconnect_max_seconds,
+        # While Redis is down the link probes at least every redis_reconnect_probe_seconds,
+        # so it notices Redis is back within that (heal <= 2 s with the defaults).
+        reconnect_max_seconds=min(
+            settings.redis_reconnect_max_seconds, settings.redis_reconnect_probe_seconds
+        ),
+        max_connections=settings.redis_max_connections,
+        command_timeout_seconds=settings.redis_command_timeout_seconds,
     )
 
 

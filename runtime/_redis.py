@@ -6,9 +6,18 @@ never blocks or crashes the node), pings Redis every health interval while it
 is up, and reconnects with capped, fully jittered exponential backoff while it
 is down, reading every wait from the injected :class:`~runtime._clock.Clock`.
 
+Its client (:mod:`runtime._redis_client`) queues commands for a bounded pool
+and gives each one deadline, the wait for a connection included. The health
+ping uses a connection of its own, outside that pool, with a deadline of its
+own, so a burst of commands never delays it and a stall is seen within one
+health interval. When Redis comes back, the pooled connections made before
+the outage are discarded, so no command meets a stale one.
+
 Users of :attr:`RedisLink.client` wrap calls in :meth:`RedisLink.map_errors`,
 which turns connection errors into :class:`~runtime._errors.RedisUnavailable`
-and asks the loop to re-check at once.
+and asks the loop to re-check at once. A :class:`RedisPoolTimeout` (every
+connection busy for a whole deadline) is backpressure: it is counted and also
+raised as ``RedisUnavailable``, but it never marks Redis down.
 
 Every Redis key is built with :func:`redis_key`, so key names live in one place.
 """
@@ -29,6 +38,12 @@ from redis.backoff import NoBackoff
 
 from ._errors import RedisUnavailable
 from ._notifier import Notifier
+from ._redis_client import (
+    CommandDeadlineExceeded,
+    DeadlineCounters,
+    DeadlineRedis,
+    RedisPoolTimeout,
+)
 from ._settings import redact_url
 
 if TYPE_CHECKING:
@@ -42,7 +57,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONNECTION_ERRORS",
+    "CommandDeadlineExceeded",
     "RedisLink",
+    "RedisPoolTimeout",
     "RedisStatus",
     "backoff_seconds",
     "redact_url",
@@ -58,6 +75,12 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     OSError,
+)
+
+#: Connection errors that say "too busy", not "unreachable": they never mark Redis down.
+_BACKPRESSURE_ERRORS: tuple[type[Exception], ...] = (
+    RedisPoolTimeout,
+    redis.exceptions.MaxConnectionsError,
 )
 
 
@@ -99,6 +122,9 @@ class RedisStatus(msgspec.Struct, frozen=True, kw_only=True):
         failures: failed health checks and connection attempts so far.
         last_error: ``"Type: message"`` of the last failure, kept after recovery.
         url: the Redis URL with the password replaced by ``***``.
+        pool_timeouts: commands that found every pooled connection busy for their
+            whole deadline (backpressure; Redis was not marked down for them).
+        command_timeouts: commands Redis did not answer within their deadline.
     """
 
     configured: bool
@@ -108,6 +134,8 @@ class RedisStatus(msgspec.Struct, frozen=True, kw_only=True):
     failures: int = 0
     last_error: str | None = None
     url: str = ""
+    pool_timeouts: int = 0
+    command_timeouts: int = 0
 
 
 class RedisLink:
@@ -118,9 +146,16 @@ class RedisLink:
         clock: the time source for health intervals and backoff waits.
         health_interval_seconds: how often :meth:`run` pings Redis while it is up.
         reconnect_base_seconds: the backoff ceiling of the first reconnect attempt.
-        reconnect_max_seconds: the backoff ceiling never grows past this.
+        reconnect_max_seconds: the backoff ceiling never grows past this; it bounds how
+            long after Redis returns the link notices (keep it low, 0.5 s by default).
         connect_timeout_seconds: socket connect timeout of the client.
-        socket_timeout_seconds: socket read/write timeout of the client's commands.
+        socket_timeout_seconds: socket read/write timeout of the client's commands
+            (a backstop: ``command_timeout_seconds`` ends a command first).
+        max_connections: the size of the client's pool; more simultaneous commands
+            wait in line for a connection, within their deadline.
+        command_timeout_seconds: the deadline of every command of :attr:`client`,
+            the wait for a pooled connection included. The health ping's deadline
+            is the smaller of this and half the health interval.
         jitter: returns a float in ``[0, 1)``; ``random.random`` by default (tests pin it).
 
     The client does no retries of its own (redis-py retries 10 times by
@@ -137,13 +172,17 @@ class RedisLink:
         clock: Clock,
         health_interval_seconds: float = 1.0,
         reconnect_base_seconds: float = 0.05,
-        reconnect_max_seconds: float = 5.0,
+        reconnect_max_seconds: float = 0.5,
         connect_timeout_seconds: float = 2.0,
         socket_timeout_seconds: float = 5.0,
+        max_connections: int = 100,
+        command_timeout_seconds: float = 0.5,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         if health_interval_seconds <= 0:
             raise ValueError(f"health_interval_seconds must be > 0, got {health_interval_seconds}")
+        if command_timeout_seconds <= 0:
+            raise ValueError(f"command_timeout_seconds must be > 0, got {command_timeout_seconds}")
         if not 0 < reconnect_base_seconds <= reconnect_max_seconds:
             raise ValueError(
                 "need 0 < reconnect_base_seconds <= reconnect_max_seconds, got "
@@ -155,15 +194,33 @@ class RedisLink:
         self._reconnect_base_seconds = reconnect_base_seconds
         self._reconnect_max_seconds = reconnect_max_seconds
         self._jitter = jitter
-        self._client: redis.asyncio.Redis = redis.asyncio.Redis.from_url(
-            url,
-            socket_connect_timeout=connect_timeout_seconds,
-            socket_timeout=socket_timeout_seconds,
+        self._ping_timeout_seconds = min(command_timeout_seconds, health_interval_seconds / 2)
+        self._deadlines = DeadlineCounters()
+        connection_options: dict[str, object] = {
+            "socket_connect_timeout": connect_timeout_seconds,
+            "socket_timeout": socket_timeout_seconds,
             # redis-py pings a pooled connection idle for longer than this before using it.
-            health_check_interval=max(1.0, health_interval_seconds),
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=False,
+            "health_check_interval": max(1.0, health_interval_seconds),
+            "retry": Retry(NoBackoff(), 0),
+            "decode_responses": False,
+        }
+        self._client = DeadlineRedis(
+            redis.asyncio.BlockingConnectionPool.from_url(
+                url,
+                max_connections=max_connections,
+                timeout=command_timeout_seconds,  # a backstop: the client queues first
+                **connection_options,
+            ),
+            max_connections=max_connections,
+            deadline_seconds=command_timeout_seconds,
+            counters=self._deadlines,
+            on_timeout=self.report_failure,
         )
+        # Health pings and dedicated (pub/sub) connections: never behind the commands' queue.
+        self._side_pool: redis.asyncio.ConnectionPool = redis.asyncio.ConnectionPool.from_url(
+            url, **connection_options
+        )
+        self._health = redis.asyncio.Redis(connection_pool=self._side_pool)
         self._up = False
         self._ever_up = False
         self._down_logged = False
@@ -201,6 +258,8 @@ class RedisLink:
             failures=self._failures,
             last_error=self._last_error,
             url=self._url,
+            pool_timeouts=self._deadlines.pool_timeouts,
+            command_timeouts=self._deadlines.command_timeouts,
         )
 
     def backoff_seconds(self, attempt: int) -> float:
@@ -231,7 +290,11 @@ class RedisLink:
         """Tell the loop that a command failed to reach Redis, so it re-checks at once.
 
         While Redis is already known to be down the loop keeps its backoff schedule.
+        A :class:`RedisPoolTimeout` (or redis-py's ``MaxConnectionsError``) is
+        backpressure, not a failure: it is ignored here.
         """
+        if isinstance(exc, _BACKPRESSURE_ERRORS):
+            return
         logger.debug("redis failure reported: %s", _describe(exc))
         if not self._up:
             return
@@ -268,9 +331,11 @@ class RedisLink:
 
         It is connected on entry (connection errors propagate) and disconnected on
         exit before it goes back to the pool, so no state left on it (subscriptions)
-        leaks to other users of :attr:`client`.
+        leaks to other users of :attr:`client`. It comes from a pool of its own,
+        so it neither waits behind :attr:`client`'s commands nor holds one of
+        their connections, and it has no command deadline.
         """
-        pool = self._client.connection_pool
+        pool = self._side_pool
         connection = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
             yield connection
@@ -291,7 +356,7 @@ class RedisLink:
         attempt = 0
         while True:
             try:
-                await self._client.ping()
+                await self._ping()
             except CONNECTION_ERRORS as exc:
                 self._mark_down(exc)
                 delay = self.backoff_seconds(attempt)
@@ -299,8 +364,33 @@ class RedisLink:
                 await self._idle(delay)
             else:
                 attempt = 0
+                if not self._up:
+                    await self._discard_pooled_connections()
                 self._mark_up()
-                await self._idle(self._health_interval_seconds)
+                # The next ping ends at most one interval after this one answered, so a
+                # stall starting now is seen within one health interval.
+                await self._idle(self._health_interval_seconds - self._ping_timeout_seconds)
+
+    async def _ping(self) -> None:
+        """PING on the health connection, within the ping deadline."""
+        with anyio.move_on_after(self._ping_timeout_seconds):
+            await self._health.ping()
+            return
+        raise CommandDeadlineExceeded(
+            f"no reply to the health PING within {self._ping_timeout_seconds} s"
+        )
+
+    async def _discard_pooled_connections(self) -> None:
+        """Drop the pool's connections made before Redis came (back) up.
+
+        Idle ones are closed now; those in use are closed when released. The
+        next command on each slot connects afresh instead of failing on a
+        socket the old server (or a dead link) left behind.
+        """
+        pool = self._client.connection_pool
+        for connection in list(getattr(pool, "_in_use_connections", ())):
+            connection.mark_for_reconnect()
+        await pool.disconnect(inuse_connections=False)
 
     async def _idle(self, seconds: float) -> None:
         """Wait ``seconds`` on the clock, or less if :meth:`report_failure` asks for a re-check."""
@@ -350,8 +440,12 @@ class RedisLink:
                 callback(self._up)
 
     async def aclose(self) -> None:
-        """Close the client and its connection pool."""
-        await self._client.aclose()
+        """Close the client, the health connection and both connection pools."""
+        try:
+            await self._client.aclose()
+        finally:
+            await self._health.aclose()
+            await self._side_pool.aclose()
 
     async def __aenter__(self) -> RedisLink:
         return self

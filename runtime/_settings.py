@@ -193,6 +193,30 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
         Literal["text", "json"], Meta(description="One readable line or one JSON object per event.")
     ] = "text"
     app: Annotated[str | None, Meta(description="App factory as 'module:function', if set.")] = None
+    redis_max_connections: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=10_000,
+            description="Redis connections for commands; more simultaneous ones wait in line.",
+        ),
+    ] = 100
+    redis_command_timeout_seconds: Annotated[
+        float,
+        Meta(
+            ge=0.01,
+            le=30,
+            description="Deadline of every Redis command, the wait for a connection included.",
+        ),
+    ] = 0.5
+    redis_reconnect_probe_seconds: Annotated[
+        float,
+        Meta(
+            ge=0.05,
+            le=10,
+            description="Longest wait between attempts to reach Redis while it is down.",
+        ),
+    ] = 0.5
 
     def __post_init__(self) -> None:
         # msgspec wraps this ConfigError in a ValidationError (as its __cause__);

@@ -80,7 +80,7 @@ async def test_reconnect_waits_follow_the_backoff_on_the_clock() -> None:
         jitter=lambda: 1.0,
     ) as link:
         ping = FakePing(clock, failures=4)
-        link.client.ping = ping  # type: ignore[method-assign,assignment]
+        link._health.ping = ping  # type: ignore[method-assign,assignment]
         async with anyio.create_task_group() as tg:
             await tg.start(link.run)
             await ping.wait_calls(1)
@@ -90,14 +90,14 @@ async def test_reconnect_waits_follow_the_backoff_on_the_clock() -> None:
                 await anyio.lowlevel.checkpoint()
             assert ping.times == [1000.0]  # no timer fired, so no attempt
 
-            for step, calls in ((0.001, 2), (2.0, 3), (4.0, 4), (4.0, 5), (10.0, 6)):
+            for step, calls in ((0.001, 2), (2.0, 3), (4.0, 4), (4.0, 5), (9.5, 6)):
                 clock.advance(step)
                 await ping.wait_calls(calls)
-            assert ping.times == [1000.0, 1001.0, 1003.0, 1007.0, 1011.0, 1021.0]
+            assert ping.times == [1000.0, 1001.0, 1003.0, 1007.0, 1011.0, 1020.5]
             assert link.status() == RedisStatus(
                 configured=True,
                 up=True,
-                since_seconds=10.0,  # up since 1011, asked at 1021
+                since_seconds=9.5,  # up since 1011, asked at 1020.5 (interval minus ping deadline)
                 reconnects=0,
                 failures=4,
                 last_error="ConnectionError: Connection refused",
@@ -116,7 +116,7 @@ async def test_report_failure_rechecks_at_once_and_callbacks_see_transitions() -
                 return True
             raise redis.exceptions.TimeoutError("Timeout reading from socket")
 
-        link.client.ping = ping  # type: ignore[method-assign,assignment]
+        link._health.ping = ping  # type: ignore[method-assign,assignment]
         seen: list[bool] = []
         remove = link.on_transition(seen.append)
         async with anyio.create_task_group() as tg:

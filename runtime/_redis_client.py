@@ -1,0 +1,133 @@
+"""The link's Redis client: a bounded connection pool and one deadline on every command.
+
+:class:`DeadlineRedis` is the ``redis.asyncio.Redis`` that :class:`~runtime._redis.RedisLink`
+hands out. Every command sent through it (``GET``, ``SET``, ``PUBLISH``, scripts'
+``EVALSHA``, ...) runs under one deadline that covers everything the call does:
+waiting for a pooled connection, connecting, redis-py's health ``PING`` of an idle
+connection, writing and reading. A stalled Redis (SIGSTOP, a dead peer) therefore
+costs a caller at most the deadline, never the socket timeout.
+
+Two failures are told apart:
+
+* :class:`RedisPoolTimeout`: every pooled connection stayed busy for the whole
+  deadline. That is backpressure, not an outage: it is counted, and the link is
+  not told (Redis answered the others).
+* :class:`CommandDeadlineExceeded`: Redis did not answer in time. The link is
+  told at once (its health loop re-checks), like any connection error.
+
+Both are ``redis.exceptions`` connection/timeout errors, so every
+``except CONNECTION_ERRORS`` and :meth:`~runtime._redis.RedisLink.map_errors`
+handles them. Pipelines and ``pubsub()`` take connections from the pool
+directly and get neither the deadline nor the queue; the runtime uses neither.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import redis.asyncio
+import redis.exceptions
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["CommandDeadlineExceeded", "DeadlineCounters", "DeadlineRedis", "RedisPoolTimeout"]
+
+
+class RedisPoolTimeout(redis.exceptions.ConnectionError):
+    """No pooled connection came free within the command deadline (backpressure, not an outage)."""
+
+
+class CommandDeadlineExceeded(redis.exceptions.TimeoutError):
+    """Redis did not answer a command within the command deadline."""
+
+
+class DeadlineCounters:
+    """How many commands failed on the deadline: waiting for a connection, or for Redis."""
+
+    __slots__ = ("command_timeouts", "pool_timeouts")
+
+    def __init__(self) -> None:
+        self.pool_timeouts = 0
+        self.command_timeouts = 0
+
+
+class DeadlineRedis(redis.asyncio.Redis):
+    """A client whose commands wait in line for one of ``max_connections`` connections.
+
+    Args:
+        connection_pool: the pool it owns (closed with the client); it should
+            hold at least ``max_connections`` connections.
+        max_connections: how many commands run at once; the others wait, first in first out.
+        deadline_seconds: the longest a command may take, the wait for a connection included.
+        counters: counts the two kinds of deadline failure.
+        on_timeout: called with each :class:`CommandDeadlineExceeded` (the link re-checks).
+    """
+
+    def __init__(
+        self,
+        connection_pool: redis.asyncio.ConnectionPool,
+        *,
+        max_connections: int,
+        deadline_seconds: float,
+        counters: DeadlineCounters,
+        on_timeout: Callable[[BaseException], None],
+    ) -> None:
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, got {max_connections}")
+        if deadline_seconds <= 0:
+            raise ValueError(f"command deadline must be > 0 s, got {deadline_seconds}")
+        super().__init__(connection_pool=connection_pool)
+        self.auto_close_connection_pool = True
+        self._max_connections = max_connections
+        self._slots = anyio.Semaphore(max_connections, fast_acquire=True)
+        self._deadline_seconds = deadline_seconds
+        self._counters = counters
+        self._on_timeout = on_timeout
+
+    @property
+    def deadline_seconds(self) -> float:
+        """The longest a command may take, the wait for a connection included."""
+        return self._deadline_seconds
+
+    @property
+    def in_flight(self) -> int:
+        """How many commands hold a connection now."""
+        return self._max_connections - int(self._slots.value)
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        """Send one command and parse its reply, within the deadline.
+
+        Raises:
+            RedisPoolTimeout: no connection came free within the deadline.
+            CommandDeadlineExceeded: Redis did not answer within the deadline.
+        """
+        deadline = anyio.current_time() + self._deadline_seconds
+        with anyio.move_on_after(self._deadline_seconds) as waited:
+            await self._slots.acquire()
+        if waited.cancelled_caught:
+            self._counters.pool_timeouts += 1
+            raise RedisPoolTimeout(
+                f"all {self._max_connections} pooled connections stayed busy for the "
+                f"{self._deadline_seconds} s command deadline"
+            )
+        try:
+            with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+                return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+            self._counters.command_timeouts += 1
+            error = CommandDeadlineExceeded(
+                f"no reply to {_command_name(args)} within the "
+                f"{self._deadline_seconds} s command deadline"
+            )
+            self._on_timeout(error)
+            raise error
+        finally:
+            self._slots.release()
+
+
+def _command_name(args: tuple[Any, ...]) -> str:
+    if not args:
+        return "a command"
+    name = args[0]
+    return name.decode(errors="replace") if isinstance(name, bytes) else str(name)
