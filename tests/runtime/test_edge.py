@@ -12,6 +12,7 @@ import json
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -20,7 +21,8 @@ from websockets.sync.client import connect as ws_connect
 
 from runtime import ConfigError
 from runtime._configuration import load_configuration
-from runtime.testing import NodeProcess
+from runtime._drain import RequestDrain
+from runtime.testing import NodeProcess, serve_app
 
 pytestmark = pytest.mark.e2e
 
@@ -217,3 +219,28 @@ def test_hypercorns_own_errors_are_empty_and_close_the_connection(
     assert (got, body) == (status, b""), headers
     assert (headers.get("content-length"), headers.get("connection")) == ("0", "close"), headers
     assert "content-type" not in headers  # not the node's JSON: Hypercorn's own answer
+
+
+async def _bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An ASGI app that breaks the contract Quart keeps: no response, or an exception."""
+    if scope["type"] == "http" and scope["path"] == "/raise":
+        raise RuntimeError("broken outside any handler")
+
+
+@pytest.mark.parametrize("path", ["/none", "/raise"])
+async def test_an_app_ending_without_a_response_gets_json_500_not_hypercorns_empty_one(
+    path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Where Hypercorn lets the app decide, the node's wrapper answers in its JSON shape.
+    drain = RequestDrain(_bare_app)
+    async with (
+        serve_app(drain) as url,  # type: ignore[arg-type]
+        httpx.AsyncClient(base_url=url, timeout=10) as client,
+    ):
+        response = await client.get(path, headers={"X-Request-ID": "req-1"})
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal_error"
+    assert response.headers["X-Request-ID"] == "req-1"
+    errors = [r for r in caplog.records if r.name == "runtime.http" and r.levelname == "ERROR"]
+    assert len(errors) == 1, errors
+    assert errors[0].getMessage().startswith(f"GET {path} ")
