@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 
 import anyio
 import msgspec
-from quart import Blueprint, request, websocket
+from quart import Blueprint, Response, request, websocket
 
 from runtime import NodeSetup, decode_body
 
@@ -42,6 +43,18 @@ async def hang() -> dict[str, str]:
     logger.info("hang request started")
     await anyio.Event().wait()
     return {"never": "reached"}
+
+
+@routes.get("/edge/stream")
+async def stream() -> Response:
+    """Streams one chunk, then never ends: cut mid-response when the node stops."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"first\n"
+        logger.info("stream request sent its first chunk")
+        await anyio.Event().wait()
+
+    return Response(chunks(), content_type="text/plain")
 
 
 @routes.websocket("/edge/ws-hang")

@@ -116,6 +116,27 @@ def test_a_request_outliving_the_grace_is_answered_503_and_logged_once() -> None
     assert_clean_log(log)
 
 
+def test_a_response_outliving_the_grace_mid_stream_is_closed_unfinished() -> None:
+    node = edge_node(shutdown_grace_seconds="0.3")
+    node.start()
+    try:
+        with raw(node, b"GET /edge/stream HTTP/1.1\r\nHost: node\r\n\r\n") as sock:
+            node.wait_for_log("stream request sent its first chunk")
+            node.signal()
+            data = b""
+            while chunk := sock.recv(65536):  # until the node closes the connection
+                data += chunk
+        assert data.startswith(b"HTTP/1.1 200 "), data
+        assert b"transfer-encoding: chunked" in data.lower(), data
+        assert b"first\n" in data
+        assert not data.endswith(b"0\r\n\r\n"), data  # no final chunk: visibly unfinished
+        assert node.wait() == 0
+    finally:
+        node.stop()
+    node.wait_for_log("cut GET /edge/stream mid-response: the connection is closed")
+    assert_clean_log(node.log)
+
+
 def test_a_websocket_outliving_the_grace_is_closed_1001() -> None:
     node = edge_node(shutdown_grace_seconds="0.3")
     node.start()
