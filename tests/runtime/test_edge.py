@@ -19,7 +19,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
-from runtime import ConfigError
+from runtime import ConfigError, FrameDecoder, FrameError, Message
 from runtime._configuration import load_configuration
 from runtime._drain import RequestDrain
 from runtime.testing import NodeProcess, serve_app
@@ -92,6 +92,19 @@ def test_invalid_utf8_in_a_json_body_is_400_malformed_json() -> None:
             )
         assert client.post("/edge/note", json={"text": "fine"}).json() == {"text": "fine"}
     assert_clean_log(node.log)
+
+
+class Said(Message, tag="edge.said", kw_only=True, frozen=True):
+    text: str
+
+
+def test_invalid_utf8_in_a_binary_websocket_frame_is_malformed_frame() -> None:
+    decoder: FrameDecoder[Said] = FrameDecoder(Said)
+    with pytest.raises(FrameError) as caught:
+        decoder.decode(b'{"type": "edge.said", "text": "\xff"}')
+    assert caught.value.code == "malformed_frame"
+    assert caught.value.message.endswith("a string holds invalid UTF-8 (byte 0xff)")
+    assert decoder.decode(b'{"type": "edge.said", "text": "ok"}') == Said(text="ok")
 
 
 def test_a_request_outliving_the_grace_is_answered_503_and_logged_once() -> None:
