@@ -9,8 +9,10 @@ The order of a node's life:
    a failing first start fails the boot).
 4. Serve the Quart app on Hypercorn until SIGINT or SIGTERM.
 5. On the signal: stop accepting, give in-flight requests
-   ``shutdown_grace_seconds``, stop the actors in reverse order, then the
-   fanout and the Redis link; return normally so the process exits 0.
+   ``shutdown_grace_seconds``, then cut what is left (503 ``unavailable``
+   when its response has not started; see ``RequestDrain``); a second signal
+   cuts them at once. Then stop the actors in reverse order, then the fanout
+   and the Redis link; return normally so the process exits 0.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from hypercorn.config import Config as HypercornConfig
 from ._auth import TokenVerifier
 from ._clock import SystemClock
 from ._configuration import Configuration
+from ._drain import RequestDrain
 from ._errors import ConfigError
 from ._extensions import Extensions
 from ._fanout import MemoryFanout, RedisFanout
@@ -61,6 +64,10 @@ __all__ = ["NodeSetup", "assemble_node", "load_hook", "run_node", "token_verifie
 logger = logging.getLogger("runtime.node")
 
 T = TypeVar("T")
+
+# How long after the shutdown grace Hypercorn itself cancels connections that are left
+# (a handler that ignores cancellation); the node's own cut comes first.
+_HYPERCORN_BACKSTOP_SECONDS = 5.0
 
 
 class NodeSetup:
@@ -270,7 +277,9 @@ async def run_node(
     host, port = listener.getsockname()[:2]
     config = HypercornConfig()
     config.bind = [f"fd://{listener.detach()}"]
-    config.graceful_timeout = settings.shutdown_grace_seconds
+    # The node cuts what outlives the grace itself (see RequestDrain); Hypercorn's own
+    # cut, which cancels tasks and logs tracebacks, is only a backstop behind it.
+    config.graceful_timeout = settings.shutdown_grace_seconds + _HYPERCORN_BACKSTOP_SECONDS
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     boot_error: Exception | None = None
@@ -288,13 +297,15 @@ async def run_node(
                 ", ".join(supervisor.actor_states()) or "(none)",
                 settings.redacted_redis_url or "not configured (in memory)",
             )
-            actors.start_soon(_watch_signals, context, actors.cancel_scope)
+            drain = RequestDrain(app)
+            actors.start_soon(_watch_signals, context, drain)
             task_status.started(context)
             # Hypercorn's serve() leaves its task with a pending asyncio cancel request
             # (cancelling() == 1) when it returns; in a task of its own, that stale
             # request cannot leak into our cancel scopes.
             async with anyio.create_task_group() as http:
-                http.start_soon(_serve_http, app, config, context)
+                http.start_soon(_serve_http, drain, config, context, http.cancel_scope)
+                http.start_soon(_cut_after_grace, context, drain)
             logger.info("HTTP drained; stopping actors in reverse start order")
             actors.cancel_scope.cancel()
     finally:
@@ -306,11 +317,29 @@ async def run_node(
     logger.info("node stopped")
 
 
-async def _serve_http(app: object, config: HypercornConfig, context: NodeContext) -> None:
+async def _serve_http(
+    app: RequestDrain, config: HypercornConfig, context: NodeContext, done: anyio.CancelScope
+) -> None:
     await serve(app, config, shutdown_trigger=context.stopping.wait)  # type: ignore[arg-type]
+    done.cancel()  # ends _cut_after_grace: nothing is left to cut
 
 
-async def _watch_signals(context: NodeContext, hard_stop: anyio.CancelScope) -> None:
+async def _cut_after_grace(context: NodeContext, drain: RequestDrain) -> None:
+    """Once the node is stopping, give requests the grace, then cut what is left."""
+    await context.stopping.wait()
+    grace = context.settings.shutdown_grace_seconds
+    await context.clock.sleep(grace)
+    if drain.in_flight:
+        logger.warning(
+            "shutdown grace of %gs expired: cutting %d in-flight request(s)",
+            grace,
+            drain.in_flight,
+        )
+        drain.cut()
+
+
+async def _watch_signals(context: NodeContext, drain: RequestDrain) -> None:
+    """The first SIGINT/SIGTERM starts the drain; a second one cuts what is in flight now."""
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             name = signal.Signals(signum).name
@@ -322,8 +351,12 @@ async def _watch_signals(context: NodeContext, hard_stop: anyio.CancelScope) -> 
                 )
                 context.stopping.set()
             else:
-                logger.warning("second %s received: stopping now without draining", name)
-                hard_stop.cancel()
+                logger.warning(
+                    "second %s received: stopping now; cutting %d in-flight request(s)",
+                    name,
+                    drain.in_flight,
+                )
+                drain.cut()
 
 
 def _redis_link(settings: Settings, clock: Clock) -> RedisLink | None:

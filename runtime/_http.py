@@ -26,7 +26,7 @@ from quart import (
     websocket,
 )
 from quart_cors import cors
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestTimeout
 from werkzeug.routing.exceptions import WebsocketMismatch
 
 from ._access_log import install_access_log
@@ -84,6 +84,7 @@ STATUS_CODES: dict[int, str] = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
@@ -119,6 +120,8 @@ class ApiError(Exception):
 async def decode_body(kind: type[T]) -> T:
     """Decode the JSON request body into ``kind``; 400 if malformed, 422 if invalid.
 
+    Malformed covers bad syntax and invalid UTF-8 (400 ``malformed_json``).
+
     The body size is bounded by ``max_body_bytes`` (413 beyond it).
     """
     body = await request.get_data(as_text=False)
@@ -128,6 +131,10 @@ async def decode_body(kind: type[T]) -> T:
         raise ApiError(422, "validation_error", str(exc)) from exc
     except msgspec.DecodeError as exc:
         raise ApiError(400, "malformed_json", f"request body is not valid JSON: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        # msgspec checks UTF-8 only inside strings, and raises this (not a DecodeError).
+        problem = f"a string holds invalid UTF-8 (byte 0x{exc.object[exc.start]:02x})"
+        raise ApiError(400, "malformed_json", f"request body is not valid JSON: {problem}") from exc
 
 
 def node_context() -> NodeContext:
@@ -183,6 +190,7 @@ def create_app(context: NodeContext, blueprints: Sequence[Blueprint] = ()) -> Qu
     settings = context.settings
     app = Quart("switchyard")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["BODY_TIMEOUT"] = settings.body_timeout_seconds
     app.config["JSON_SORT_KEYS"] = False
     app.extensions[_EXTENSION] = context
     install_access_log(app, context.clock)
@@ -334,9 +342,13 @@ def _register_error_handlers(app: Quart) -> None:
         status = exc.code or 500
         code = STATUS_CODES.get(status, "http_error")
         message = _http_error_message(exc, status)
+        settings = node_context().settings
         if status == 413:
+            message = f"request body exceeds the limit of {settings.max_body_bytes} bytes"
+        elif status == 408 and exc.description == RequestTimeout.description:
             message = (
-                f"request body exceeds the limit of {node_context().settings.max_body_bytes} bytes"
+                f"the request body did not arrive within {settings.body_timeout_seconds:g}s "
+                "(body_timeout_seconds)"
             )
         allow = [v for k, v in exc.get_headers() if status == 405 and k.lower() == "allow"]
         return await _error(status, code, message, {"Allow": allow[0]} if allow else None)

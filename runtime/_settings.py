@@ -217,6 +217,14 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
             description="Longest wait between attempts to reach Redis while it is down.",
         ),
     ] = 0.5
+    body_timeout_seconds: Annotated[
+        float,
+        Meta(
+            ge=0.1,
+            le=600,
+            description="Seconds a request body may take to arrive in full (408 beyond it).",
+        ),
+    ] = 10.0
 
     def __post_init__(self) -> None:
         # msgspec wraps this ConfigError in a ValidationError (as its __cause__);

@@ -105,6 +105,9 @@ class FrameDecoder(Generic[T]):
             raise self._explain(data, exc) from None
         except msgspec.DecodeError as exc:
             raise FrameError("malformed_frame", f"frame is not valid JSON: {exc}") from None
+        except UnicodeDecodeError as exc:  # a binary frame with invalid UTF-8 in a string
+            problem = f"a string holds invalid UTF-8 (byte 0x{exc.object[exc.start]:02x})"
+            raise FrameError("malformed_frame", f"frame is not valid JSON: {problem}") from None
 
     def _explain(self, data: str | bytes, exc: msgspec.ValidationError) -> FrameError:
         if self._tag_only is not None and self.tag_field is not None:
