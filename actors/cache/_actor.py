@@ -115,6 +115,7 @@ class CacheActor(Actor[CacheMessage | _Internal]):
                 queue_size=settings.write_queue_size,
                 batch_size=settings.write_batch_size,
                 invalidate_batch_size=settings.invalidate_batch_size,
+                table=self._table,
             )
             self.start_soon(self._writer.run)
             self.start_soon(self._coherence.listen, self.context.self_ref)
@@ -352,6 +353,8 @@ class CacheActor(Actor[CacheMessage | _Internal]):
         assert self._l1 is not None
         if not self._table.fill_allowed(message.key, message.epoch):
             return  # a write or invalidation came after this value was read
+        if self._writer is not None and self._writer.pending(message.key):
+            return  # Redis may hold an older value than the write still on its way there
         try:
             self._l1.set(
                 message.key,
@@ -555,6 +558,7 @@ class CacheActor(Actor[CacheMessage | _Internal]):
             replayed_writes=writer.replayed if writer else 0,
             replay_dropped=writer.replay_dropped if writer else 0,
             write_queue_depth=writer.depth if writer else 0,
+            replay_depth=writer.replay_depth if writer else 0,
             invalidations_sent=self._coherence.sent,
             invalidations_received=self._coherence.received,
             invalidation_publish_failures=channel.publish_failures,

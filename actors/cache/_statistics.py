@@ -47,6 +47,7 @@ class CacheStatistics(msgspec.Struct, frozen=True, kw_only=True):
     replayed_writes: int
     replay_dropped: int
     write_queue_depth: int
+    replay_depth: int
     invalidations_sent: int
     invalidations_received: int
     invalidation_publish_failures: int

@@ -70,6 +70,7 @@ async def test_statistics_count_hits_and_misses_by_reason(env: CacheEnv) -> None
             replayed_writes=0,
             replay_dropped=0,
             write_queue_depth=0,
+            replay_depth=0,
             invalidations_received=0,
             invalidation_publish_failures=0,
             invalidations_undecodable=0,
