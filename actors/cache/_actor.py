@@ -279,9 +279,21 @@ class CacheActor(Actor[CacheMessage | _Internal]):
     # -- writes -----------------------------------------------------------------------------
 
     async def _set(self, message: _PreparedSet) -> CacheSetReply:
-        """Store a prepared set: the key is full, TTLs and tags valid, the payload encoded."""
+        """Store a prepared set: the key is full, TTLs and tags valid, the payload encoded.
+
+        Raises:
+            Rejected: ``value_too_large`` when there is no L2 and the value is
+                larger than all of L1 (nothing could store it; nothing changed).
+        """
         assert self._l1 is not None
         key, payload, ttl = message.key, message.payload, message.ttl_seconds
+        if self._l2 is None and len(payload) > self._settings.l1_max_bytes:
+            raise Rejected(
+                "value_too_large",
+                f"the value is {len(payload)} bytes, larger than all of L1 "
+                f"({self._settings.l1_max_bytes} bytes, l1_max_bytes), and there is no "
+                "Redis layer to store it",
+            )
         try:
             self._l1.set(
                 key,
@@ -548,6 +560,7 @@ class CacheActor(Actor[CacheMessage | _Internal]):
             l2_hits=table.l2_hits,
             l2_misses=table.l2_misses,
             l2_errors=table.l2_errors,
+            degraded_reads=table.degraded_reads,
             loader_calls=self._loader_calls,
             loader_errors=self._loader_errors,
             loader_seconds_total=self._loader_seconds,

@@ -23,10 +23,11 @@ import anyio
 import pytest
 import redis.asyncio
 
+from actors.cache import CacheRead
 from actors.cache._codec import decode_value, unpack_entry
 from actors.cache._coherence import INVALIDATIONS
 from actors.cache._messages import Invalidation
-from runtime import Gap, Settings
+from runtime import Gap, Secret, Settings, SystemClock, TokenVerifier
 from runtime.testing import (
     FaultProxy,
     History,
@@ -39,6 +40,7 @@ from runtime.testing import (
 from .conftest import Nodes, open_cache_nodes
 
 pytestmark = pytest.mark.redis
+SECRET = "cache-faults-test-secret-32-bytes-long"
 logger = logging.getLogger("tests.actors.cache")
 
 HOT_KEYS = 4
@@ -217,3 +219,50 @@ async def test_a_cut_link_under_steady_writes_loses_no_update(redis_server: Redi
         outcome = await run_scenario(url, fault, duration_seconds=4.0)
         assert proxy.statistics().cut >= 1
     assert_no_lost_update(outcome)
+
+
+async def test_reads_during_an_outage_say_they_are_degraded(redis_server: RedisServer) -> None:
+    settings = Settings(
+        redis_prefix="sw",
+        redis_health_interval_seconds=0.05,
+        redis_reconnect_max_seconds=0.05,
+        jwt_secret=Secret(SECRET),
+    )
+    token = TokenVerifier(SECRET, clock=SystemClock()).issue("root", roles=("admin",))
+    admin = {"Authorization": f"Bearer {token}"}
+    async with open_cache_nodes(2, redis_server.url, settings=settings) as (nodes, (_, node_b)):
+        a, b = nodes.caches
+        http_b = node_b.app.test_client()
+        await a.set("held", b"in b's l1")
+        await a.set("redis-only", b"not in b's l1")
+        assert await b.read("held") == CacheRead(found=True, value=b"in b's l1")  # now in B's L1
+        healthy = await http_b.get("/api/cache/held", headers=admin)
+        assert healthy.status_code == 200
+        assert "X-Cache-Degraded" not in healthy.headers
+        assert (await http_b.get("/api/cache/never", headers=admin)).status_code == 404
+
+        redis_server.kill()
+        with anyio.fail_after(5):
+            await nodes.links[1].wait_until(False)
+        hit = await http_b.get("/api/cache/held", headers=admin)
+        assert (hit.status_code, await hit.get_data()) == (200, b"in b's l1")
+        assert hit.headers["X-Cache-Degraded"] == "1"
+        for key in ("redis-only", "never"):  # B cannot tell these apart now, and says so
+            miss = await http_b.get(f"/api/cache/{key}", headers=admin)
+            assert miss.status_code == 503
+            assert (await miss.get_json())["error"]["code"] == "cache_unavailable"
+            assert miss.headers["Retry-After"] == "1"
+        assert await b.read("held") == CacheRead(found=True, value=b"in b's l1", degraded=True)
+        assert await b.read("redis-only") == CacheRead(found=False, degraded=True)
+        assert await b.get("redis-only") is None  # get() keeps its contract: a miss
+        assert (await b.statistics()).degraded_reads == 4  # two over HTTP, two in Python
+
+        await anyio.to_thread.run_sync(redis_server.restart)  # empty: a miss is real again
+        with anyio.fail_after(5):
+            await nodes.links[1].wait_until(True)
+        assert (await http_b.get("/api/cache/redis-only", headers=admin)).status_code == 404
+        assert await b.read("redis-only") == CacheRead(found=False)
+        await a.set("after", b"back")
+        back = await http_b.get("/api/cache/after", headers=admin)
+        assert (back.status_code, await back.get_data()) == (200, b"back")
+        assert "X-Cache-Degraded" not in back.headers
