@@ -27,7 +27,7 @@ from runtime import ChildSpec, MemoryFanout, SystemClock
 
 from ._actor import CacheActor
 from ._decorator import cached, current_cache, installed_cache
-from ._facade import CACHE, Cache
+from ._facade import CACHE, Cache, CacheRead
 from ._keys import KeySpace
 from ._l1 import L1Store
 from ._l2 import L2Store, MemoryL2, RedisL2
@@ -74,6 +74,7 @@ __all__ = [
     "CacheInvalidateReply",
     "CacheMessage",
     "CacheParts",
+    "CacheRead",
     "CacheSet",
     "CacheSetReply",
     "CacheSettings",

@@ -115,6 +115,7 @@ class CacheActor(Actor[CacheMessage | _Internal]):
                 queue_size=settings.write_queue_size,
                 batch_size=settings.write_batch_size,
                 invalidate_batch_size=settings.invalidate_batch_size,
+                table=self._table,
             )
             self.start_soon(self._writer.run)
             self.start_soon(self._coherence.listen, self.context.self_ref)
@@ -278,9 +279,21 @@ class CacheActor(Actor[CacheMessage | _Internal]):
     # -- writes -----------------------------------------------------------------------------
 
     async def _set(self, message: _PreparedSet) -> CacheSetReply:
-        """Store a prepared set: the key is full, TTLs and tags valid, the payload encoded."""
+        """Store a prepared set: the key is full, TTLs and tags valid, the payload encoded.
+
+        Raises:
+            Rejected: ``value_too_large`` when there is no L2 and the value is
+                larger than all of L1 (nothing could store it; nothing changed).
+        """
         assert self._l1 is not None
         key, payload, ttl = message.key, message.payload, message.ttl_seconds
+        if self._l2 is None and len(payload) > self._settings.l1_max_bytes:
+            raise Rejected(
+                "value_too_large",
+                f"the value is {len(payload)} bytes, larger than all of L1 "
+                f"({self._settings.l1_max_bytes} bytes, l1_max_bytes), and there is no "
+                "Redis layer to store it",
+            )
         try:
             self._l1.set(
                 key,
@@ -352,6 +365,8 @@ class CacheActor(Actor[CacheMessage | _Internal]):
         assert self._l1 is not None
         if not self._table.fill_allowed(message.key, message.epoch):
             return  # a write or invalidation came after this value was read
+        if self._writer is not None and self._writer.pending(message.key):
+            return  # Redis may hold an older value than the write still on its way there
         try:
             self._l1.set(
                 message.key,
@@ -545,6 +560,7 @@ class CacheActor(Actor[CacheMessage | _Internal]):
             l2_hits=table.l2_hits,
             l2_misses=table.l2_misses,
             l2_errors=table.l2_errors,
+            degraded_reads=table.degraded_reads,
             loader_calls=self._loader_calls,
             loader_errors=self._loader_errors,
             loader_seconds_total=self._loader_seconds,
@@ -555,6 +571,7 @@ class CacheActor(Actor[CacheMessage | _Internal]):
             replayed_writes=writer.replayed if writer else 0,
             replay_dropped=writer.replay_dropped if writer else 0,
             write_queue_depth=writer.depth if writer else 0,
+            replay_depth=writer.replay_depth if writer else 0,
             invalidations_sent=self._coherence.sent,
             invalidations_received=self._coherence.received,
             invalidation_publish_failures=channel.publish_failures,

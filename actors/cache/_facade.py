@@ -4,14 +4,17 @@ Reads take the fast path: an L1 hit is served from the shared table without a
 message round trip; an L1 miss reads Redis in the caller's own task (so many
 readers wait on Redis concurrently, not one after another in the actor) and
 hands the value to the actor for L1. Writes, deletes and invalidations go
-through the actor, which orders them. Callers never see a Redis outage.
+through the actor, which orders them. Callers never see a Redis outage as an
+error; :meth:`Cache.read` says whether an answer was degraded by one.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from runtime import Extension, MailboxFull, Rejected
+import msgspec
+
+from runtime import Extension, MailboxFull, RedisUnavailable, Rejected
 
 from ._codec import encode_value
 from ._keys import validate_stale, validate_tag, validate_tags, validate_ttl
@@ -36,13 +39,30 @@ if TYPE_CHECKING:
     from ._parts import CacheParts
     from ._statistics import CacheStatistics
 
-__all__ = ["CACHE", "Cache"]
+__all__ = ["CACHE", "Cache", "CacheRead"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 # Validated keys remembered by the API, so a hot get skips validation.
 _KEY_MEMO_SIZE = 65_536
+
+
+class CacheRead(msgspec.Struct, frozen=True, kw_only=True):
+    """What :meth:`Cache.read` found, and whether Redis could be asked.
+
+    Attributes:
+        found: the key has a value (``value``); ``False`` for a miss.
+        value: the value, or ``None`` on a miss.
+        degraded: the cache has a Redis layer and could not reach it for this
+            answer. A degraded hit came from this node's L1 and may be older
+            than what another node wrote meanwhile; a degraded miss only says
+            that L1 does not hold the key (Redis may).
+    """
+
+    found: bool
+    value: Any = None
+    degraded: bool = False
 
 
 class Cache:
@@ -100,6 +120,33 @@ class Cache:
             return default
         self._fill(fetched.fill)
         return fetched.value
+
+    async def read(self, key: str, *, prefix: str | None = None) -> CacheRead:
+        """Like :meth:`get`, with metadata: whether it was found, and whether it was degraded.
+
+        ``degraded`` is true when the cache has a Redis layer that is
+        unreachable now: a hit then came from L1 alone, and a miss could not
+        ask Redis (counted in ``degraded_reads``). The HTTP ``GET`` answers
+        from it (``503 cache_unavailable`` or the ``X-Cache-Degraded`` header).
+        """
+        full = self._full(key, prefix)
+        l2 = self._l2
+        hit = self._table.lookup(full)
+        if hit is not None:
+            degraded = l2 is not None and not l2.available
+            if hit.state is L1State.ABSENT:
+                return CacheRead(found=False, degraded=degraded)
+            return CacheRead(found=True, value=hit.value, degraded=degraded)
+        try:
+            fetched = await fetch_from_l2(
+                l2, self._table, full, self._clock.time, raise_unavailable=True
+            )
+        except RedisUnavailable:
+            return CacheRead(found=False, degraded=True)
+        if fetched is None:
+            return CacheRead(found=False)
+        self._fill(fetched.fill)
+        return CacheRead(found=True, value=fetched.value)
 
     async def get_many(self, keys: Iterable[str], *, prefix: str | None = None) -> dict[str, Any]:
         """The cached values of ``keys`` that are present, by key (one Redis round trip)."""

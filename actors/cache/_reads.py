@@ -36,27 +36,35 @@ async def fetch_from_l2(
     wall_time: Callable[[], float],
     *,
     lookup: bool = True,
+    raise_unavailable: bool = False,
 ) -> Fetched | None:
     """Read ``key`` from L2; ``None`` when absent, expired or unreachable (counted).
 
     The fill it returns carries the write epoch seen before the read, so the
     owner drops it if the key changed meanwhile. ``lookup`` says the read
     follows a caller's L1 miss: only those count as L2 hits and misses (the
-    hit ratio's), not reads made for warming or while waiting on a lock.
+    hit ratio's), not reads made for warming or while waiting on a lock; a
+    lookup that could not ask Redis counts as a degraded read.
 
     Raises:
         Rejected: ``undecodable_value`` when the stored bytes are not a cache entry.
+        RedisUnavailable: Redis could not be asked, with ``raise_unavailable``
+            (otherwise that is ``None`` too).
     """
     if l2 is None:
         return None
     if not l2.available:  # Redis is down: do not wait on it, fall back to loaders
-        table.l2_errors += 1
+        _unavailable(table, lookup, 1)
+        if raise_unavailable:
+            raise RedisUnavailable("cache get", "redis is down")
         return None
     epoch = table.epoch
     try:
         blob = await l2.get(key)
     except RedisUnavailable:
-        table.l2_errors += 1
+        _unavailable(table, lookup, 1)
+        if raise_unavailable:
+            raise
         return None
     entry = unpack_entry(blob) if blob is not None else None
     now = wall_time()
@@ -77,13 +85,13 @@ async def fetch_many_from_l2(
     if l2 is None:
         return [None] * len(keys)
     if not l2.available:
-        table.l2_errors += 1
+        _unavailable(table, True, len(keys))
         return [None] * len(keys)
     epoch = table.epoch
     try:
         blobs = await l2.get_many(keys)
     except RedisUnavailable:
-        table.l2_errors += 1
+        _unavailable(table, True, len(keys))
         return [None] * len(keys)
     now = wall_time()
     results: list[Fetched | None] = []
@@ -98,6 +106,13 @@ async def fetch_many_from_l2(
         fill = _fill_message(key, value, entry, now, epoch)
         results.append(Fetched(value, entry.is_fresh(now), fill))
     return results
+
+
+def _unavailable(table: CacheTable, lookup: bool, keys: int) -> None:
+    """Count a read that could not ask Redis (and, for callers' lookups, the keys it missed)."""
+    table.l2_errors += 1
+    if lookup:
+        table.degraded_reads += keys
 
 
 def _fill_message(key: str, value: object, entry: StoredEntry, now: float, epoch: int) -> _Fill:

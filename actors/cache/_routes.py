@@ -1,4 +1,14 @@
-"""HTTP routes of the cache (admin token): ``/api/cache/...``."""
+"""HTTP routes of the cache (admin token): ``/api/cache/{key}``, ``/api/cache-stats``.
+
+Everything after ``/api/cache/`` is the key, exactly as sent: no route
+shadows a key (the statistics live at ``/api/cache-stats``; ``POST
+/api/cache/invalidate`` takes only POST, which no key route answers), and
+repeated or leading slashes are part of the key, never merged or redirected.
+
+A read that could not ask Redis says so: a miss is ``503 cache_unavailable``
+with ``Retry-After: 1`` (the key may exist in Redis), and a hit served from
+L1 alone carries ``X-Cache-Degraded: 1``.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +17,37 @@ from typing import TYPE_CHECKING
 
 import msgspec
 from quart import Blueprint, Response, request
+from werkzeug.routing import BaseConverter
 
-from runtime import ApiError, decode_body, json_response, node_context, require_auth
+from runtime import (
+    ApiError,
+    decode_body,
+    error_response,
+    json_response,
+    node_context,
+    require_auth,
+)
 
 from ._facade import CACHE
 
 if TYPE_CHECKING:
+    from quart.blueprints import BlueprintSetupState
+
     from ._facade import Cache
 
-__all__ = ["InvalidateRequest", "cache_blueprint"]
+__all__ = ["DEGRADED_HEADER", "InvalidateRequest", "cache_blueprint"]
 
 ADMIN_ROLE = "admin"
+
+#: The header on an answer served from L1 while Redis could not be asked.
+DEGRADED_HEADER = "X-Cache-Degraded"
+
+
+class _KeyConverter(BaseConverter):
+    """The rest of the path, slashes and all (werkzeug's ``path`` refuses a leading one)."""
+
+    regex = ".+"
+    part_isolating = False
 
 
 class InvalidateRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -45,16 +75,23 @@ def _ttl_from_query() -> float | None:
     return ttl
 
 
+def _install_key_converter(state: BlueprintSetupState) -> None:
+    state.app.url_map.converters.setdefault("cachekey", _KeyConverter)
+
+
 def cache_blueprint() -> Blueprint:
     """The cache's routes; every one needs a token with the ``admin`` role."""
-    routes = Blueprint("cache", __name__, url_prefix="/api/cache")
+    routes = Blueprint("cache", __name__, url_prefix="/api")
+    # Registered before the routes below, which need the converter when they are added.
+    routes.record_once(_install_key_converter)
+    key_route = "/cache/<cachekey:key>"
 
-    @routes.get("/stats")
+    @routes.get("/cache-stats")
     @require_auth(role=ADMIN_ROLE)
     async def stats() -> Response:
         return json_response(await _cache().statistics())
 
-    @routes.post("/invalidate")
+    @routes.post("/cache/invalidate")
     @require_auth(role=ADMIN_ROLE)
     async def invalidate() -> Response:
         body = await decode_body(InvalidateRequest)
@@ -68,17 +105,30 @@ def cache_blueprint() -> Blueprint:
             removed = await cache.invalidate_tag(body.tag)
         return json_response({"removed": removed})
 
-    @routes.get("/<path:key>")
+    @routes.get(key_route, merge_slashes=False)
     @require_auth(role=ADMIN_ROLE)
     async def get_value(key: str) -> Response:
-        value = await _cache().get(key, default=_ABSENT)
-        if value is _ABSENT:
+        read = await _cache().read(key)
+        if not read.found:
+            if read.degraded:
+                response = error_response(
+                    503,
+                    "cache_unavailable",
+                    f"redis is unreachable and key {key[:80]!r} is not in this node's L1; retry",
+                )
+                response.headers["Retry-After"] = "1"
+                return response
             raise ApiError(404, "not_found", f"no cache entry for key {key[:80]!r}")
+        value = read.value
         if isinstance(value, bytes):
-            return Response(value, content_type="application/octet-stream")
-        return json_response(value)
+            response = Response(value, content_type="application/octet-stream")
+        else:
+            response = json_response(value)
+        if read.degraded:
+            response.headers[DEGRADED_HEADER] = "1"
+        return response
 
-    @routes.put("/<path:key>")
+    @routes.put(key_route, merge_slashes=False)
     @require_auth(role=ADMIN_ROLE)
     async def put_value(key: str) -> Response:
         ttl = _ttl_from_query()
@@ -87,7 +137,7 @@ def cache_blueprint() -> Blueprint:
         await _cache().set(key, body, ttl_seconds=ttl)
         return json_response({"key": key, "bytes": len(body)}, 201)
 
-    @routes.delete("/<path:key>")
+    @routes.delete(key_route, merge_slashes=False)
     @require_auth(role=ADMIN_ROLE)
     async def delete_value(key: str) -> Response:
         cache = _cache()
@@ -97,6 +147,3 @@ def cache_blueprint() -> Blueprint:
         return json_response({"deleted": key})
 
     return routes
-
-
-_ABSENT = object()

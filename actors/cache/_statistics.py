@@ -8,7 +8,7 @@ __all__ = ["CacheStatistics"]
 
 
 class CacheStatistics(msgspec.Struct, frozen=True, kw_only=True):
-    """Everything the cache counts, for ``statistics()``, ``/api/cache/stats`` and metrics.
+    """Everything the cache counts, for ``statistics()``, ``/api/cache-stats`` and metrics.
 
     ``hit_ratio`` is over every lookup (L1 hits plus L2 hits over lookups);
     ``l1_*`` come from the L1 store (misses by reason: absent, expired,
@@ -19,6 +19,10 @@ class CacheStatistics(msgspec.Struct, frozen=True, kw_only=True):
     ``invalidation_publish_failures`` are invalidations not published because
     Redis was unavailable, and ``invalidations_undecodable`` payloads on the
     invalidation channel that were not invalidations (both from the channel).
+    ``degraded_reads`` count the keys looked up that missed L1 while Redis
+    could not be asked (answered as misses, or from a loader): a real miss
+    and a degraded one look alike to ``get``; :meth:`Cache.read` tells them
+    apart. ``replay_depth`` is how many operations wait in the replay log.
     """
 
     hit_ratio: float
@@ -37,6 +41,7 @@ class CacheStatistics(msgspec.Struct, frozen=True, kw_only=True):
     l2_hits: int
     l2_misses: int
     l2_errors: int
+    degraded_reads: int
     loader_calls: int
     loader_errors: int
     loader_seconds_total: float
@@ -47,6 +52,7 @@ class CacheStatistics(msgspec.Struct, frozen=True, kw_only=True):
     replayed_writes: int
     replay_dropped: int
     write_queue_depth: int
+    replay_depth: int
     invalidations_sent: int
     invalidations_received: int
     invalidation_publish_failures: int

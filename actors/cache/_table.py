@@ -46,6 +46,7 @@ class CacheTable:
         self.l2_hits = 0
         self.l2_misses = 0
         self.l2_errors = 0
+        self.degraded_reads = 0  # lookups answered as misses because Redis could not be asked
 
     def lookup(self, key: str) -> L1Hit | None:
         """Read ``key`` from L1 without a round trip; ``None`` on a miss or while restarting."""

@@ -110,7 +110,7 @@ def test_redis_killed_mid_traffic_then_back(
     assert a.get("/api/cache/during").content == b"2"
     assert b.get("/api/cache/before").content == b"1"
     assert a.get("/readyz").status_code == 503
-    stats = a.get("/api/cache/stats").json()
+    stats = a.get("/api/cache-stats").json()
     assert stats["degraded_writes"] >= 1
     redis_server.restart()
     for node, mark in zip(nodes, marks, strict=True):

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from actors.cache import CacheSettings
+from runtime import Rejected
 
 from .conftest import CacheEnv, Loader
 
@@ -251,6 +252,14 @@ async def test_l1_holds_at_most_l1_max_bytes(env: CacheEnv) -> None:
         assert stats.l1_entries <= 10
         assert stats.l1_evictions >= 40
         big = b"B" * 2000  # larger than all of L1, within max_value_bytes
+        await cache.set("small", b"old")
+        if not env.has_l2:  # nowhere could hold it: refused, and nothing changed
+            with pytest.raises(Rejected) as refused:
+                await cache.set("small", big)
+            assert refused.value.code == "value_too_large"
+            assert "l1_max_bytes" in refused.value.message
+            assert await cache.get("small") == b"old"
+            return
         await cache.set("big", big)
         assert (await cache.statistics()).l1_bytes <= 1000
         if env.has_l2:

@@ -61,6 +61,7 @@ async def test_statistics_count_hits_and_misses_by_reason(env: CacheEnv) -> None
             l2_hits=0,
             l2_misses=4 if has_l2 else 0,  # never, gone, short, loaded (the flight's read)
             l2_errors=0,
+            degraded_reads=0,
             loader_calls=1,
             loader_errors=0,
             single_flight_joins=0,
@@ -70,6 +71,7 @@ async def test_statistics_count_hits_and_misses_by_reason(env: CacheEnv) -> None
             replayed_writes=0,
             replay_dropped=0,
             write_queue_depth=0,
+            replay_depth=0,
             invalidations_received=0,
             invalidation_publish_failures=0,
             invalidations_undecodable=0,

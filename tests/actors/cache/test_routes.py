@@ -81,7 +81,7 @@ async def test_every_route_needs_an_admin_token() -> None:
             ("GET", "/api/cache/k"),
             ("PUT", "/api/cache/k"),
             ("DELETE", "/api/cache/k"),
-            ("GET", "/api/cache/stats"),
+            ("GET", "/api/cache-stats"),
             ("POST", "/api/cache/invalidate"),
         ):
             anonymous = await client.open(path, method=method)
@@ -143,8 +143,50 @@ async def test_stats_report_hits_and_misses() -> None:
         await client.put("/api/cache/a", data=b"1", headers=admin)
         await client.get("/api/cache/a", headers=admin)
         await client.get("/api/cache/missing", headers=admin)
-        stats = await (await client.get("/api/cache/stats", headers=admin)).get_json()
+        stats = await (await client.get("/api/cache-stats", headers=admin)).get_json()
         assert stats["l1_hits"] == 1
         assert stats["l1_misses"] == 1
         assert stats["l2_enabled"] is False
         assert stats["hit_ratio"] == 0.5
+
+
+async def test_a_key_named_stats_or_invalidate_is_a_key_like_any_other() -> None:
+    async with client_and_tokens() as (client, admin, _):
+        for key in ("stats", "invalidate", "cache-stats"):
+            put = await client.put(f"/api/cache/{key}", data=key.encode(), headers=admin)
+            assert put.status_code == 201
+            got = await client.get(f"/api/cache/{key}", headers=admin)
+            assert (got.status_code, await got.get_data()) == (200, key.encode())
+        stats = await (await client.get("/api/cache-stats", headers=admin)).get_json()
+        assert stats["l1_entries"] == 3
+
+
+async def test_slashes_in_a_key_path_are_the_key_never_a_redirect() -> None:
+    async with client_and_tokens() as (client, admin, _):
+        for key in ("a//b", "/lead", "trail/", "x///y"):
+            put = await client.put(f"/api/cache/{key}", data=key.encode(), headers=admin)
+            assert (put.status_code, await put.get_json()) == (201, {"key": key, "bytes": len(key)})
+            got = await client.get(f"/api/cache/{key}", headers=admin)
+            assert (got.status_code, await got.get_data()) == (200, key.encode())
+        # "a//b" and "a/b" are two keys: nothing merged one into the other.
+        assert await error(await client.get("/api/cache/a/b", headers=admin)) == (404, "not_found")
+        deleted = await client.delete("/api/cache/a//b", headers=admin)
+        assert await deleted.get_json() == {"deleted": "a//b"}
+
+
+async def test_a_value_larger_than_all_of_l1_without_redis_is_413() -> None:
+    clock = ManualClock(wall_start=1_800_000_000.0)
+    settings = Settings(jwt_secret=Secret(SECRET), max_body_bytes=8192)
+    sections = {CACHE_SETTINGS: CacheSettings(l1_max_bytes=1000)}
+    token = TokenVerifier(SECRET, clock=clock).issue("root", roles=("admin",))
+    admin = {"Authorization": f"Bearer {token}"}
+    async with open_app(settings, compose=actors.cache.install, clock=clock, sections=sections) as (
+        app,
+        _,
+    ):
+        client = app.test_client()
+        assert (await client.put("/api/cache/k", data=b"small", headers=admin)).status_code == 201
+        too_big = await client.put("/api/cache/k", data=b"x" * 2000, headers=admin)
+        assert await error(too_big) == (413, "value_too_large")
+        kept = await client.get("/api/cache/k", headers=admin)
+        assert await kept.get_data() == b"small"  # refused, and nothing changed
