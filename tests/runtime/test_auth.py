@@ -11,7 +11,6 @@ from typing import Any
 
 import jwt
 import pytest
-from jwt.warnings import InsecureKeyLengthWarning
 
 from runtime._auth import (
     MAX_TOKEN_CHARS,
@@ -262,7 +261,7 @@ def test_unsigned_token_is_rejected(verifier: TokenVerifier, alg: str) -> None:
 
 
 def test_unsigned_token_from_pyjwt_is_rejected(verifier: TokenVerifier) -> None:
-    token = jwt.encode(claims(), None, algorithm="none")
+    token = jwt.encode(claims(), "", algorithm="none")
     expect(
         rejects(verifier, token), "invalid_token", "token is unsigned (alg 'none'); never accepted"
     )
@@ -490,26 +489,34 @@ def test_repr_hides_the_secret(clock: ManualClock) -> None:
     assert SECRET not in repr(verifier) and SECRET not in str(vars(verifier).get("algorithms"))
 
 
-def test_strong_secret_is_not_weak_and_emits_no_warning(verifier: TokenVerifier) -> None:
+def test_strong_secret_emits_no_warning(verifier: TokenVerifier) -> None:
     # filterwarnings = error: any InsecureKeyLengthWarning here fails the test.
-    assert verifier.weak_secret is False
     assert verifier.min_secret_bytes == 32
     assert verifier.verify(verifier.issue("alice")).subject == "alice"
 
 
-def test_short_secret_works_but_is_flagged(clock: ManualClock) -> None:
-    verifier = TokenVerifier("short", clock=clock)
-    assert verifier.weak_secret is True
-    with pytest.warns(InsecureKeyLengthWarning):
-        token = verifier.issue("alice")
-    with pytest.warns(InsecureKeyLengthWarning):
-        assert verifier.verify(token).subject == "alice"
+@pytest.mark.parametrize(
+    ("secret", "algorithms", "message"),
+    [
+        ("k" * 5, ["HS256"], "it is 5 bytes; HS256 needs at least 32 (RFC 7518 §3.2)"),
+        ("k" * 31, ["HS256"], "it is 31 bytes; HS256 needs at least 32 (RFC 7518 §3.2)"),
+        ("k" * 47, ["HS384"], "it is 47 bytes; HS384 needs at least 48 (RFC 7518 §3.2)"),
+        (SECRET, ["HS512", "HS256"], "it is 32 bytes; HS512 needs at least 64 (RFC 7518 §3.2)"),
+        ("é" * 15 + "k", ["HS256"], "it is 31 bytes; HS256 needs at least 32"),  # bytes, not chars
+    ],
+)
+def test_short_secret_is_refused(
+    clock: ManualClock, secret: str, algorithms: list[str], message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        TokenVerifier(secret, clock=clock, algorithms=algorithms)
+    assert str(info.value).startswith(f"secret has value '<hidden>'; {message}")
+    assert secret not in str(info.value)
 
 
-def test_hs512_needs_a_64_byte_secret(clock: ManualClock) -> None:
-    assert TokenVerifier(SECRET, clock=clock, algorithms=["HS512"]).weak_secret is True
+def test_hs512_takes_a_64_byte_secret(clock: ManualClock) -> None:
     strong = TokenVerifier(LONG_SECRET, clock=clock, algorithms=["HS512", "HS256"])
-    assert (strong.weak_secret, strong.min_secret_bytes) == (False, 64)
+    assert strong.min_secret_bytes == 64
     assert jwt.get_unverified_header(strong.issue("a"))["alg"] == "HS512"
 
 

@@ -64,7 +64,7 @@ def test_environment_values_are_converted() -> None:
             "SWITCHYARD_PORT": "9000",
             "SWITCHYARD_ASK_TIMEOUT_SECONDS": "2.5",
             "SWITCHYARD_SHUTDOWN_GRACE_SECONDS": "0",
-            "SWITCHYARD_JWT_ALGORITHMS": "HS256, RS256,",
+            "SWITCHYARD_JWT_ALGORITHMS": "HS256, HS384,",
             "SWITCHYARD_CORS_ORIGINS": "https://example.com,http://localhost:3000,http://[::1]:8080",
             "SWITCHYARD_LOG_LEVEL": "debug",
             "SWITCHYARD_LOG_FORMAT": "JSON",
@@ -72,7 +72,7 @@ def test_environment_values_are_converted() -> None:
             "SWITCHYARD_JWT_AUDIENCE": "switchyard",
             "SWITCHYARD_JWT_ISSUER": "",
             "SWITCHYARD_REDIS_URL": "rediss://:s3cret@redis.internal:6380/2",
-            "SWITCHYARD_JWT_SECRET": "jwt-key",
+            "SWITCHYARD_JWT_SECRET": "jwt-key-" + "k" * 40,  # HS384: at least 48 bytes
             "OTHER_PORT": "not ours, ignored",
         },
     )
@@ -80,7 +80,7 @@ def test_environment_values_are_converted() -> None:
     assert settings.port == 9000
     assert settings.ask_timeout_seconds == 2.5
     assert settings.shutdown_grace_seconds == 0.0
-    assert settings.jwt_algorithms == ("HS256", "RS256")
+    assert settings.jwt_algorithms == ("HS256", "HS384")
     assert settings.cors_origins == (
         "https://example.com",
         "http://localhost:3000",
@@ -93,7 +93,7 @@ def test_environment_values_are_converted() -> None:
     assert settings.jwt_issuer is None  # an empty optional setting means "unset"
     assert settings.redis_url == Secret("rediss://:s3cret@redis.internal:6380/2")
     assert settings.jwt_secret is not None
-    assert settings.jwt_secret.reveal() == "jwt-key"
+    assert settings.jwt_secret.reveal() == "jwt-key-" + "k" * 40
     assert settings.redacted_redis_url == "rediss://:***@redis.internal:6380/2"
 
 
@@ -233,7 +233,8 @@ def test_none_reads_the_process_argv_and_environment(monkeypatch: pytest.MonkeyP
         (
             [],
             {"SWITCHYARD_MAILBOX_SIZE": "1.5"},
-            "SWITCHYARD_MAILBOX_SIZE has value '1.5'; expected an integer",
+            "SWITCHYARD_MAILBOX_SIZE has value '1.5'; expected an integer written in digits, "
+            "such as 1024",
         ),
     ],
 )
@@ -307,7 +308,7 @@ def test_config_errors_never_show_a_secret(
 
 def test_repr_of_settings_hides_secrets() -> None:
     settings = load_settings(
-        ["--jwt-secret", "hunter2"], {"SWITCHYARD_REDIS_URL": "redis://:hunter2@redis:6379/0"}
+        ["--jwt-secret", "hunter2" * 5], {"SWITCHYARD_REDIS_URL": "redis://:hunter2@redis:6379/0"}
     )
     text = repr(settings)
     assert "hunter2" not in text
