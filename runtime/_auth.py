@@ -503,5 +503,7 @@ def _json_type(value: object) -> str:
 
 
 def _secs(seconds: float) -> str:
-    """Format seconds compactly: ``5``, ``0.25``, ``86400``."""
+    """Format seconds compactly: ``5``, ``0.25``, ``86400``, ``1.84e+19``."""
+    if abs(seconds) >= 1e9:  # 31 years and more: the digits say nothing more
+        return f"{seconds:.3g}"
     return f"{seconds:.3f}".rstrip("0").rstrip(".")
