@@ -820,3 +820,38 @@ def test_issue_needs_an_hmac_algorithm(
     verifier = TokenVerifier(public_key=public_pem(ec_key), algorithms=["ES256"], clock=clock)
     with pytest.raises(ValueError, match=r"issue\(\) needs an HS\* algorithm"):
         verifier.issue("alice")
+
+
+def test_a_node_given_a_public_key_verifies_es256_tokens_over_http(
+    ec_key: ec.EllipticCurvePrivateKey,
+) -> None:
+    """A real node (python -m runtime on Hypercorn) with SWITCHYARD_JWT_PUBLIC_KEY on one line."""
+    import time
+
+    import httpx
+
+    from runtime.testing import NodeProcess
+
+    env = {
+        "SWITCHYARD_JWT_ALGORITHMS": "ES256",
+        "SWITCHYARD_JWT_PUBLIC_KEY": public_pem(ec_key).replace("\n", "\\n"),
+        "SWITCHYARD_JWT_MAX_LIFETIME_SECONDS": "3600",
+    }
+    now = int(time.time())
+
+    def token(lifetime: int, key: PrivateKey = ec_key) -> str:
+        payload = {"sub": "ops", "roles": ["admin"], "iat": now, "exp": now + lifetime}
+        return jwt.encode(payload, key, algorithm="ES256")
+
+    with NodeProcess(env) as node, httpx.Client(base_url=node.url, timeout=10) as client:
+
+        def status(bearer: str) -> tuple[int, str]:
+            reply = client.get("/api/cache/stats", headers={"Authorization": f"Bearer {bearer}"})
+            return reply.status_code, reply.json().get("error", {}).get("code", "")
+
+        assert status(token(600))[0] == 200
+        assert status(token(7200)) == (401, "lifetime_too_long")
+        assert status(token(600, ec.generate_private_key(ec.SECP256R1())))[0] == 401
+        hs = sign_raw({"alg": "HS256"}, {"sub": "ops", "roles": ["admin"], "iat": now,
+                                        "exp": now + 60}, key=public_pem(ec_key))  # fmt: skip
+        assert status(hs) == (401, "invalid_token")

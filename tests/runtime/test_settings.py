@@ -644,7 +644,8 @@ def test_bad_values_exit_2_naming_the_variable() -> None:
     runs = [
         subprocess.Popen(
             [sys.executable, "-m", "runtime"],
-            env={**base, "SWITCHYARD_PORT": "1", **environ},  # port 1: never bound here
+            env={**base, "SWITCHYARD_HOST": "192.0.2.1", **environ},  # TEST-NET: a valid
+            # configuration would fail to bind at once rather than run a node
             cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True,
         )
