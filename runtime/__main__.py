@@ -54,7 +54,7 @@ COMMANDS = ("token",)
 # Settings flags that take no value; every other one takes exactly one (as its variable does).
 _VALUELESS_FLAGS = frozenset({"-h", "--help", "--version"})
 # Flags whose values must never appear in an error message.
-_SECRET_FLAGS = ("--jwt-secret", "--redis-url")
+_SECRET_FLAGS = ("--jwt-secret", "--jwt-public-key", "--redis-url")
 _AUTH_FLAGS = ("--jwt-secret", "--jwt-algorithms", "--jwt-audience", "--jwt-issuer")
 _MASK = "**********"
 _SHOWABLE_WORD = re.compile(r"[A-Za-z][\w-]{0,31}")
@@ -347,7 +347,7 @@ def _token(settings_args: list[str], args: list[str]) -> int:
     settings = configuration.node
     # Warnings (PyJWT's on a short key) and log records as the node would write them.
     configure_logging(settings.log_level, settings.log_format)
-    if settings.jwt_secret is None:
+    if settings.jwt_secret is None and settings.jwt_public_key is None:
         print(  # noqa: T201
             f"{who}: no signing secret is configured: set SWITCHYARD_JWT_SECRET "
             "(or pass --jwt-secret) to issue or check tokens",

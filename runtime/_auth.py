@@ -5,8 +5,11 @@
 ``status`` and a message that never contains the token or the secret.
 
 Secure by default: algorithms are pinned (``"none"`` is refused both in the
-configuration and in tokens), ``sub`` and ``exp`` are required, and audience
-and issuer are checked whenever configured. ``exp``, ``nbf`` and ``iat`` are
+configuration and in tokens, and HS* never mix with public-key algorithms),
+HMAC secrets shorter than the hash are refused (RFC 8725 §3.5, RFC 7518 §3.2),
+``sub``, ``exp`` and ``iat`` are required, a token living longer than
+``max_lifetime_seconds`` (``exp - iat``) is refused, and audience and issuer
+are checked whenever configured. ``exp``, ``nbf`` and ``iat`` are
 checked here against the injected :class:`~runtime._clock.Clock` (pyjwt would
 read the system clock), so tests move time with ``ManualClock``.
 """
@@ -21,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
 import jwt
 import msgspec
-from jwt.algorithms import HMACAlgorithm, get_default_algorithms
+from jwt.algorithms import Algorithm, HMACAlgorithm, get_default_algorithms
 
 from ._errors import ActorSystemError, ConfigError
 
@@ -34,6 +37,7 @@ __all__ = [
     "Principal",
     "SupportsReveal",
     "TokenVerifier",
+    "key_problem",
     "require_role",
 ]
 
@@ -43,11 +47,17 @@ _WHITESPACE = re.compile(r"\s")
 AuthErrorCode = Literal[
     "missing_token", "malformed_token", "invalid_token", "token_expired", "token_not_yet_valid",
     "invalid_audience", "invalid_issuer", "missing_claim", "insufficient_role",
+    "lifetime_too_long",
 ]  # fmt: skip
 
 MAX_TOKEN_CHARS = 8 * 1024
 MAX_SUBJECT_CHARS = 256
-RECOMMENDED_SECRET_BYTES = 32
+MIN_SECRET_BYTES = 32  # RFC 7518 §3.2: an HS256 key is at least the hash size
+MIN_RSA_BITS = 2048  # RFC 7518 §3.3 and §3.5
+DEFAULT_MAX_LIFETIME_SECONDS = 86_400.0
+_ALGORITHMS: dict[str, Algorithm] = {
+    name: alg for name, alg in get_default_algorithms().items() if name != "none"
+}
 _CODES = frozenset(get_args(AuthErrorCode))
 _JSON_TYPES = {str: "a string", int: "a number", float: "a number", bool: "a boolean"}
 _JSON_TYPES |= {list: "an array", dict: "an object", type(None): "null"}
@@ -117,65 +127,150 @@ def require_role(principal: Principal, role: str) -> Principal:
     )
 
 
+def _pem(key: str) -> str:
+    """A PEM text given on one line with ``\\n`` escapes (as env files carry it), unfolded."""
+    if "-----BEGIN" in key and "\n" not in key and "\\n" in key:
+        return key.replace("\\n", "\n")
+    return key
+
+
+def _prepare(alg: str, key: str) -> object:
+    """pyjwt's prepared key for ``alg``; raises ``ValueError`` with a problem text."""
+    algorithm = _ALGORITHMS[alg]
+    try:
+        prepared = algorithm.prepare_key(key)
+    except (jwt.InvalidKeyError, ValueError, TypeError):
+        if isinstance(algorithm, HMACAlgorithm):
+            raise ValueError(f"it is not a key for {alg}") from None
+        raise ValueError(f"it is not a PEM public key for {alg}") from None
+    if isinstance(algorithm, HMACAlgorithm):
+        return prepared
+    # Verification needs only the public half; a private key here is a leak waiting to happen.
+    if hasattr(prepared, "public_key") or hasattr(prepared, "private_bytes"):
+        raise ValueError("it is a private key; give the node only the public key")
+    bits = getattr(prepared, "key_size", None)
+    if alg[:2] in ("RS", "PS") and isinstance(bits, int) and bits < MIN_RSA_BITS:
+        raise ValueError(f"it is a {bits}-bit RSA key; {alg} needs at least {MIN_RSA_BITS} bits")
+    return prepared
+
+
+def hmac_family(algorithms: Sequence[str]) -> bool | None:
+    """``True`` if every algorithm is HS*, ``False`` if none is, ``None`` if they mix."""
+    hmac = {isinstance(_ALGORITHMS.get(alg), HMACAlgorithm) for alg in algorithms}
+    return None if len(hmac) > 1 else hmac == {True}
+
+
+def min_secret_bytes(algorithms: Sequence[str]) -> int:
+    """The shortest HMAC secret the HS* ``algorithms`` accept: 32, or the largest hash size."""
+    sizes = [
+        int(alg.hash_alg().digest_size)
+        for alg in map(_ALGORITHMS.get, algorithms)
+        if isinstance(alg, HMACAlgorithm)
+    ]
+    return max(MIN_SECRET_BYTES, *sizes)
+
+
+def key_problem(key: str, algorithms: Sequence[str]) -> str | None:
+    """Why ``key`` cannot verify tokens signed with ``algorithms``, or ``None`` if it can.
+
+    HS* take a shared secret of at least :func:`min_secret_bytes` bytes (RFC 8725
+    §3.5: a short key can be brute-forced offline from one token); RS*, PS*,
+    ES* and EdDSA take a PEM public key (RSA of at least 2048 bits, EC on the
+    algorithm's curve), never a private key. The text never contains the key.
+    ``algorithms`` must be known and of one family (see :class:`TokenVerifier`).
+    """
+    key = _pem(key)
+    if hmac_family(algorithms):
+        size, need = len(key.encode()), min_secret_bytes(algorithms)
+        if size < need:
+            strongest = max(algorithms, key=lambda alg: (int(alg[2:]), alg))
+            return (
+                f"it is {size} bytes; {strongest} needs at least {need} "
+                "(RFC 7518 §3.2), such as 64 random characters"
+            )
+    for alg in algorithms:
+        try:
+            _prepare(alg, key)
+        except ValueError as exc:
+            return str(exc)
+    return None
+
+
 class TokenVerifier:
     """Verify JWTs signed with one of the pinned algorithms.
 
     Args:
-        secret: the key, as a ``str`` or an object with ``reveal() -> str``.
-            Keys shorter than :attr:`min_secret_bytes` (32, or the digest size
-            of the strongest pinned HS* algorithm) still work, but
-            :attr:`weak_secret` is true (the node warns at boot) and pyjwt
-            emits ``InsecureKeyLengthWarning`` each time the key is used.
-        algorithms: the only algorithms a token header may name.
+        secret: the HMAC key of HS* algorithms, as a ``str`` or an object with
+            ``reveal() -> str``; at least 32 bytes (64 for HS512): a shorter
+            one is refused (RFC 8725 §3.5).
+        public_key: the PEM public key of RS*, PS*, ES* or EdDSA algorithms
+            (``\\n`` escapes are unfolded); RSA keys of at least 2048 bits.
+            Exactly one of ``secret`` and ``public_key`` is given, the one the
+            algorithms need.
+        algorithms: the only algorithms a token header may name; all HS*, or
+            none (one key serving both families invites algorithm confusion).
         audience: if set, ``aud`` must contain it; if unset, a token carrying
             ``aud`` is refused (it was meant for some other service).
         issuer: if set, ``iss`` must equal it.
-        leeway_seconds: clock-skew allowance for ``exp``, ``nbf`` and ``iat``.
+        leeway_seconds: clock-skew allowance for ``exp``, ``nbf``, ``iat`` and
+            the lifetime.
+        max_lifetime_seconds: the longest lifetime (``exp - iat``) accepted;
+            a longer-lived token is refused with ``lifetime_too_long``.
         clock: the time source; ``clock.time()`` is wall-clock epoch seconds.
         roles_claim: the claim holding a list of roles. A single ``role``
             string claim is read as well.
 
     Raises:
-        ConfigError: naming the argument at fault (never showing the secret).
+        ConfigError: naming the argument at fault (never showing a key).
     """
 
     def __init__(
         self,
-        secret: str | SupportsReveal,
+        secret: str | SupportsReveal | None = None,
         *,
+        public_key: str | SupportsReveal | None = None,
         algorithms: Sequence[str] = ("HS256",),
         audience: str | None = None,
         issuer: str | None = None,
         leeway_seconds: float = 0.0,
+        max_lifetime_seconds: float = DEFAULT_MAX_LIFETIME_SECONDS,
         clock: Clock,
         roles_claim: str = "roles",
     ) -> None:
-        key = secret if isinstance(secret, str) else secret.reveal()
-        if not isinstance(key, str) or not key:
-            raise ConfigError("secret", "<hidden>", "expected a non-empty string")
-        known = {name: alg for name, alg in get_default_algorithms().items() if name != "none"}
         algs = tuple(algorithms)
-        if not algs or any(alg not in known for alg in algs):
-            bad = next((alg for alg in algs if alg not in known), algs)
-            raise ConfigError("algorithms", bad, f"expected a non-empty list of {sorted(known)}")
-        hmac = [isinstance(known[alg], HMACAlgorithm) for alg in algs]
-        if any(hmac) and not all(hmac):  # one key for HMAC and public-key algs: key confusion
+        if not algs or any(alg not in _ALGORITHMS for alg in algs):
+            bad = next((alg for alg in algs if alg not in _ALGORITHMS), algs)
+            raise ConfigError(
+                "algorithms", bad, f"expected a non-empty list of {sorted(_ALGORITHMS)}"
+            )
+        hmac = hmac_family(algs)
+        if hmac is None:  # one key for HMAC and public-key algs: key confusion
             raise ConfigError("algorithms", algs, "do not mix HS* with public-key algorithms")
-        for alg in algs:
-            try:
-                known[alg].prepare_key(key)
-            except (jwt.InvalidKeyError, ValueError, TypeError):
-                raise ConfigError("secret", "<hidden>", f"it is not a key for {alg}") from None
+        name, given, other = ("secret", secret, public_key)
+        if not hmac:
+            name, given, other = ("public_key", public_key, secret)
+        if other is not None:
+            wrong = "public_key" if hmac else "secret"
+            raise ConfigError(
+                wrong, "<hidden>", f"{algs[0]} verifies with {name}; leave {wrong} unset"
+            )
+        key = given if isinstance(given, str) or given is None else given.reveal()
+        if not isinstance(key, str) or not key:
+            raise ConfigError(name, "<hidden>", "expected a non-empty string")
+        if problem := key_problem(key, algs):
+            raise ConfigError(name, "<hidden>", problem)
         if not math.isfinite(leeway_seconds) or leeway_seconds < 0:
             raise ConfigError("leeway_seconds", leeway_seconds, "expected a finite number >= 0")
-        self._key, self._clock, self._hmac = key, clock, all(hmac)
+        if not math.isfinite(max_lifetime_seconds) or max_lifetime_seconds <= 0:
+            raise ConfigError(
+                "max_lifetime_seconds", max_lifetime_seconds, "expected a finite number > 0"
+            )
+        self._key: Any = key if hmac else _prepare(algs[0], _pem(key))
+        self._clock, self._hmac = clock, hmac
         self.algorithms, self.audience, self.issuer = algs, audience, issuer
         self.leeway_seconds, self.roles_claim = float(leeway_seconds), roles_claim
-        sizes = [
-            a.hash_alg().digest_size for a in map(known.get, algs) if isinstance(a, HMACAlgorithm)
-        ]
-        self.min_secret_bytes = max(RECOMMENDED_SECRET_BYTES, *sizes) if self._hmac else 0
-        self.weak_secret = len(key.encode()) < self.min_secret_bytes
+        self.max_lifetime_seconds = float(max_lifetime_seconds)
+        self.min_secret_bytes = min_secret_bytes(algs) if hmac else 0
 
     def __repr__(self) -> str:
         return (
@@ -228,7 +323,7 @@ class TokenVerifier:
                 audience=self.audience,
                 issuer=self.issuer,
                 options={  # _principal checks these against self._clock, and sub precisely
-                    "require": ["sub", "exp"],
+                    "require": ["sub", "exp", "iat"],
                     "verify_exp": False,
                     "verify_nbf": False,
                     "verify_iat": False,
@@ -252,6 +347,7 @@ class TokenVerifier:
 
         Signs with the first pinned algorithm, which must be HS*; sets ``iat``,
         ``exp``, ``aud`` and ``iss`` from the clock and the configuration.
+        ``ttl_seconds`` is at most :attr:`max_lifetime_seconds`.
 
         Raises:
             ValueError: naming the argument at fault.
@@ -264,11 +360,20 @@ class TokenVerifier:
             raise ValueError(f"subject {subject!r:.40} is not a string of 1 to 256 characters")
         if not math.isfinite(ttl_seconds) or ttl_seconds <= 0:
             raise ValueError(f"ttl_seconds is {ttl_seconds!r}; expected a finite number > 0")
+        if ttl_seconds > self.max_lifetime_seconds:
+            raise ValueError(
+                f"ttl_seconds is {ttl_seconds:g}; this verifier accepts tokens that live at most "
+                f"{self.max_lifetime_seconds:g}s (max_lifetime_seconds, "
+                "SWITCHYARD_JWT_MAX_LIFETIME_SECONDS)"
+            )
         if isinstance(roles, str):
             raise ValueError(f"roles is the string {roles!r}; pass a sequence such as [{roles!r}]")
         now = self._clock.time()
-        claims: dict[str, Any] = {"sub": subject, "iat": math.floor(now)}
-        claims["exp"] = math.ceil(now + ttl_seconds)
+        iat = math.floor(now)
+        # Rounded out to whole seconds, but never past the lifetime cap: verify() must accept it.
+        exp: float = min(math.ceil(now + ttl_seconds), iat + self.max_lifetime_seconds)
+        claims: dict[str, Any] = {"sub": subject, "iat": iat}
+        claims["exp"] = int(exp) if float(exp).is_integer() else exp
         optional = {self.roles_claim: sorted(set(roles)), "name": name}
         optional |= {"aud": self.audience, "iss": self.issuer}
         claims |= {k: v for k, v in optional.items() if v}
@@ -292,6 +397,8 @@ class TokenVerifier:
         if isinstance(exc, jwt.MissingRequiredClaimError):
             why = {"aud": f"audience {self.audience!r}", "iss": f"issuer {self.issuer!r}"}
             need = f"this verifier requires {why[exc.claim]}" if exc.claim in why else "required"
+            if exc.claim == "iat":
+                need = "required, to bound the token's lifetime (exp - iat)"
             return AuthError("missing_claim", f"token has no {exc.claim!r} claim; {need}")
         if isinstance(exc, jwt.InvalidAudienceError):
             if self.audience is None:
@@ -320,6 +427,13 @@ class TokenVerifier:
             raise AuthError(
                 "token_expired",
                 f"token expired {ago}s ago (leeway {_secs(leeway)}s); get a new one",
+            )
+        lifetime, cap = times["exp"] - times["iat"], self.max_lifetime_seconds
+        if lifetime > cap + leeway:
+            raise AuthError(
+                "lifetime_too_long",
+                f"token lives {_secs(lifetime)}s (exp - iat); this verifier accepts at most "
+                f"{_secs(cap)}s (leeway {_secs(leeway)}s); get a shorter-lived token",
             )
         for key, what in (("nbf", "is not valid until"), ("iat", "was issued")):
             if key in times and times[key] > now + leeway:
@@ -361,12 +475,22 @@ class TokenVerifier:
 
 def _numeric_date(value: object, claim: str) -> float:
     """Read a NumericDate (epoch seconds), or raise ``invalid_token`` naming the claim."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    problem = None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        problem = _json_type(value)
+    else:
+        try:
+            number = float(value)  # an int beyond a float's range raises OverflowError
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            problem = "a non-finite number"
+    if problem is not None:
         raise AuthError(
             "invalid_token",
-            f"claim {claim!r} must be a number of seconds since the epoch, got {_json_type(value)}",
+            f"claim {claim!r} must be a number of seconds since the epoch, got {problem}",
         )
-    return float(value)
+    return number
 
 
 def _json_type(value: object) -> str:
@@ -379,5 +503,7 @@ def _json_type(value: object) -> str:
 
 
 def _secs(seconds: float) -> str:
-    """Format seconds compactly: ``5``, ``0.25``, ``86400``."""
+    """Format seconds compactly: ``5``, ``0.25``, ``86400``, ``1.84e+19``."""
+    if abs(seconds) >= 1e9:  # 31 years and more: the digits say nothing more
+        return f"{seconds:.3g}"
     return f"{seconds:.3f}".rstrip("0").rstrip(".")

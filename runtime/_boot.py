@@ -366,37 +366,30 @@ def _redis_link(settings: Settings, clock: Clock) -> RedisLink | None:
         settings.redis_url.reveal(),
         clock=clock,
         health_interval_seconds=settings.redis_health_interval_seconds,
-        # While Redis is down the link probes at least every redis_reconnect_probe_seconds,
-        # so it notices Redis is back within that (heal <= 2 s with the defaults).
-        reconnect_max_seconds=min(
-            settings.redis_reconnect_max_seconds, settings.redis_reconnect_probe_seconds
-        ),
+        reconnect_max_seconds=settings.redis_reconnect_max_seconds,
         max_connections=settings.redis_max_connections,
         command_timeout_seconds=settings.redis_command_timeout_seconds,
     )
 
 
 def token_verifier(settings: Settings, clock: Clock) -> TokenVerifier | None:
-    """The verifier the settings describe, or ``None`` (with a warning) without a secret."""
-    if settings.jwt_secret is None:
+    """The verifier the settings describe, or ``None`` (with a warning) without a key."""
+    if settings.jwt_secret is None and settings.jwt_public_key is None:
         logger.warning(
-            "SWITCHYARD_JWT_SECRET is not set: routes that need a token answer 401 on this node"
+            "neither SWITCHYARD_JWT_SECRET nor SWITCHYARD_JWT_PUBLIC_KEY is set: "
+            "routes that need a token answer 401 on this node"
         )
         return None
-    verifier = TokenVerifier(
+    return TokenVerifier(  # Settings checked the keys against the algorithms already
         settings.jwt_secret,
+        public_key=settings.jwt_public_key,
         algorithms=settings.jwt_algorithms,
         audience=settings.jwt_audience,
         issuer=settings.jwt_issuer,
         leeway_seconds=settings.jwt_leeway_seconds,
+        max_lifetime_seconds=settings.jwt_max_lifetime_seconds,
         clock=clock,
     )
-    if verifier.weak_secret:
-        logger.warning(
-            "SWITCHYARD_JWT_SECRET is shorter than %d bytes; use a longer random secret",
-            verifier.min_secret_bytes,
-        )
-    return verifier
 
 
 def _bind(host: str, port: int) -> socket.socket:

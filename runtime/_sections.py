@@ -251,6 +251,25 @@ def _prepare(spec: Field, raw: str) -> object:
     return raw
 
 
+_INTEGER = re.compile(r"-?[0-9]+")
+_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+_NON_FINITE = re.compile(r"(?i)[+-]?(inf|infinity|nan)")
+
+
+def _syntax_problem(spec: Field, raw: str) -> str | None:
+    """What msgspec's lax mode would wrongly accept: ``1e3`` as an integer, ``inf`` as a number."""
+    if spec.optional and not raw.strip():
+        return None
+    if spec.kind == "int" and not _INTEGER.fullmatch(raw):
+        if not _NUMBER.fullmatch(raw):
+            return "expected an integer"
+        example = spec.default if isinstance(spec.default, int) else 10
+        return f"expected an integer written in digits, such as {example}"
+    if spec.kind == "float" and _NON_FINITE.fullmatch(raw.strip()):
+        return "expected a finite number"
+    return None
+
+
 def _dec_hook(type_: type, obj: object) -> object:
     if type_ is Secret and isinstance(obj, str):
         return Secret(obj)
@@ -315,6 +334,9 @@ def convert(section: SettingsSection[S], supplied: Mapping[str, tuple[str, str]]
         ConfigError: a value is malformed or out of range.
     """
     specs = {spec.name: spec for spec in section.fields}
+    for name, (source, raw) in supplied.items():
+        if problem := _syntax_problem(specs[name], raw):
+            raise ConfigError(source, raw, problem)
     mapping = {name: _prepare(specs[name], raw) for name, (_, raw) in supplied.items()}
     try:
         return msgspec.convert(mapping, section.schema, strict=False, dec_hook=_dec_hook)

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import msgspec
 from msgspec import Meta
 
+from ._auth import DEFAULT_MAX_LIFETIME_SECONDS, hmac_family, key_problem
 from ._errors import ConfigError
 
 if TYPE_CHECKING:
@@ -27,6 +28,9 @@ __all__ = ["MASK", "Secret", "Settings", "redact_url"]
 
 MASK = "**********"
 _PREFIX_GLOB = re.compile(r"[*?\[\]\\]")
+# What the cache's KeySpace refuses too: C0/C1 controls and lone surrogates (whitespace apart).
+_PREFIX_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_SECRETS = frozenset({"redis_url", "jwt_secret", "jwt_public_key"})
 
 _JWS_ALGORITHMS = (
     "HS256", "HS384", "HS512", "RS256", "RS384", "RS512",
@@ -111,6 +115,40 @@ def _algorithm_problem(alg: str) -> str:
     return f"{alg!r} is not a JWS algorithm; use one of {_ALLOWED}"
 
 
+def _key_problems(settings: Settings) -> Iterator[tuple[str, str]]:
+    """Yield (field, problem) for the JWT keys: the algorithms' family picks the key."""
+    algs = settings.jwt_algorithms
+    hmac = hmac_family(algs)
+    if hmac is None:
+        mixed = (
+            "expected HS* algorithms alone or public-key algorithms alone (RS*, PS*, ES*, "
+            "EdDSA): mixing them lets a public key be used as an HMAC secret"
+        )
+        yield "jwt_algorithms", mixed
+        return
+    pinned = ", ".join(algs)
+    if hmac and settings.jwt_public_key is not None:
+        wrong = (
+            f"SWITCHYARD_JWT_ALGORITHMS is {pinned}, which verifies with SWITCHYARD_JWT_SECRET; "
+            "set SWITCHYARD_JWT_ALGORITHMS to a public-key algorithm such as RS256 or ES256"
+        )
+        yield "jwt_public_key", wrong
+    if not hmac and settings.jwt_secret is not None:
+        wrong = (
+            f"SWITCHYARD_JWT_ALGORITHMS is {pinned}, which verifies with "
+            "SWITCHYARD_JWT_PUBLIC_KEY; unset SWITCHYARD_JWT_SECRET"
+        )
+        yield "jwt_secret", wrong
+    field, key = ("jwt_secret", settings.jwt_secret)
+    if not hmac:
+        field, key = ("jwt_public_key", settings.jwt_public_key)
+    if key is not None:
+        if not key.reveal():
+            yield field, "expected a non-empty string (unset it to disable auth)"
+        elif problem := key_problem(key.reveal(), algs):
+            yield field, problem
+
+
 def _problems(settings: Settings) -> Iterator[tuple[str, str]]:
     """Yield (field, problem) for every value check that ``msgspec.Meta`` cannot express."""
     if settings.redis_url is not None and not _valid_redis_url(settings.redis_url.reveal()):
@@ -128,9 +166,13 @@ def _problems(settings: Settings) -> Iterator[tuple[str, str]]:
                     "such as https://example.com or http://localhost:3000, or '*'"
                 ),
             )
+    if all(alg in _JWS_ALGORITHMS for alg in settings.jwt_algorithms):
+        yield from _key_problems(settings)
     if settings.app is not None and not _APP_SPEC.fullmatch(settings.app):
         yield "app", "expected 'module:function', such as 'myapp.node:create_app'"
-    if re.search(r"\s", settings.redis_prefix):
+    if control := _PREFIX_CONTROL.search(settings.redis_prefix):
+        yield "redis_prefix", f"expected no control character, found {control.group()!r}"
+    elif re.search(r"\s", settings.redis_prefix):
         yield "redis_prefix", "expected no whitespace, such as 'switchyard'"
     elif glob := _PREFIX_GLOB.search(settings.redis_prefix):
         yield "redis_prefix", (f"expected no glob character (* ? [ ] \\), found {glob.group()!r}")
@@ -146,16 +188,26 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     host: Annotated[str, Meta(min_length=1, description="Interface the server binds to.")] = (
         "127.0.0.1"
     )
-    port: Annotated[int, Meta(ge=1, le=65535, description="TCP port of the server.")] = 8000
+    port: Annotated[
+        int, Meta(ge=1, le=65535, description="TCP port of the server, written in digits.")
+    ] = 8000
     redis_url: Annotated[
         Secret | None, Meta(description="redis://, rediss:// or unix:// URL; unset: in memory.")
     ] = None
     redis_health_interval_seconds: Annotated[
-        float, Meta(gt=0, description="Seconds between Redis health checks.")
+        float, Meta(gt=0, le=60, description="Seconds between Redis health checks.")
     ] = 1.0
     redis_reconnect_max_seconds: Annotated[
-        float, Meta(gt=0, description="Longest back-off between Redis reconnect attempts.")
-    ] = 5.0
+        float,
+        Meta(
+            gt=0,
+            le=300,
+            description=(
+                "Longest wait between attempts to reach Redis while it is down, in seconds "
+                "(full-jitter backoff below it; a low cap heals fast)."
+            ),
+        ),
+    ] = 0.5
     redis_prefix: Annotated[
         str,
         Meta(
@@ -164,28 +216,56 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
             description="Prefix of every Redis key the node writes, without spaces.",
         ),
     ] = "switchyard"
-    jwt_secret: Annotated[Secret | None, Meta(description="JWT key; unset disables auth.")] = None
+    jwt_secret: Annotated[
+        Secret | None,
+        Meta(
+            description=(
+                "HMAC key of HS* tokens, >= 32 bytes (64 for HS512); unset with no public key "
+                "disables auth."
+            )
+        ),
+    ] = None
+    jwt_public_key: Annotated[
+        Secret | None,
+        Meta(
+            description=(
+                "PEM public key of RS*/PS*/ES*/EdDSA tokens (RSA >= 2048 bits; \\n escapes "
+                "allowed); set SWITCHYARD_JWT_ALGORITHMS to match."
+            )
+        ),
+    ] = None
     jwt_algorithms: Annotated[
         tuple[str, ...], Meta(min_length=1, description=f"JWS algorithms: {_ALLOWED}.")
     ] = ("HS256",)
     jwt_audience: Annotated[str | None, Meta(description="Required 'aud' claim, if set.")] = None
     jwt_issuer: Annotated[str | None, Meta(description="Required 'iss' claim, if set.")] = None
     jwt_leeway_seconds: Annotated[
-        float, Meta(ge=0, le=300, description="Clock skew allowed on 'exp' and 'nbf'.")
+        float,
+        Meta(ge=0, le=300, description="Clock skew allowed on 'exp', 'nbf' and 'iat', in seconds."),
     ] = 0.0
+    jwt_max_lifetime_seconds: Annotated[
+        float,
+        Meta(
+            ge=1,
+            le=2_592_000,
+            description="Longest token lifetime (exp - iat) accepted, in seconds; 'iat' required.",
+        ),
+    ] = DEFAULT_MAX_LIFETIME_SECONDS
     cors_origins: Annotated[
         tuple[str, ...], Meta(description="CORS origins, e.g. https://example.com, or '*'.")
     ] = ()
-    max_body_bytes: Annotated[int, Meta(ge=1, description="Largest request body accepted.")] = (
-        1_048_576
-    )
+    max_body_bytes: Annotated[
+        int, Meta(ge=1, le=1_073_741_824, description="Largest request body accepted, in bytes.")
+    ] = 1_048_576
     shutdown_grace_seconds: Annotated[
-        float, Meta(ge=0, description="Time given to in-flight work on shutdown.")
+        float, Meta(ge=0, le=3600, description="Seconds given to in-flight work on shutdown.")
     ] = 10.0
     ask_timeout_seconds: Annotated[
-        float, Meta(gt=0, description="Default timeout of an ask to an actor.")
+        float, Meta(gt=0, le=3600, description="Default timeout of an ask to an actor, in seconds.")
     ] = 5.0
-    mailbox_size: Annotated[int, Meta(ge=1, description="Capacity of each actor's mailbox.")] = 1024
+    mailbox_size: Annotated[
+        int, Meta(ge=1, le=1_000_000, description="Capacity of each actor's mailbox, in messages.")
+    ] = 1024
     log_level: Annotated[
         Literal["DEBUG", "INFO", "WARNING", "ERROR"], Meta(description="Lowest level logged.")
     ] = "INFO"
@@ -198,7 +278,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
         Meta(
             ge=1,
             le=10_000,
-            description="Redis connections for commands; more simultaneous ones wait in line.",
+            description=(
+                "Redis connections for commands (a count); more simultaneous ones wait in line."
+            ),
         ),
     ] = 100
     redis_command_timeout_seconds: Annotated[
@@ -206,15 +288,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
         Meta(
             ge=0.01,
             le=30,
-            description="Deadline of every Redis command, the wait for a connection included.",
-        ),
-    ] = 0.5
-    redis_reconnect_probe_seconds: Annotated[
-        float,
-        Meta(
-            ge=0.05,
-            le=10,
-            description="Longest wait between attempts to reach Redis while it is down.",
+            description=(
+                "Deadline of every Redis command in seconds, the wait for a connection included."
+            ),
         ),
     ] = 0.5
     body_timeout_seconds: Annotated[
@@ -230,7 +306,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
         # msgspec wraps this ConfigError in a ValidationError (as its __cause__);
         # load_settings renames it after the variable or flag that supplied the value.
         for name, problem in _problems(self):
-            raise ConfigError(name, MASK if name == "redis_url" else getattr(self, name), problem)
+            raise ConfigError(name, MASK if name in _SECRETS else getattr(self, name), problem)
 
     @property
     def redacted_redis_url(self) -> str | None:

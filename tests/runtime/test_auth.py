@@ -11,7 +11,8 @@ from typing import Any
 
 import jwt
 import pytest
-from jwt.warnings import InsecureKeyLengthWarning
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from runtime._auth import (
     MAX_TOKEN_CHARS,
@@ -262,7 +263,7 @@ def test_unsigned_token_is_rejected(verifier: TokenVerifier, alg: str) -> None:
 
 
 def test_unsigned_token_from_pyjwt_is_rejected(verifier: TokenVerifier) -> None:
-    token = jwt.encode(claims(), None, algorithm="none")
+    token = jwt.encode(claims(), "", algorithm="none")
     expect(
         rejects(verifier, token), "invalid_token", "token is unsigned (alg 'none'); never accepted"
     )
@@ -490,26 +491,34 @@ def test_repr_hides_the_secret(clock: ManualClock) -> None:
     assert SECRET not in repr(verifier) and SECRET not in str(vars(verifier).get("algorithms"))
 
 
-def test_strong_secret_is_not_weak_and_emits_no_warning(verifier: TokenVerifier) -> None:
+def test_strong_secret_emits_no_warning(verifier: TokenVerifier) -> None:
     # filterwarnings = error: any InsecureKeyLengthWarning here fails the test.
-    assert verifier.weak_secret is False
     assert verifier.min_secret_bytes == 32
     assert verifier.verify(verifier.issue("alice")).subject == "alice"
 
 
-def test_short_secret_works_but_is_flagged(clock: ManualClock) -> None:
-    verifier = TokenVerifier("short", clock=clock)
-    assert verifier.weak_secret is True
-    with pytest.warns(InsecureKeyLengthWarning):
-        token = verifier.issue("alice")
-    with pytest.warns(InsecureKeyLengthWarning):
-        assert verifier.verify(token).subject == "alice"
+@pytest.mark.parametrize(
+    ("secret", "algorithms", "message"),
+    [
+        ("k" * 5, ["HS256"], "it is 5 bytes; HS256 needs at least 32 (RFC 7518 §3.2)"),
+        ("k" * 31, ["HS256"], "it is 31 bytes; HS256 needs at least 32 (RFC 7518 §3.2)"),
+        ("k" * 47, ["HS384"], "it is 47 bytes; HS384 needs at least 48 (RFC 7518 §3.2)"),
+        (SECRET, ["HS512", "HS256"], "it is 32 bytes; HS512 needs at least 64 (RFC 7518 §3.2)"),
+        ("é" * 15 + "k", ["HS256"], "it is 31 bytes; HS256 needs at least 32"),  # bytes, not chars
+    ],
+)
+def test_short_secret_is_refused(
+    clock: ManualClock, secret: str, algorithms: list[str], message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        TokenVerifier(secret, clock=clock, algorithms=algorithms)
+    assert str(info.value).startswith(f"secret has value '<hidden>'; {message}")
+    assert secret not in str(info.value)
 
 
-def test_hs512_needs_a_64_byte_secret(clock: ManualClock) -> None:
-    assert TokenVerifier(SECRET, clock=clock, algorithms=["HS512"]).weak_secret is True
+def test_hs512_takes_a_64_byte_secret(clock: ManualClock) -> None:
     strong = TokenVerifier(LONG_SECRET, clock=clock, algorithms=["HS512", "HS256"])
-    assert (strong.weak_secret, strong.min_secret_bytes) == (False, 64)
+    assert strong.min_secret_bytes == 64
     assert jwt.get_unverified_header(strong.issue("a"))["alg"] == "HS512"
 
 
@@ -578,3 +587,271 @@ def test_no_error_message_contains_the_secret_or_the_token(clock: ManualClock) -
             with pytest.raises(AuthError) as info:
                 verifier.verify_authorization_header(header)
             assert_no_leak(info.value, token)
+
+
+# --- token lifetime: iat required, exp - iat capped -----------------------------------------
+
+TEN_YEARS = 10 * 365 * 86_400
+
+
+@pytest.mark.parametrize(
+    ("exp", "lifetime"),
+    [
+        (1e20, "1e+20"),
+        (2**64, "1.84e+19"),
+        (NOW + TEN_YEARS, "315360000"),
+        (NOW + 86_401, "86401"),
+    ],
+)
+def test_a_token_living_longer_than_the_cap_is_refused(
+    verifier: TokenVerifier, exp: float, lifetime: str
+) -> None:
+    expect(
+        rejects(verifier, sign(claims(exp=exp))),
+        "lifetime_too_long",
+        f"token lives {lifetime}s (exp - iat); this verifier accepts at most 86400s "
+        "(leeway 0s); get a shorter-lived token",
+    )
+
+
+def test_a_token_without_iat_is_refused(verifier: TokenVerifier) -> None:
+    for exp in (NOW + 60, NOW + TEN_YEARS, 1e20):
+        expect(
+            rejects(verifier, sign(claims(iat=None, exp=exp))),
+            "missing_claim",
+            "token has no 'iat' claim; required, to bound the token's lifetime (exp - iat)",
+        )
+
+
+def test_the_cap_itself_and_the_leeway_are_accepted(clock: ManualClock) -> None:
+    verifier = TokenVerifier(SECRET, clock=clock, max_lifetime_seconds=600, leeway_seconds=5)
+    assert verifier.verify(sign(claims(exp=NOW + 600))).expires_at == NOW + 600
+    assert verifier.verify(sign(claims(exp=NOW + 605))).expires_at == NOW + 605
+    expect(
+        rejects(verifier, sign(claims(exp=NOW + 605.5))),
+        "lifetime_too_long",
+        "token lives 605.5s (exp - iat); this verifier accepts at most 600s (leeway 5s); "
+        "get a shorter-lived token",
+    )
+
+
+def test_an_integer_time_beyond_a_float_is_invalid_not_a_crash(verifier: TokenVerifier) -> None:
+    # Python's json reads 1 followed by 400 zeros as an int; float() of it overflows.
+    token = sign_raw({"alg": "HS256", "typ": "JWT"}, claims(exp=10**400))
+    expect(
+        rejects(verifier, token),
+        "invalid_token",
+        "claim 'exp' must be a number of seconds since the epoch, got a non-finite number",
+    )
+
+
+def test_issue_refuses_a_ttl_beyond_the_cap(clock: ManualClock) -> None:
+    verifier = TokenVerifier(SECRET, clock=clock, max_lifetime_seconds=3600)
+    for ttl in (3601, 1e12):
+        with pytest.raises(ValueError) as info:
+            verifier.issue("alice", ttl_seconds=ttl)
+        assert str(info.value) == (
+            f"ttl_seconds is {ttl:g}; this verifier accepts tokens that live at most 3600s "
+            "(max_lifetime_seconds, SWITCHYARD_JWT_MAX_LIFETIME_SECONDS)"
+        )
+
+
+def test_a_token_issued_for_the_whole_cap_verifies_at_a_fractional_time() -> None:
+    clock = ManualClock(wall_start=NOW + 0.75)  # iat rounds down, exp would round up
+    verifier = TokenVerifier(SECRET, clock=clock, max_lifetime_seconds=3600)
+    token = verifier.issue("alice", ttl_seconds=3600)
+    claims_ = jwt.decode(token, options={"verify_signature": False})
+    assert (claims_["iat"], claims_["exp"]) == (NOW, NOW + 3600)
+    assert verifier.verify(token).subject == "alice"
+
+
+@pytest.mark.parametrize("value", [0, -1, math.inf, math.nan])
+def test_max_lifetime_must_be_a_finite_positive_number(clock: ManualClock, value: float) -> None:
+    with pytest.raises(ConfigError) as info:
+        TokenVerifier(SECRET, clock=clock, max_lifetime_seconds=value)
+    assert str(info.value) == (
+        f"max_lifetime_seconds has value {value!r}; expected a finite number > 0"
+    )
+
+
+def test_token_issue_with_a_ttl_beyond_the_cap_exits_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runtime.__main__ import main
+
+    for name in ("SWITCHYARD_JWT_SECRET", "SWITCHYARD_JWT_MAX_LIFETIME_SECONDS"):
+        monkeypatch.delenv(name, raising=False)
+    status = main(["token", "issue", "--sub", "root", "--role", "admin", "--jwt-secret", SECRET,
+                   "--ttl-seconds", "1e12"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert (status, out) == (2, "")
+    assert err.rstrip().endswith(
+        "token issue: ttl_seconds is 1e+12; this verifier accepts tokens that live at most "
+        "86400s (max_lifetime_seconds, SWITCHYARD_JWT_MAX_LIFETIME_SECONDS)"
+    )
+    status = main(["--jwt-max-lifetime-seconds", "600", "token", "issue", "--sub", "root",
+                   "--jwt-secret", SECRET, "--ttl-seconds", "601"])  # fmt: skip
+    assert status == 2 and "at most 600s" in capsys.readouterr().err
+
+
+# --- public keys: RS256 and ES256 with real keys -------------------------------------------
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+
+
+def public_pem(private: PrivateKey) -> str:
+    return (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+def private_pem(private: PrivateKey) -> str:
+    return private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+@pytest.fixture(scope="module")
+def rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="module")
+def ec_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+@pytest.mark.parametrize(("alg", "fixture"), [("RS256", "rsa_key"), ("ES256", "ec_key"),
+                                               ("PS256", "rsa_key")])  # fmt: skip
+def test_public_key_verifies_tokens_signed_by_the_private_key(
+    clock: ManualClock, request: pytest.FixtureRequest, alg: str, fixture: str
+) -> None:
+    private = request.getfixturevalue(fixture)
+    verifier = TokenVerifier(public_key=public_pem(private), algorithms=[alg], clock=clock)
+    token = jwt.encode(claims(roles=["admin"]), private, algorithm=alg)
+    principal = verifier.verify(token)
+    assert (principal.subject, principal.roles) == ("alice", frozenset({"admin"}))
+    other = (
+        rsa.generate_private_key(65537, 2048)
+        if alg != "ES256"
+        else ec.generate_private_key(ec.SECP256R1())
+    )
+    forged = jwt.encode(claims(roles=["admin"]), other, algorithm=alg)
+    expect(rejects(verifier, forged), "invalid_token", "token signature does not match the secret")
+    expect(
+        rejects(verifier, jwt.encode(claims(exp=NOW + TEN_YEARS), private, algorithm=alg)),
+        "lifetime_too_long",
+        "token lives 315360000s (exp - iat); this verifier accepts at most 86400s (leeway 0s); "
+        "get a shorter-lived token",
+    )
+
+
+def test_eddsa_with_a_real_key(clock: ManualClock) -> None:
+    private = ed25519.Ed25519PrivateKey.generate()
+    verifier = TokenVerifier(public_key=public_pem(private), algorithms=["EdDSA"], clock=clock)
+    assert verifier.verify(jwt.encode(claims(), private, algorithm="EdDSA")).subject == "alice"
+
+
+def test_hs_token_is_refused_when_only_rs_is_pinned(
+    clock: ManualClock, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    """Algorithm confusion: an attacker HMAC-signs a token with the (public) PEM as the secret."""
+    pem = public_pem(rsa_key)
+    verifier = TokenVerifier(public_key=pem, algorithms=["RS256"], clock=clock)
+    for key in (pem, pem.encode().decode().strip(), SECRET):
+        token = sign_raw({"alg": "HS256", "typ": "JWT"}, claims(roles=["admin"]), key=key)
+        expect(
+            rejects(verifier, token),
+            "invalid_token",
+            "token names algorithm 'HS256'; only RS256 is accepted",
+        )
+    es = jwt.encode(claims(), ec.generate_private_key(ec.SECP256R1()), algorithm="ES256")
+    expect(rejects(verifier, es), "invalid_token", "token names algorithm 'ES256'; only RS256 "
+           "is accepted")  # fmt: skip
+
+
+def test_a_pem_on_one_line_with_escaped_newlines_is_accepted(
+    clock: ManualClock, ec_key: ec.EllipticCurvePrivateKey
+) -> None:
+    one_line = public_pem(ec_key).replace("\n", "\\n")
+    verifier = TokenVerifier(public_key=one_line, algorithms=["ES256"], clock=clock)
+    assert verifier.verify(jwt.encode(claims(), ec_key, algorithm="ES256")).subject == "alice"
+
+
+def test_public_key_problems_are_refused(
+    clock: ManualClock, rsa_key: rsa.RSAPrivateKey, ec_key: ec.EllipticCurvePrivateKey
+) -> None:
+    small = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    p384 = ec.generate_private_key(ec.SECP384R1())
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"public_key": private_pem(rsa_key), "algorithms": ["RS256"]},
+         "public_key has value '<hidden>'; it is a private key; give the node only the public key"),
+        ({"public_key": public_pem(small), "algorithms": ["RS256"]},
+         "public_key has value '<hidden>'; it is a 1024-bit RSA key; RS256 needs at least 2048 "
+         "bits"),
+        ({"public_key": public_pem(p384), "algorithms": ["ES256"]},
+         "public_key has value '<hidden>'; it is not a PEM public key for ES256"),
+        ({"public_key": public_pem(rsa_key), "algorithms": ["ES256"]},
+         "public_key has value '<hidden>'; it is not a PEM public key for ES256"),
+        ({"public_key": "not a key", "algorithms": ["RS256"]},
+         "public_key has value '<hidden>'; it is not a PEM public key for RS256"),
+        ({"algorithms": ["RS256"]}, "public_key has value '<hidden>'; expected a non-empty string"),
+        ({"secret": public_pem(rsa_key), "algorithms": ["RS256"]},
+         "secret has value '<hidden>'; RS256 verifies with public_key; leave secret unset"),
+        ({"secret": SECRET, "public_key": public_pem(ec_key)},
+         "public_key has value '<hidden>'; HS256 verifies with secret; leave public_key unset"),
+        ({"public_key": public_pem(rsa_key), "algorithms": ["HS256", "RS256"]},
+         "algorithms has value ('HS256', 'RS256'); do not mix HS* with public-key algorithms"),
+    ]  # fmt: skip
+    for kwargs, message in cases:
+        with pytest.raises(ConfigError) as info:
+            TokenVerifier(clock=clock, **kwargs)
+        assert str(info.value) == message
+        assert "BEGIN" not in str(info.value)
+
+
+def test_issue_needs_an_hmac_algorithm(
+    clock: ManualClock, ec_key: ec.EllipticCurvePrivateKey
+) -> None:
+    verifier = TokenVerifier(public_key=public_pem(ec_key), algorithms=["ES256"], clock=clock)
+    with pytest.raises(ValueError, match=r"issue\(\) needs an HS\* algorithm"):
+        verifier.issue("alice")
+
+
+def test_a_node_given_a_public_key_verifies_es256_tokens_over_http(
+    ec_key: ec.EllipticCurvePrivateKey,
+) -> None:
+    """A real node (python -m runtime on Hypercorn) with SWITCHYARD_JWT_PUBLIC_KEY on one line."""
+    import time
+
+    import httpx
+
+    from runtime.testing import NodeProcess
+
+    env = {
+        "SWITCHYARD_JWT_ALGORITHMS": "ES256",
+        "SWITCHYARD_JWT_PUBLIC_KEY": public_pem(ec_key).replace("\n", "\\n"),
+        "SWITCHYARD_JWT_MAX_LIFETIME_SECONDS": "3600",
+    }
+    now = int(time.time())
+
+    def token(lifetime: int, key: PrivateKey = ec_key) -> str:
+        payload = {"sub": "ops", "roles": ["admin"], "iat": now, "exp": now + lifetime}
+        return jwt.encode(payload, key, algorithm="ES256")
+
+    with NodeProcess(env) as node, httpx.Client(base_url=node.url, timeout=10) as client:
+
+        def status(bearer: str) -> tuple[int, str]:
+            reply = client.get("/api/cache-stats", headers={"Authorization": f"Bearer {bearer}"})
+            return reply.status_code, reply.json().get("error", {}).get("code", "")
+
+        assert status(token(600))[0] == 200
+        assert status(token(7200)) == (401, "lifetime_too_long")
+        assert status(token(600, ec.generate_private_key(ec.SECP256R1())))[0] == 401
+        hs = sign_raw({"alg": "HS256"}, {"sub": "ops", "roles": ["admin"], "iat": now,
+                                        "exp": now + 60}, key=public_pem(ec_key))  # fmt: skip
+        assert status(hs) == (401, "invalid_token")

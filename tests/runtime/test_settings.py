@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import msgspec
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
+from actors.cache import CACHE_SETTINGS
+from actors.cache._settings import CacheSettings
 from runtime import ConfigError, Secret, Settings, load_configuration, load_settings
 from runtime._configuration import build_parser
 from runtime._settings import redact_url
@@ -32,7 +39,7 @@ def test_defaults() -> None:
     assert settings.port == 8000
     assert settings.redis_url is None
     assert settings.redis_health_interval_seconds == 1.0
-    assert settings.redis_reconnect_max_seconds == 5.0
+    assert settings.redis_reconnect_max_seconds == 0.5
     assert settings.jwt_secret is None
     assert settings.jwt_algorithms == ("HS256",)
     assert settings.jwt_audience is None
@@ -64,7 +71,7 @@ def test_environment_values_are_converted() -> None:
             "SWITCHYARD_PORT": "9000",
             "SWITCHYARD_ASK_TIMEOUT_SECONDS": "2.5",
             "SWITCHYARD_SHUTDOWN_GRACE_SECONDS": "0",
-            "SWITCHYARD_JWT_ALGORITHMS": "HS256, RS256,",
+            "SWITCHYARD_JWT_ALGORITHMS": "HS256, HS384,",
             "SWITCHYARD_CORS_ORIGINS": "https://example.com,http://localhost:3000,http://[::1]:8080",
             "SWITCHYARD_LOG_LEVEL": "debug",
             "SWITCHYARD_LOG_FORMAT": "JSON",
@@ -72,7 +79,7 @@ def test_environment_values_are_converted() -> None:
             "SWITCHYARD_JWT_AUDIENCE": "switchyard",
             "SWITCHYARD_JWT_ISSUER": "",
             "SWITCHYARD_REDIS_URL": "rediss://:s3cret@redis.internal:6380/2",
-            "SWITCHYARD_JWT_SECRET": "jwt-key",
+            "SWITCHYARD_JWT_SECRET": "jwt-key-" + "k" * 40,  # HS384: at least 48 bytes
             "OTHER_PORT": "not ours, ignored",
         },
     )
@@ -80,7 +87,7 @@ def test_environment_values_are_converted() -> None:
     assert settings.port == 9000
     assert settings.ask_timeout_seconds == 2.5
     assert settings.shutdown_grace_seconds == 0.0
-    assert settings.jwt_algorithms == ("HS256", "RS256")
+    assert settings.jwt_algorithms == ("HS256", "HS384")
     assert settings.cors_origins == (
         "https://example.com",
         "http://localhost:3000",
@@ -93,7 +100,7 @@ def test_environment_values_are_converted() -> None:
     assert settings.jwt_issuer is None  # an empty optional setting means "unset"
     assert settings.redis_url == Secret("rediss://:s3cret@redis.internal:6380/2")
     assert settings.jwt_secret is not None
-    assert settings.jwt_secret.reveal() == "jwt-key"
+    assert settings.jwt_secret.reveal() == "jwt-key-" + "k" * 40
     assert settings.redacted_redis_url == "rediss://:***@redis.internal:6380/2"
 
 
@@ -233,7 +240,8 @@ def test_none_reads_the_process_argv_and_environment(monkeypatch: pytest.MonkeyP
         (
             [],
             {"SWITCHYARD_MAILBOX_SIZE": "1.5"},
-            "SWITCHYARD_MAILBOX_SIZE has value '1.5'; expected an integer",
+            "SWITCHYARD_MAILBOX_SIZE has value '1.5'; expected an integer written in digits, "
+            "such as 1024",
         ),
     ],
 )
@@ -307,7 +315,7 @@ def test_config_errors_never_show_a_secret(
 
 def test_repr_of_settings_hides_secrets() -> None:
     settings = load_settings(
-        ["--jwt-secret", "hunter2"], {"SWITCHYARD_REDIS_URL": "redis://:hunter2@redis:6379/0"}
+        ["--jwt-secret", "hunter2" * 5], {"SWITCHYARD_REDIS_URL": "redis://:hunter2@redis:6379/0"}
     )
     text = repr(settings)
     assert "hunter2" not in text
@@ -428,3 +436,230 @@ def test_flag_without_its_value_exits_with_usage_error(capsys: pytest.CaptureFix
         load_settings(["--port"], {})
     assert info.value.code == 2
     assert "argument --port: expected one argument" in capsys.readouterr().err
+
+
+# -- bounds: every numeric setting has both, and the boot refuses what is outside -----------
+
+
+UNITS = {"_seconds": "second", "_bytes": "bytes", "_entries": "entries", "_size": ""}
+
+
+@pytest.mark.parametrize("schema", [Settings, CacheSettings])
+def test_every_numeric_setting_is_bounded_on_both_sides_with_a_unit(schema: type) -> None:
+    info = msgspec.inspect.type_info(schema)
+    assert isinstance(info, msgspec.inspect.StructType)
+    numeric = 0
+    for field in info.fields:
+        meta, kind = field.type, field.type
+        if isinstance(kind, msgspec.inspect.Metadata):
+            kind = kind.type
+        if not isinstance(kind, msgspec.inspect.IntType | msgspec.inspect.FloatType):
+            continue
+        numeric += 1
+        lower = kind.ge if kind.ge is not None else kind.gt
+        upper = kind.le if kind.le is not None else kind.lt
+        assert lower is not None and upper is not None, f"{field.name} needs both bounds"
+        assert 0 <= lower < upper < 1e11, field.name
+        assert isinstance(meta, msgspec.inspect.Metadata)
+        description = (meta.extra_json_schema or {}).get("description", "").lower()
+        for suffix, unit in UNITS.items():
+            if field.name.endswith(suffix):
+                assert unit in description, f"{field.name}: the description names no unit"
+    assert numeric >= 8
+
+
+NODE_CASES = [
+    ({"SWITCHYARD_PORT": "1e3"},
+     "SWITCHYARD_PORT has value '1e3'; expected an integer written in digits, such as 8000"),
+    ({"SWITCHYARD_PORT": "8000.0"},
+     "SWITCHYARD_PORT has value '8000.0'; expected an integer written in digits, such as 8000"),
+    ({"SWITCHYARD_ASK_TIMEOUT_SECONDS": "inf"},
+     "SWITCHYARD_ASK_TIMEOUT_SECONDS has value 'inf'; expected a finite number"),
+    ({"SWITCHYARD_SHUTDOWN_GRACE_SECONDS": "1e308"},
+     "SWITCHYARD_SHUTDOWN_GRACE_SECONDS has value '1e308'; expected a number <= 3600"),
+    ({"SWITCHYARD_REDIS_HEALTH_INTERVAL_SECONDS": "1e308"},
+     "SWITCHYARD_REDIS_HEALTH_INTERVAL_SECONDS has value '1e308'; expected a number <= 60"),
+    ({"SWITCHYARD_REDIS_RECONNECT_MAX_SECONDS": "NaN"},
+     "SWITCHYARD_REDIS_RECONNECT_MAX_SECONDS has value 'NaN'; expected a finite number"),
+    ({"SWITCHYARD_MAILBOX_SIZE": "1e9"},
+     "SWITCHYARD_MAILBOX_SIZE has value '1e9'; expected an integer written in digits, such as "
+     "1024"),
+    ({"SWITCHYARD_MAX_BODY_BYTES": "10000000000"},
+     "SWITCHYARD_MAX_BODY_BYTES has value '10000000000'; expected an integer <= 1.07374e+09"),
+    ({"SWITCHYARD_JWT_MAX_LIFETIME_SECONDS": "1e12"},
+     "SWITCHYARD_JWT_MAX_LIFETIME_SECONDS has value '1e12'; expected a number <= 2.592e+06"),
+    ({"SWITCHYARD_JWT_MAX_LIFETIME_SECONDS": "0"},
+     "SWITCHYARD_JWT_MAX_LIFETIME_SECONDS has value '0'; expected a number >= 1"),
+    ({"SWITCHYARD_CACHE_L1_MAX_ENTRIES": "1e8"},
+     "SWITCHYARD_CACHE_L1_MAX_ENTRIES has value '1e8'; expected an integer written in digits, "
+     "such as 10000"),
+    ({"SWITCHYARD_CACHE_L1_MAX_ENTRIES": "1e12"},
+     "SWITCHYARD_CACHE_L1_MAX_ENTRIES has value '1e12'; expected an integer written in digits, "
+     "such as 10000"),
+    ({"SWITCHYARD_CACHE_L1_MAX_ENTRIES": "100000000"},
+     "SWITCHYARD_CACHE_L1_MAX_ENTRIES has value '100000000'; expected an integer <= 4e+06"),
+    ({"SWITCHYARD_CACHE_LOADER_TIMEOUT_SECONDS": "inf"},
+     "SWITCHYARD_CACHE_LOADER_TIMEOUT_SECONDS has value 'inf'; expected a finite number"),
+    ({"SWITCHYARD_CACHE_LOCK_TTL_SECONDS": "1e308"},
+     "SWITCHYARD_CACHE_LOCK_TTL_SECONDS has value '1e308'; expected a number <= 3600"),
+    ({"SWITCHYARD_CACHE_MAX_VALUE_BYTES": "1073741824"},
+     "SWITCHYARD_CACHE_MAX_VALUE_BYTES has value '1073741824'; expected an integer <= "
+     "5.36871e+08"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("environ", "message"), NODE_CASES)
+def test_out_of_range_numbers_name_their_variable(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_configuration([], environ, sections=[CACHE_SETTINGS])
+    assert str(info.value) == message
+
+
+def test_integers_in_digits_and_bounds_at_the_edges_are_accepted() -> None:
+    configuration = load_configuration(
+        [],
+        {
+            "SWITCHYARD_PORT": "65535",
+            "SWITCHYARD_ASK_TIMEOUT_SECONDS": "3600",
+            "SWITCHYARD_JWT_MAX_LIFETIME_SECONDS": "2592000",
+            "SWITCHYARD_CACHE_L1_MAX_ENTRIES": "4000000",
+        },
+        sections=[CACHE_SETTINGS],
+    )
+    assert (configuration.node.port, configuration.node.ask_timeout_seconds) == (65535, 3600)
+    assert configuration.node.jwt_max_lifetime_seconds == 2_592_000
+    assert configuration.section(CACHE_SETTINGS).l1_max_entries == 4_000_000
+    assert Settings().jwt_max_lifetime_seconds == 86_400
+
+
+# -- JWT keys in the settings ---------------------------------------------------------------
+
+
+EC_KEY = ec.generate_private_key(ec.SECP256R1())
+EC_PUBLIC = (
+    EC_KEY.public_key()
+    .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    .decode()
+)
+STRONG = "a-jwt-secret-that-is-long-enough-for-hs256"
+
+
+def test_a_public_key_setting_is_read_and_masked() -> None:
+    settings = load_settings(
+        [], {"SWITCHYARD_JWT_ALGORITHMS": "ES256", "SWITCHYARD_JWT_PUBLIC_KEY": EC_PUBLIC}
+    )
+    assert settings.jwt_public_key == Secret(EC_PUBLIC)
+    assert settings.jwt_secret is None
+    assert "BEGIN" not in repr(settings) and "jwt_public_key=Secret('**********')" in repr(settings)
+
+
+KEY_CASES = [
+    ({"SWITCHYARD_JWT_SECRET": "k" * 5},
+     "SWITCHYARD_JWT_SECRET has value '**********'; it is 5 bytes; HS256 needs at least 32 "
+     "(RFC 7518 §3.2), such as 64 random characters"),
+    ({"SWITCHYARD_JWT_SECRET": "k" * 31},
+     "SWITCHYARD_JWT_SECRET has value '**********'; it is 31 bytes; HS256 needs at least 32 "
+     "(RFC 7518 §3.2), such as 64 random characters"),
+    ({"SWITCHYARD_JWT_SECRET": STRONG, "SWITCHYARD_JWT_ALGORITHMS": "HS512"},
+     "SWITCHYARD_JWT_SECRET has value '**********'; it is 42 bytes; HS512 needs at least 64 "
+     "(RFC 7518 §3.2), such as 64 random characters"),
+    ({"SWITCHYARD_JWT_PUBLIC_KEY": EC_PUBLIC},
+     "SWITCHYARD_JWT_PUBLIC_KEY has value '**********'; SWITCHYARD_JWT_ALGORITHMS is HS256, "
+     "which verifies with SWITCHYARD_JWT_SECRET; set SWITCHYARD_JWT_ALGORITHMS to a public-key "
+     "algorithm such as RS256 or ES256"),
+    ({"SWITCHYARD_JWT_SECRET": STRONG, "SWITCHYARD_JWT_ALGORITHMS": "RS256"},
+     "SWITCHYARD_JWT_SECRET has value '**********'; SWITCHYARD_JWT_ALGORITHMS is RS256, which "
+     "verifies with SWITCHYARD_JWT_PUBLIC_KEY; unset SWITCHYARD_JWT_SECRET"),
+    ({"SWITCHYARD_JWT_SECRET": STRONG, "SWITCHYARD_JWT_ALGORITHMS": "HS256,RS256"},
+     "SWITCHYARD_JWT_ALGORITHMS has value 'HS256,RS256'; expected HS* algorithms alone or "
+     "public-key algorithms alone (RS*, PS*, ES*, EdDSA): mixing them lets a public key be used "
+     "as an HMAC secret"),
+    ({"SWITCHYARD_JWT_PUBLIC_KEY": EC_PUBLIC, "SWITCHYARD_JWT_ALGORITHMS": "RS256"},
+     "SWITCHYARD_JWT_PUBLIC_KEY has value '**********'; it is not a PEM public key for RS256"),
+    ({"SWITCHYARD_JWT_PUBLIC_KEY": "-----BEGIN PUBLIC KEY-----\nx", "SWITCHYARD_JWT_ALGORITHMS":
+      "ES256"},
+     "SWITCHYARD_JWT_PUBLIC_KEY has value '**********'; it is not a PEM public key for ES256"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("environ", "message"), KEY_CASES)
+def test_jwt_key_problems_name_their_variable(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings([], environ)
+    assert str(info.value) == message
+    assert "BEGIN" not in str(info.value) and "kkkkk" not in str(info.value)
+
+
+def test_jwt_key_problems_in_code_name_the_field() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings(jwt_secret=Secret("short"))
+    assert str(info.value).startswith("jwt_secret has value '**********'; it is 5 bytes;")
+    with pytest.raises(ConfigError) as info:
+        Settings(jwt_public_key=Secret(EC_PUBLIC), jwt_algorithms=("ES384",))
+    assert str(info.value) == (
+        "jwt_public_key has value '**********'; it is not a PEM public key for ES384"
+    )
+
+
+# -- the boot: a bad value exits 2 naming the variable, never a traceback ---------------------
+
+REPO = Path(__file__).resolve().parents[2]
+BOOT_CASES = [
+    ({"SWITCHYARD_REDIS_PREFIX": "a*b"},
+     "SWITCHYARD_REDIS_PREFIX has value 'a*b'; expected no glob character (* ? [ ] \\), found '*'"),
+    ({"SWITCHYARD_REDIS_PREFIX": "a[b"},
+     "SWITCHYARD_REDIS_PREFIX has value 'a[b'; expected no glob character (* ? [ ] \\), found '['"),
+    ({"SWITCHYARD_REDIS_PREFIX": "a\x01b"},
+     "SWITCHYARD_REDIS_PREFIX has value 'a\\x01b'; expected no control character, found '\\x01'"),
+    ({"SWITCHYARD_REDIS_PREFIX": "a\x7fb"},
+     "SWITCHYARD_REDIS_PREFIX has value 'a\\x7fb'; expected no control character, found '\\x7f'"),
+    ({"SWITCHYARD_CACHE_PREFIX": "a\x1bb"},
+     "SWITCHYARD_CACHE_PREFIX has value 'a\\x1bb'; expected no control character, found '\\x1b'"),
+    ({"SWITCHYARD_CACHE_PREFIX": "keys*"},
+     "SWITCHYARD_CACHE_PREFIX has value 'keys*'; expected no glob character (* ? [ ] \\), "
+     "found '*'"),
+    ({"SWITCHYARD_PORT": "1e3"},
+     "SWITCHYARD_PORT has value '1e3'; expected an integer written in digits, such as 8000"),
+    ({"SWITCHYARD_ASK_TIMEOUT_SECONDS": "inf"},
+     "SWITCHYARD_ASK_TIMEOUT_SECONDS has value 'inf'; expected a finite number"),
+    ({"SWITCHYARD_REDIS_HEALTH_INTERVAL_SECONDS": "1e308"},
+     "SWITCHYARD_REDIS_HEALTH_INTERVAL_SECONDS has value '1e308'; expected a number <= 60"),
+    ({"SWITCHYARD_CACHE_L1_MAX_ENTRIES": "1e8"},
+     "SWITCHYARD_CACHE_L1_MAX_ENTRIES has value '1e8'; expected an integer written in digits, "
+     "such as 10000"),
+    ({"SWITCHYARD_CACHE_L1_MAX_ENTRIES": "1e12"},
+     "SWITCHYARD_CACHE_L1_MAX_ENTRIES has value '1e12'; expected an integer written in digits, "
+     "such as 10000"),
+    ({"SWITCHYARD_JWT_SECRET": "k" * 31},
+     "SWITCHYARD_JWT_SECRET has value '**********'; it is 31 bytes; HS256 needs at least 32 "
+     "(RFC 7518 §3.2), such as 64 random characters"),
+    ({"SWITCHYARD_JWT_ALGORITHMS": "RS256", "SWITCHYARD_JWT_PUBLIC_KEY": "not a key"},
+     "SWITCHYARD_JWT_PUBLIC_KEY has value '**********'; it is not a PEM public key for RS256"),
+]  # fmt: skip
+
+
+def test_bad_values_exit_2_naming_the_variable() -> None:
+    """Every case as its own ``python -m runtime`` (started together: each takes ~0.5 s)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHYARD_")}
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "runtime"],
+            env={**base, "SWITCHYARD_HOST": "192.0.2.1", **environ},  # TEST-NET: a valid
+            # configuration would fail to bind at once rather than run a node
+            cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True,
+        )
+        for environ, _ in BOOT_CASES
+    ]  # fmt: skip
+    try:
+        results = [run.communicate(timeout=60) for run in runs]
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+    for (environ, message), run, (_, err) in zip(BOOT_CASES, runs, results, strict=True):
+        assert (run.returncode, err.strip()) == (
+            2,
+            f"python -m runtime: configuration error: {message}",
+        ), environ

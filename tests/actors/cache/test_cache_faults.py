@@ -23,7 +23,7 @@ import anyio
 import pytest
 import redis.asyncio
 
-from actors.cache import CacheRead
+from actors.cache import Cache, CacheRead
 from actors.cache._codec import decode_value, unpack_entry
 from actors.cache._coherence import INVALIDATIONS
 from actors.cache._messages import Invalidation
@@ -91,15 +91,21 @@ async def finals(nodes: Nodes, client: redis.asyncio.Redis) -> dict[str, dict[st
     }
 
 
+async def written(cache: Cache) -> None:
+    """Wait until the cache's writer has sent every queued and replayed write to Redis."""
+    with anyio.fail_after(CONVERGENCE_BOUND_SECONDS):
+        while True:
+            stats = await cache.statistics()
+            if stats.write_queue_depth == 0 and stats.replay_depth == 0:
+                return
+            await anyio.sleep(0.01)  # polling the writer: real Redis round trips drain it
+
+
 async def settled(nodes: Nodes) -> None:
     """Wait until A's writer has sent everything and B has applied every invalidation."""
     a, b = nodes.caches
+    await written(a)
     with anyio.fail_after(CONVERGENCE_BOUND_SECONDS):
-        while True:
-            stats = await a.statistics()
-            if stats.write_queue_depth == 0 and stats.replay_depth == 0:
-                break
-            await anyio.sleep(0.01)  # polling the writer: real Redis round trips drain it
         # A ping published now arrives after every invalidation A published before it.
         await INVALIDATIONS.bind(nodes.fanouts[0]).publish(Invalidation(node="harness"))
         for sentinel in nodes.sentinels:
@@ -259,10 +265,12 @@ async def test_reads_during_an_outage_say_they_are_degraded(redis_server: RedisS
 
         await anyio.to_thread.run_sync(redis_server.restart)  # empty: a miss is real again
         with anyio.fail_after(5):
-            await nodes.links[1].wait_until(True)
+            for link in nodes.links:
+                await link.wait_until(True)
         assert (await http_b.get("/api/cache/redis-only", headers=admin)).status_code == 404
         assert await b.read("redis-only") == CacheRead(found=False)
         await a.set("after", b"back")
+        await written(a)  # A's writer may still be leaving its post-failure pause
         back = await http_b.get("/api/cache/after", headers=admin)
         assert (back.status_code, await back.get_data()) == (200, b"back")
         assert "X-Cache-Degraded" not in back.headers
