@@ -16,9 +16,10 @@ use them with ``@pytest.mark.redis``.
   database 0 flushed before the test, so tests do not see each other's keys.
 
 The plugin registers the markers ``redis`` (the test starts a real
-``redis-server``) and ``e2e`` (real Hypercorn over TCP or a real node
-subprocess), so projects that run pytest with ``--strict-markers`` can use
-them without declaring them; select or skip them with ``-m``.
+``redis-server``), ``e2e`` (real Hypercorn over TCP or a real node
+subprocess) and ``outage`` (long Redis outage scenarios, tens of seconds),
+so projects that run pytest with ``--strict-markers`` can use them without
+declaring them; select or skip them with ``-m``.
 """
 
 from __future__ import annotations
@@ -36,11 +37,12 @@ if TYPE_CHECKING:
 MARKERS = (
     "redis: needs a real redis-server (started by the test itself through the redis fixtures)",
     "e2e: real Hypercorn over TCP, or a real `python -m runtime` subprocess",
+    "outage: long Redis outage scenarios (tens of seconds); CI runs them",
 )
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register Switchyard's markers (``redis``, ``e2e``) for ``--strict-markers``."""
+    """Register Switchyard's markers (``redis``, ``e2e``, ``outage``) for ``--strict-markers``."""
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
 

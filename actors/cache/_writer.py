@@ -6,7 +6,9 @@ order, so Redis ends up in the order L1 saw (two concurrent ``set`` calls on
 one key cannot land in Redis the other way round). Consecutive writes are
 sent together: a batch is split into segments in which no key repeats, and
 the writes of one segment run concurrently. After each segment the writer
-tells the other nodes which keys changed.
+tells the other nodes which keys changed in Redis (an operation that did not
+reach Redis is told when it is replayed, so a degraded write never waits on
+Redis a second time to publish).
 
 When Redis is unreachable, the write is counted as degraded and the caller
 still succeeds: the value lives in L1, and the operation goes to the replay
@@ -244,34 +246,37 @@ class OrderedWriter:
 
     async def _write(self, segment: list[Put | Delete]) -> None:
         results = [0] * len(segment)
+        reached = [False] * len(segment)  # which operations changed Redis
         if len(segment) == 1:  # the common case: no task group for one write
-            await self._perform(segment[0], results, 0)
+            await self._perform(segment[0], results, reached, 0)
         else:
             limiter = anyio.CapacityLimiter(MAX_CONCURRENT_WRITES)
 
             async def perform(operation: Put | Delete, index: int) -> None:
                 async with limiter:
-                    await self._perform(operation, results, index)
+                    await self._perform(operation, results, reached, index)
 
             async with anyio.create_task_group() as tg:
                 for index, operation in enumerate(segment):
                     tg.start_soon(perform, operation, index)
-        keys = tuple(
-            key
-            for operation in segment
-            for key in ((operation.key,) if isinstance(operation, Put) else operation.keys)
-        )
         if self._table is not None:
-            for key in keys:  # a read that raced the write must not fill L1 with the old value
+            for key in _keys_of(segment):  # a read that raced the write must not fill L1
                 self._table.wrote(key)
         for operation in segment:
             self._track(operation, -1)
-        # Callers are released only once the other nodes have been told.
-        await self._coherence.publish(Invalidation(node=self._coherence.node, keys=keys))
+        # Only what reached Redis is news to the other nodes; a degraded operation is told
+        # when it is replayed. (Publishing it now would also wait a whole command deadline
+        # on a stalled Redis, for every degraded write, while the link is known to be down.)
+        changed = _keys_of([op for op, done in zip(segment, reached, strict=True) if done])
+        if changed:
+            # Callers are released only once the other nodes have been told.
+            await self._coherence.publish(Invalidation(node=self._coherence.node, keys=changed))
         for operation, result in zip(segment, results, strict=True):
             operation.completion.finish(result)
 
-    async def _perform(self, operation: Put | Delete, results: list[int], index: int) -> None:
+    async def _perform(
+        self, operation: Put | Delete, results: list[int], reached: list[bool], index: int
+    ) -> None:
         self.writes += 1
         # Redis is down, or older operations wait in the log: join them there, in order.
         if self._replay or not self._redis_usable():
@@ -287,6 +292,7 @@ class OrderedWriter:
                 )
             else:
                 results[index] = await self._l2.delete(operation.keys)
+            reached[index] = True
             self._outage_logged = False
         except RedisUnavailable as exc:
             self._failed(operation, exc)
@@ -364,6 +370,15 @@ class OrderedWriter:
 def _replayable(operation: Put | BulkDelete) -> Operation:
     """A copy of ``operation`` that nobody waits on."""
     return msgspec.structs.replace(operation, completion=Completion())
+
+
+def _keys_of(operations: list[Put | Delete]) -> tuple[str, ...]:
+    """The keys ``operations`` change, in order."""
+    return tuple(
+        key
+        for operation in operations
+        for key in ((operation.key,) if isinstance(operation, Put) else operation.keys)
+    )
 
 
 def _segments(batch: list[Put | Delete]) -> list[list[Put | Delete]]:

@@ -329,7 +329,8 @@ async def test_a_redis_outage_degrades_to_l1_and_the_reconnect_resets_l1(
         after = await cache.statistics()
         assert after.coherence_resets >= 1
         assert after.l1_entries == 0
-        assert await cache.get("down:0") is None  # only L1 held it, and L1 was dropped
+        # L1 was dropped; the replay log may already have sent the outage-era write.
+        assert await cache.get("down:0") in (None, 0)
 
         # The replay log goes first (a stale pooled connection may fail it once and delay it
         # by the writer's retry interval); once it is sent, writes reach Redis directly.
