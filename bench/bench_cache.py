@@ -71,12 +71,14 @@ from actors.cache import Cache, CacheSettings, L1Store, RedisL2, cache_child
 from runtime import ChildSpec, RedisFanout, RedisLink, SystemClock
 from runtime.testing import RedisServer, open_system
 
+cashews: Any
+aiocache: Any
 try:
     import cashews
 except ImportError:  # the "bench" extra is not installed
     cashews = None
 try:
-    import aiocache
+    import aiocache  # type: ignore[no-redef,unused-ignore]
 except ImportError:
     aiocache = None
 
@@ -126,7 +128,7 @@ class Bench:
     async def cashews(self, stack: AsyncExitStack, url: str, **options: object) -> Any:
         """A cashews cache set up on ``url``, closed when ``stack`` closes."""
         cache = cashews.Cache()
-        cache.setup(url, **options)
+        cache.setup(url, **options)  # type: ignore[arg-type,unused-ignore]
         await cache.init()
         stack.push_async_callback(cache.close)
         return cache
