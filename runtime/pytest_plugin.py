@@ -16,8 +16,9 @@ use them with ``@pytest.mark.redis``.
   database 0 flushed before the test, so tests do not see each other's keys.
 
 The plugin registers the markers ``redis`` (the test starts a real
-``redis-server``) and ``e2e`` (real Hypercorn over TCP or a real node
-subprocess), so projects that run pytest with ``--strict-markers`` can use
+``redis-server``), ``e2e`` (real Hypercorn over TCP or a real node
+subprocess) and ``outage`` (long Redis outage scenarios, still run in CI),
+so projects that run pytest with ``--strict-markers`` can use
 them without declaring them; select or skip them with ``-m``.
 """
 
@@ -36,11 +37,12 @@ if TYPE_CHECKING:
 MARKERS = (
     "redis: needs a real redis-server (started by the test itself through the redis fixtures)",
     "e2e: real Hypercorn over TCP, or a real `python -m runtime` subprocess",
+    "outage: long Redis outage scenarios (tens of seconds), run in CI",
 )
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register Switchyard's markers (``redis``, ``e2e``) for ``--strict-markers``."""
+    """Register Switchyard's markers (``redis``, ``e2e``, ``outage``) for ``--strict-markers``."""
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
 
