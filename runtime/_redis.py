@@ -42,6 +42,7 @@ from ._redis_client import (
     CommandDeadlineExceeded,
     DeadlineCounters,
     DeadlineRedis,
+    RedisLinkClosed,
     RedisPoolTimeout,
 )
 from ._settings import redact_url
@@ -59,6 +60,7 @@ __all__ = [
     "CONNECTION_ERRORS",
     "CommandDeadlineExceeded",
     "RedisLink",
+    "RedisLinkClosed",
     "RedisPoolTimeout",
     "RedisStatus",
     "backoff_seconds",
@@ -77,10 +79,12 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (
     OSError,
 )
 
-#: Connection errors that say "too busy", not "unreachable": they never mark Redis down.
-_BACKPRESSURE_ERRORS: tuple[type[Exception], ...] = (
+#: Connection errors that are no news to the link: "too busy" (they never mark Redis down),
+#: or "not sent" because the link already believes Redis unreachable.
+_NOT_REPORTED_ERRORS: tuple[type[Exception], ...] = (
     RedisPoolTimeout,
     redis.exceptions.MaxConnectionsError,
+    RedisLinkClosed,
 )
 
 
@@ -125,6 +129,8 @@ class RedisStatus(msgspec.Struct, frozen=True, kw_only=True):
         pool_timeouts: commands that found every pooled connection busy for their
             whole deadline (backpressure; Redis was not marked down for them).
         command_timeouts: commands Redis did not answer within their deadline.
+        closed_fast: commands not sent, failed at once, because the link believed
+            Redis unreachable (down, or re-checking after a missed deadline).
     """
 
     configured: bool
@@ -136,6 +142,7 @@ class RedisStatus(msgspec.Struct, frozen=True, kw_only=True):
     url: str = ""
     pool_timeouts: int = 0
     command_timeouts: int = 0
+    closed_fast: int = 0
 
 
 class RedisLink:
@@ -214,7 +221,8 @@ class RedisLink:
             max_connections=max_connections,
             deadline_seconds=command_timeout_seconds,
             counters=self._deadlines,
-            on_timeout=self.report_failure,
+            on_timeout=self._deadline_missed,
+            is_open=self._accepts_commands,
         )
         # Health pings and dedicated (pub/sub) connections: never behind the commands' queue.
         self._side_pool: redis.asyncio.ConnectionPool = redis.asyncio.ConnectionPool.from_url(
@@ -222,6 +230,7 @@ class RedisLink:
         )
         self._health = redis.asyncio.Redis(connection_pool=self._side_pool)
         self._up = False
+        self._suspect = False  # a command missed its deadline; no ping has answered since
         self._ever_up = False
         self._down_logged = False
         self._changed_at = clock.monotonic()
@@ -260,6 +269,7 @@ class RedisLink:
             url=self._url,
             pool_timeouts=self._deadlines.pool_timeouts,
             command_timeouts=self._deadlines.command_timeouts,
+            closed_fast=self._deadlines.closed,
         )
 
     def backoff_seconds(self, attempt: int) -> float:
@@ -286,6 +296,23 @@ class RedisLink:
 
         return remove
 
+    def _accepts_commands(self) -> bool:
+        """Whether :attr:`client` sends commands now (see :class:`RedisLinkClosed`).
+
+        Closed while Redis is known down (after a failed check) and while a
+        command's missed deadline awaits the health ping's verdict; open before
+        the first check, so a link whose loop is not running still works.
+        """
+        if self._suspect:
+            return False
+        return self._up or self._failures == 0
+
+    def _deadline_missed(self, exc: BaseException) -> None:
+        """A command got no reply within its deadline: hold commands until the next ping."""
+        if self._up:
+            self._suspect = True
+        self.report_failure(exc)
+
     def report_failure(self, exc: BaseException) -> None:
         """Tell the loop that a command failed to reach Redis, so it re-checks at once.
 
@@ -293,7 +320,7 @@ class RedisLink:
         A :class:`RedisPoolTimeout` (or redis-py's ``MaxConnectionsError``) is
         backpressure, not a failure: it is ignored here.
         """
-        if isinstance(exc, _BACKPRESSURE_ERRORS):
+        if isinstance(exc, _NOT_REPORTED_ERRORS):
             return
         logger.debug("redis failure reported: %s", _describe(exc))
         if not self._up:
@@ -407,6 +434,7 @@ class RedisLink:
             self._recheck_requested = False
 
     def _mark_up(self) -> None:
+        self._suspect = False
         if self._up:
             return
         self._up = True
@@ -421,6 +449,7 @@ class RedisLink:
         self._changed_now(up_changed=True)
 
     def _mark_down(self, exc: BaseException) -> None:
+        self._suspect = False  # closed as down now, until a ping answers
         self._failures += 1
         self._last_error = _describe(exc)
         was_up = self._up

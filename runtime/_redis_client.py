@@ -7,15 +7,23 @@ waiting for a pooled connection, connecting, redis-py's health ``PING`` of an id
 connection, writing and reading. A stalled Redis (SIGSTOP, a dead peer) therefore
 costs a caller at most the deadline, never the socket timeout.
 
-Two failures are told apart:
+While the link knows Redis is unreachable (down, or a command just missed its
+deadline and the health ping has not answered since), commands are not sent:
+they fail at once with :class:`RedisLinkClosed`, so a stall costs the first
+caller one deadline and every later one nothing, and queued work (the cache's
+writer publishing invalidations) does not pay a deadline per command.
+
+Three failures are told apart:
 
 * :class:`RedisPoolTimeout`: every pooled connection stayed busy for the whole
   deadline. That is backpressure, not an outage: it is counted, and the link is
   not told (Redis answered the others).
 * :class:`CommandDeadlineExceeded`: Redis did not answer in time. The link is
-  told at once (its health loop re-checks), like any connection error.
+  told at once (its health loop re-checks, and closes the gate until then).
+* :class:`RedisLinkClosed`: not sent, the link believes Redis unreachable. It is
+  counted; the link already knows, so it is not reported again.
 
-Both are ``redis.exceptions`` connection/timeout errors, so every
+All are ``redis.exceptions`` connection/timeout errors, so every
 ``except CONNECTION_ERRORS`` and :meth:`~runtime._redis.RedisLink.map_errors`
 handles them. Pipelines and ``pubsub()`` take connections from the pool
 directly and get neither the deadline nor the queue; the runtime uses neither.
@@ -32,7 +40,13 @@ import redis.exceptions
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["CommandDeadlineExceeded", "DeadlineCounters", "DeadlineRedis", "RedisPoolTimeout"]
+__all__ = [
+    "CommandDeadlineExceeded",
+    "DeadlineCounters",
+    "DeadlineRedis",
+    "RedisLinkClosed",
+    "RedisPoolTimeout",
+]
 
 
 class RedisPoolTimeout(redis.exceptions.ConnectionError):
@@ -43,14 +57,19 @@ class CommandDeadlineExceeded(redis.exceptions.TimeoutError):
     """Redis did not answer a command within the command deadline."""
 
 
-class DeadlineCounters:
-    """How many commands failed on the deadline: waiting for a connection, or for Redis."""
+class RedisLinkClosed(redis.exceptions.ConnectionError):
+    """Not sent: the link believes Redis unreachable now (down, or re-checking after a deadline)."""
 
-    __slots__ = ("command_timeouts", "pool_timeouts")
+
+class DeadlineCounters:
+    """Commands that failed on the deadline (for a connection, or for Redis), or were not sent."""
+
+    __slots__ = ("closed", "command_timeouts", "pool_timeouts")
 
     def __init__(self) -> None:
         self.pool_timeouts = 0
         self.command_timeouts = 0
+        self.closed = 0
 
 
 class DeadlineRedis(redis.asyncio.Redis):
@@ -63,6 +82,8 @@ class DeadlineRedis(redis.asyncio.Redis):
         deadline_seconds: the longest a command may take, the wait for a connection included.
         counters: counts the two kinds of deadline failure.
         on_timeout: called with each :class:`CommandDeadlineExceeded` (the link re-checks).
+        is_open: whether commands may be sent now; while it returns ``False`` they
+            fail at once with :class:`RedisLinkClosed`. Always open by default.
     """
 
     def __init__(
@@ -73,6 +94,7 @@ class DeadlineRedis(redis.asyncio.Redis):
         deadline_seconds: float,
         counters: DeadlineCounters,
         on_timeout: Callable[[BaseException], None],
+        is_open: Callable[[], bool] = lambda: True,
     ) -> None:
         if max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, got {max_connections}")
@@ -85,6 +107,7 @@ class DeadlineRedis(redis.asyncio.Redis):
         self._deadline_seconds = deadline_seconds
         self._counters = counters
         self._on_timeout = on_timeout
+        self._is_open = is_open
 
     @property
     def deadline_seconds(self) -> float:
@@ -100,9 +123,17 @@ class DeadlineRedis(redis.asyncio.Redis):
         """Send one command and parse its reply, within the deadline.
 
         Raises:
+            RedisLinkClosed: not sent, the link believes Redis unreachable now.
             RedisPoolTimeout: no connection came free within the deadline.
             CommandDeadlineExceeded: Redis did not answer within the deadline.
         """
+        if not self._is_open():
+            self._counters.closed += 1
+            # A checkpoint still: a caller retrying in a loop must not starve the event loop.
+            await anyio.lowlevel.checkpoint()
+            raise RedisLinkClosed(
+                f"{_command_name(args)} not sent: redis is unreachable (the link is re-checking)"
+            )
         deadline = anyio.current_time() + self._deadline_seconds
         with anyio.move_on_after(self._deadline_seconds) as waited:
             await self._slots.acquire()
