@@ -43,7 +43,8 @@ from runtime import Gap, RedisLink, Secret, Settings, SystemClock, TokenVerifier
 from runtime.testing import History, HistoryReport, RedisServer, burst, check_history, steady
 
 from .conftest import Nodes, open_cache_nodes
-from .test_cache_faults import SECRET, settled
+from .fault_support import settled
+from .test_cache_faults import SECRET
 
 pytestmark = pytest.mark.redis
 logger = logging.getLogger("tests.actors.cache")
