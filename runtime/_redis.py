@@ -212,11 +212,10 @@ class RedisLink:
             "decode_responses": False,
         }
         self._client = DeadlineRedis(
-            redis.asyncio.BlockingConnectionPool.from_url(
-                url,
-                max_connections=max_connections,
-                timeout=command_timeout_seconds,  # a backstop: the client queues first
-                **connection_options,
+            # A plain pool: the client's own queue (one slot per connection) already keeps
+            # the commands in flight within max_connections.
+            redis.asyncio.ConnectionPool.from_url(
+                url, max_connections=max_connections, **connection_options
             ),
             max_connections=max_connections,
             deadline_seconds=command_timeout_seconds,
