@@ -91,6 +91,7 @@ def hot_key(i: int) -> str:
 
 
 async def redis_value(client: redis.asyncio.Redis, key: str) -> int | None:
+    """The counter stored at cache key ``key``: an int, or (written over HTTP) its digits."""
     blob = await client.get(f"sw:cache:{key}")
     if blob is None:
         return None
@@ -98,6 +99,8 @@ async def redis_value(client: redis.asyncio.Redis, key: str) -> int | None:
     entry = unpack_entry(blob)
     assert entry is not None, blob
     value = decode_value(entry.payload, entry.encoding)
+    if isinstance(value, bytes):
+        return int(value)
     assert isinstance(value, int), value
     return value
 

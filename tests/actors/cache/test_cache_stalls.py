@@ -35,7 +35,6 @@ import redis.asyncio
 from quart.typing import TestClientProtocol as HttpClient
 
 from actors.cache import Cache
-from actors.cache._codec import decode_value, unpack_entry
 from actors.cache._coherence import INVALIDATIONS
 from actors.cache._messages import Invalidation
 from actors.cache._routes import DEGRADED_HEADER
@@ -43,7 +42,7 @@ from runtime import Gap, RedisLink, Secret, Settings, SystemClock, TokenVerifier
 from runtime.testing import History, HistoryReport, RedisServer, burst, check_history, steady
 
 from .conftest import Nodes, open_cache_nodes
-from .fault_support import settled
+from .fault_support import redis_value, settled
 from .test_cache_faults import SECRET
 
 pytestmark = pytest.mark.redis
@@ -81,19 +80,6 @@ def assert_default_link(link: RedisLink) -> None:
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1)]
-
-
-async def stored_int(client: redis.asyncio.Redis, key: str) -> int | None:
-    """The counter stored (as the bytes of its decimal digits, over HTTP) at cache key ``key``."""
-    blob = await client.get(f"sw:cache:{key}")
-    if blob is None:
-        return None
-    assert isinstance(blob, bytes), blob
-    entry = unpack_entry(blob)
-    assert entry is not None, blob
-    value = decode_value(entry.payload, entry.encoding)
-    assert isinstance(value, bytes), value
-    return int(value)
 
 
 async def cached_int(cache: Cache, key: str) -> int | None:
@@ -150,7 +136,7 @@ async def finals(nodes: Nodes, url: str) -> dict[str, dict[str, int | None]]:
         return {
             "node-a": {key: await cached_int(a, key) for key in keys},
             "node-b": {key: await cached_int(b, key) for key in keys},
-            "redis": {key: await stored_int(client, key) for key in keys},
+            "redis": {key: await redis_value(client, key) for key in keys},
         }
 
 
