@@ -74,7 +74,7 @@ from runtime.testing import RedisServer, open_system
 cashews: Any
 aiocache: Any
 try:
-    import cashews
+    import cashews  # type: ignore[no-redef,unused-ignore]
 except ImportError:  # the "bench" extra is not installed
     cashews = None
 try:
