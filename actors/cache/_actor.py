@@ -395,9 +395,23 @@ class CacheActor(Actor[CacheMessage | _Internal]):
             self._reset("another node cleared the cache")
 
     def _reset(self, reason: str) -> None:
-        assert self._l1 is not None
-        dropped = len(self._l1)
-        self._l1.clear()
+        """Drop L1 (invalidations may have been missed), but for this node's unwritten writes.
+
+        A key whose own write is still queued or in the replay log keeps its entry:
+        it holds the newest value this node acknowledged, which Redis will get, and
+        reading Redis's older value for it meanwhile would go back in time.
+        """
+        l1, writer = self._l1, self._writer
+        assert l1 is not None
+        resident = l1.keys()  # a snapshot (L1Store is not a dict)
+        keep = {key for key in resident if writer is not None and writer.holds_write(key)}
+        dropped = len(l1) - len(keep)
+        if keep:
+            for key in resident:
+                if key not in keep:
+                    l1.delete(key)
+        else:
+            l1.clear()
         self._table.wrote_everything()
         if dropped:
             self._coherence_resets += 1

@@ -160,6 +160,14 @@ class OrderedWriter:
             or ("key", key) in self._replay
         )
 
+    def holds_write(self, key: str) -> bool:
+        """Whether a write of ``key`` itself (not a bulk invalidation) is queued or in the log.
+
+        The node's L1 then holds the newest acknowledged value of ``key``, and Redis
+        will get it: a coherence reset keeps that entry.
+        """
+        return self._queued_keys[key] > 0 or ("key", key) in self._replay
+
     async def submit(self, operation: Operation) -> Completion:
         """Queue ``operation``; wait for room while the queue is full (backpressure)."""
         while len(self._queue) >= self._queue_size:
