@@ -233,12 +233,19 @@ def assert_no_lost_update(outcome: Outcome) -> None:
     assert report.acknowledged == report.writes
 
 
-def kill_between(server: RedisServer, kill_at: int, restart_at: int) -> Fault:
+def kill_between(
+    server: RedisServer, kill_at: int, restart_at: int, *, empty: bool = True
+) -> Fault:
+    """SIGKILL ``server`` after write ``kill_at``; restart it after write ``restart_at``."""
+
+    def restart() -> None:
+        server.restart(empty=empty)
+
     async def fault(i: int) -> None:
         if i == kill_at:
             server.kill()
         elif i == restart_at:
-            await anyio.to_thread.run_sync(server.restart)
+            await anyio.to_thread.run_sync(restart)
 
     return fault
 

@@ -43,6 +43,14 @@ async def test_a_short_kill_under_steady_writes_loses_no_update(
     assert_no_lost_update(await run_scenario(redis_server.url, fault, duration_seconds=3.0))
 
 
+async def test_a_kill_of_redis_with_aof_under_steady_writes_loses_no_update() -> None:
+    # With the append only file (fsync always), Redis comes back with its data: the replay
+    # must still not write outage-era values over the newer ones the node acknowledged.
+    with RedisServer(appendonly=True) as server:
+        fault = kill_between(server, 50, 150, empty=False)
+        assert_no_lost_update(await run_scenario(server.url, fault, duration_seconds=4.0))
+
+
 async def test_a_cut_link_under_steady_writes_loses_no_update(redis_server: RedisServer) -> None:
     # Redis keeps its data here: the replay meets the pre-outage values, not an empty server.
     async with proxied(redis_server) as proxy:
