@@ -241,6 +241,41 @@ def test_hill_climber_waits_out_the_warm_up_then_follows_the_hit_rate() -> None:
     assert climber.window_share + climber.protected_share == pytest.approx(0.802)
 
 
+def test_hill_climber_holds_on_noise_and_ignores_compulsory_misses() -> None:
+    climber = HillClimber(max_entries=100, warm_up=0)  # sample: 4,096 lookups
+    assert not climber.climb(hits=0, lookups=0)
+    assert not climber.climb(hits=2_000, lookups=4_095)
+    assert climber.climb(hits=2_048, lookups=4_096)  # 0 -> 0.5: a jump, the initial way
+    assert climber.window_share == 0.0
+    assert climber.climb(hits=2 * 2_048 + 500, lookups=2 * 4_096)  # 0.62: a jump, the same way
+    # 0.62 -> 0.63: within three standard deviations of chance (about 0.032): no move.
+    share, step = climber.window_share, climber._step
+    climber._set_window_share(0.2)
+    assert climber.climb(hits=2 * 2_048 + 500 + 2_580, lookups=3 * 4_096)
+    assert climber.window_share == 0.2
+    assert climber._step == step != 0
+    climber._set_window_share(share)
+    # A sample of one-off keys: 4,096 lookups, of which 2,048 compulsory misses. Judged on
+    # the other 2,048 its hit rate is unchanged, so nothing moves (counted in, it halved).
+    hits = 2 * 2_048 + 500 + 2_580
+    previous = climber._previous_hit_rate
+    assert climber.climb(
+        hits=hits + round(previous * 2_048), lookups=4 * 4_096, compulsory=2_048
+    )
+    assert climber.window_share == share
+    assert climber._previous_hit_rate == pytest.approx(previous, abs=0.001)
+
+
+def test_hill_climber_warms_up_again_after_the_store_grows() -> None:
+    climber = HillClimber(max_entries=100, warm_up=0)
+    assert climber.climb(hits=2_048, lookups=4_096)
+    climber.resize(5_000)  # sample: 10,000 lookups; the warm-up starts at the next climb
+    assert not climber.climb(hits=3_000, lookups=6_000)
+    assert not climber.climb(hits=8_000, lookups=15_999)  # warming up until 16,000
+    assert not climber.climb(hits=12_000, lookups=25_998)  # the first sample: 15,999 on
+    assert climber.climb(hits=13_000, lookups=25_999)
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_random_operations_keep_every_structure_consistent(seed: int) -> None:
     clock = ManualClock()
