@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import heapq
 import importlib
+import importlib.metadata
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ __all__ = [
     "policy_table",
     "policy_targets",
     "theine_hit_rate",
+    "theine_version",
     "traces",
 ]
 
@@ -142,6 +144,15 @@ def theine_hit_rate(trace: Sequence[str], capacity: int, seed: int) -> float | N
             put(key, VALUE)
     cache.close()
     return hits / len(trace)
+
+
+def theine_version() -> str:
+    """theine's and theine-core's versions, or that they are not installed."""
+    try:
+        versions = [importlib.metadata.version(name) for name in ("theine", "theine-core")]
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+    return f"theine {versions[0]}, theine-core {versions[1]}"
 
 
 def belady_hit_rate(trace: Sequence[str], capacity: int) -> float:

@@ -67,7 +67,14 @@ from _common import (
     throughput_table,
     verdict,
 )
-from _hit_rates import PolicyRates, policy_rates, policy_table, policy_targets, traces
+from _hit_rates import (
+    PolicyRates,
+    policy_rates,
+    policy_table,
+    policy_targets,
+    theine_version,
+    traces,
+)
 
 from actors.cache import Cache, CacheSettings, RedisL2, cache_child
 from runtime import ChildSpec, RedisFanout, RedisLink, SystemClock
@@ -400,14 +407,17 @@ class Bench:
 
     # -- 4. hit rate ----------------------------------------------------------------------
 
-    async def zipf(self) -> tuple[list[PolicyRates], list[HitRates]]:
-        """4a: every trace on each policy; 4b: the Zipf traces through the whole ``Cache``."""
+    async def zipf(self, *, replay_cache: bool) -> tuple[list[PolicyRates], list[HitRates]]:
+        """4a: every trace on each policy; 4b (``replay_cache``): the Zipf traces through the
+        whole ``Cache``."""
         plan = self.plan
         capacity = plan.zipf_capacity
         all_traces = traces(plan.zipf_requests, plan.zipf_keys, capacity, SEED)
         policies = [policy_rates(trace, capacity, SEED, progress) for trace in all_traces]
-        results = []
+        results: list[HitRates] = []
         for index, (s, policy) in enumerate(zip(SKEWS, policies, strict=False)):
+            if not replay_cache:
+                break
             trace = policy.trace.requests
             distinct = len(set(trace))
             progress(f"4. s={s}: replaying through Cache")
@@ -496,34 +506,10 @@ async def measure(plan: Plan, url: str, link: RedisLink, fanout: RedisFanout) ->
             rows, baseline = await bench.set_redis(with_redis)
             title = f"3b. `set` with Redis ({plan.redis_ops:,} sets)"
             out += [f"### {title}", "", throughput_table(rows, baseline), ""]
-    if "zipf" in plan.sections:
+    if "zipf" in plan.sections or "hitrate" in plan.sections:
         progress("4. Hit rate")
-        policies, results = await bench.zipf()
-        sizes = (
-            f"{plan.zipf_requests:,} requests, caches of {plan.zipf_capacity:,} entries"
-        )
-        out += [
-            f"### 4a. Hit rate by policy ({sizes})",
-            "",
-            policy_table(policies),
-            "",
-            "- Each policy is a read-through cache of the same size: a miss stores the key. "
-            "*L1Store*: `actors.cache.L1Store` (W-TinyLFU); *theine*: `theine.Cache(size)`, "
-            "its default W-TinyLFU (Rust core); *LRU*: an `OrderedDict`; *OPT*: Belady's "
-            "clairvoyant policy, the ideal no policy can beat on the trace.",
-            *[f"- *{p.trace.name}*: {p.trace.description}." for p in policies],
-            "",
-            f"### 4b. Zipf through the whole `Cache` ({plan.zipf_keys:,} keys, {sizes})",
-            "",
-            hit_rate_table(results),
-            "",
-            "- *ideal (top-N)*: expected hit rate of always holding the N most popular keys.",
-            "- *Cache L1* / *Cache L1+L2*: the whole `Cache` with Redis as L2, "
-            f"`get_or_set(key, loader)` from {plan.workers} concurrent tasks consuming the trace "
-            "in order; L1+L2 = 1 - loader calls / requests; *first-touch bound* = "
-            "1 - distinct keys / requests.",
-            "",
-        ]
+        policies, results = await bench.zipf(replay_cache="zipf" in plan.sections)
+        out += hit_rate_section(plan, policies, results)
         targets += policy_targets(policies)
         for r in results:
             combined = f"{r.combined:.2%}"
@@ -555,6 +541,41 @@ async def measure(plan: Plan, url: str, link: RedisLink, fanout: RedisFanout) ->
     return "\n".join([*header, *out, *footer])
 
 
+def hit_rate_section(
+    plan: Plan, policies: list[PolicyRates], results: list[HitRates]
+) -> list[str]:
+    """Section 4's markdown: 4a, the policies, and 4b, the whole ``Cache`` (if replayed)."""
+    sizes = f"{plan.zipf_requests:,} requests, caches of {plan.zipf_capacity:,} entries"
+    out = [
+        f"### 4a. Hit rate by policy ({sizes})",
+        "",
+        policy_table(policies),
+        "",
+        "- Each policy is a read-through cache of the same size: a miss stores the key. "
+        "*L1Store*: `actors.cache.L1Store` (W-TinyLFU); *theine*: "
+        f"`theine.Cache(size)` ({theine_version()}), its default W-TinyLFU (Rust core); "
+        "*LRU*: an `OrderedDict`; *OPT*: Belady's clairvoyant policy, the ideal no "
+        "policy can beat on the trace.",
+        *[f"- *{p.trace.name}*: {p.trace.description}." for p in policies],
+        "",
+    ]
+    if not results:
+        return out
+    return [
+        *out,
+        f"### 4b. Zipf through the whole `Cache` ({plan.zipf_keys:,} keys, {sizes})",
+        "",
+        hit_rate_table(results),
+        "",
+        "- *ideal (top-N)*: expected hit rate of always holding the N most popular keys.",
+        "- *Cache L1* / *Cache L1+L2*: the whole `Cache` with Redis as L2, "
+        f"`get_or_set(key, loader)` from {plan.workers} concurrent tasks consuming the trace "
+        "in order; L1+L2 = 1 - loader calls / requests; *first-touch bound* = "
+        "1 - distinct keys / requests.",
+        "",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0] if __doc__ else None,
@@ -569,7 +590,10 @@ def main() -> None:
     parser.add_argument(
         "--only",
         default="get,l2,set,zipf",
-        help="comma-separated sections to run: get, l2, set, zipf (default: all)",
+        help=(
+            "comma-separated sections to run: get, l2, set, zipf (default: all); "
+            "hitrate runs only the policy half of zipf (no Redis replay)"
+        ),
     )
     args = parser.parse_args()
     scale = 10 if args.quick else 1
