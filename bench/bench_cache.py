@@ -21,10 +21,13 @@ the median of the per-run ratios to the table's baseline):
 3. **``set``**: L1 only (``l2=None``) against cashews ``mem://``; write-through
    to Redis (each call costs a Redis ``SET`` and the invalidation ``PUBLISH``)
    against raw ``SET PX`` and ``SET`` + ``PUBLISH`` done by hand.
-4. **Hit rate** on seeded Zipf traces (s = 0.9 and 1.0): ``L1Store`` driven
-   directly as a read-through cache against an ``OrderedDict`` LRU of the same
-   size, and the whole ``Cache`` with Redis through ``get_or_set`` (L1 and
-   combined L1+L2 hit rates; only first touches should reach the loader).
+4. **Hit rate** on seeded traces (``_hit_rates.py``): Zipf s = 0.9 and 1.0,
+   Zipf polluted by one-off scans, and a loop 10% larger than the cache.
+   ``L1Store`` driven directly as a read-through cache against theine (the
+   W-TinyLFU peer), an ``OrderedDict`` LRU of the same size (the floor) and
+   Belady's OPT (the ideal); then the Zipf traces through the whole ``Cache``
+   with Redis via ``get_or_set`` (L1 and combined L1+L2 hit rates; only first
+   touches should reach the loader).
 
 Rows whose every operation is a Redis round trip use ``--redis-ops``
 operations (default ``--ops / 10``). ``--quick`` shrinks everything about 10x
@@ -54,11 +57,9 @@ from _common import (
     environment_lines,
     get_loop,
     hit_rate_table,
-    lru_hit_rate,
     markdown_table,
     measure_table,
     progress,
-    read_through_hit_rate,
     ready,
     replay,
     set_loop,
@@ -66,8 +67,16 @@ from _common import (
     throughput_table,
     verdict,
 )
+from _hit_rates import (
+    PolicyRates,
+    policy_rates,
+    policy_table,
+    policy_targets,
+    theine_version,
+    traces,
+)
 
-from actors.cache import Cache, CacheSettings, L1Store, RedisL2, cache_child
+from actors.cache import Cache, CacheSettings, RedisL2, cache_child
 from runtime import ChildSpec, RedisFanout, RedisLink, SystemClock
 from runtime.testing import RedisServer, open_system
 
@@ -398,20 +407,20 @@ class Bench:
 
     # -- 4. hit rate ----------------------------------------------------------------------
 
-    async def zipf(self) -> list[HitRates]:
+    async def zipf(self, *, replay_cache: bool) -> tuple[list[PolicyRates], list[HitRates]]:
+        """4a: every trace on each policy; 4b (``replay_cache``): the Zipf traces through the
+        whole ``Cache``."""
         plan = self.plan
         capacity = plan.zipf_capacity
-        results = []
-        for index, s in enumerate(SKEWS):
-            zipf = Zipf(plan.zipf_keys, s, seed=SEED + index)
-            trace = zipf.trace(plan.zipf_requests)
+        all_traces = traces(plan.zipf_requests, plan.zipf_keys, capacity, SEED)
+        policies = [policy_rates(trace, capacity, SEED, progress) for trace in all_traces]
+        results: list[HitRates] = []
+        for index, (s, policy) in enumerate(zip(SKEWS, policies, strict=False)):
+            if not replay_cache:
+                break
+            trace = policy.trace.requests
             distinct = len(set(trace))
-            store = L1Store(max_entries=capacity, max_bytes=capacity * len(VALUE))
-            l1store = read_through_hit_rate(
-                trace, store.get, functools.partial(store.set, ttl_seconds=None), VALUE
-            )
-            lru = lru_hit_rate(trace, capacity, VALUE)
-            progress(f"4. s={s}: L1Store {l1store:.2%}, LRU {lru:.2%}; replaying through Cache")
+            progress(f"4. s={s}: replaying through Cache")
             loads = 0
 
             async def loader() -> bytes:
@@ -432,9 +441,9 @@ class Bench:
                     requests=len(trace),
                     keys=plan.zipf_keys,
                     capacity=capacity,
-                    ideal=zipf.ideal_hit_rate(capacity),
-                    lru=lru,
-                    l1store=l1store,
+                    ideal=Zipf(plan.zipf_keys, s, seed=SEED + index).ideal_hit_rate(capacity),
+                    lru=policy.lru,
+                    l1store=policy.l1store,
                     cache_l1=stats.l1_hits / len(trace),
                     combined=1 - loads / len(trace),
                     first_touch=1 - distinct / len(trace),
@@ -443,7 +452,7 @@ class Bench:
                     cache_rate=len(trace) / elapsed,
                 )
             )
-        return results
+        return policies, results
 
 
 async def run(plan: Plan, url: str) -> str:
@@ -497,27 +506,12 @@ async def measure(plan: Plan, url: str, link: RedisLink, fanout: RedisFanout) ->
             rows, baseline = await bench.set_redis(with_redis)
             title = f"3b. `set` with Redis ({plan.redis_ops:,} sets)"
             out += [f"### {title}", "", throughput_table(rows, baseline), ""]
-    if "zipf" in plan.sections:
-        progress("4. Zipf hit rate")
-        results = await bench.zipf()
-        out += [
-            f"### 4. Hit rate, Zipf ({plan.zipf_requests:,} requests over "
-            f"{plan.zipf_keys:,} keys, caches of {plan.zipf_capacity:,} entries)",
-            "",
-            hit_rate_table(results),
-            "",
-            "- *L1Store*: `actors.cache.L1Store` (W-TinyLFU) driven directly as a read-through "
-            "cache; *LRU*: an `OrderedDict` of the same size; *ideal*: expected hit rate of "
-            "always holding the N most popular keys.",
-            "- *Cache L1* / *Cache L1+L2*: the whole `Cache` with Redis as L2, "
-            f"`get_or_set(key, loader)` from {plan.workers} concurrent tasks consuming the trace "
-            "in order; L1+L2 = 1 - loader calls / requests; *first-touch bound* = "
-            "1 - distinct keys / requests.",
-            "",
-        ]
+    if "zipf" in plan.sections or "hitrate" in plan.sections:
+        progress("4. Hit rate")
+        policies, results = await bench.zipf(replay_cache="zipf" in plan.sections)
+        out += hit_rate_section(plan, policies, results)
+        targets += policy_targets(policies)
         for r in results:
-            beats = f"{r.l1store:.2%} vs {r.lru:.2%}"
-            targets.append([f"L1Store beats LRU (s={r.s})", beats, verdict(r.l1store > r.lru)])
             combined = f"{r.combined:.2%}"
             targets.append([f"L1+L2 >= 90% (s={r.s})", combined, verdict(r.combined >= 0.9)])
     header = [
@@ -547,6 +541,41 @@ async def measure(plan: Plan, url: str, link: RedisLink, fanout: RedisFanout) ->
     return "\n".join([*header, *out, *footer])
 
 
+def hit_rate_section(
+    plan: Plan, policies: list[PolicyRates], results: list[HitRates]
+) -> list[str]:
+    """Section 4's markdown: 4a, the policies, and 4b, the whole ``Cache`` (if replayed)."""
+    sizes = f"{plan.zipf_requests:,} requests, caches of {plan.zipf_capacity:,} entries"
+    out = [
+        f"### 4a. Hit rate by policy ({sizes})",
+        "",
+        policy_table(policies),
+        "",
+        "- Each policy is a read-through cache of the same size: a miss stores the key. "
+        "*L1Store*: `actors.cache.L1Store` (W-TinyLFU); *theine*: "
+        f"`theine.Cache(size)` ({theine_version()}), its default W-TinyLFU (Rust core); "
+        "*LRU*: an `OrderedDict`; *OPT*: Belady's clairvoyant policy, the ideal no "
+        "policy can beat on the trace.",
+        *[f"- *{p.trace.name}*: {p.trace.description}." for p in policies],
+        "",
+    ]
+    if not results:
+        return out
+    return [
+        *out,
+        f"### 4b. Zipf through the whole `Cache` ({plan.zipf_keys:,} keys, {sizes})",
+        "",
+        hit_rate_table(results),
+        "",
+        "- *ideal (top-N)*: expected hit rate of always holding the N most popular keys.",
+        "- *Cache L1* / *Cache L1+L2*: the whole `Cache` with Redis as L2, "
+        f"`get_or_set(key, loader)` from {plan.workers} concurrent tasks consuming the trace "
+        "in order; L1+L2 = 1 - loader calls / requests; *first-touch bound* = "
+        "1 - distinct keys / requests.",
+        "",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0] if __doc__ else None,
@@ -561,7 +590,10 @@ def main() -> None:
     parser.add_argument(
         "--only",
         default="get,l2,set,zipf",
-        help="comma-separated sections to run: get, l2, set, zipf (default: all)",
+        help=(
+            "comma-separated sections to run: get, l2, set, zipf (default: all); "
+            "hitrate runs only the policy half of zipf (no Redis replay)"
+        ),
     )
     args = parser.parse_args()
     scale = 10 if args.quick else 1

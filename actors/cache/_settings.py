@@ -31,8 +31,8 @@ class CacheSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
             ge=1,
             le=4_000_000,
             description=(
-                "In-process cache bound, in entries; its frequency sketch takes 16 to 32 bytes "
-                "per entry at boot."
+                "In-process cache bound, in entries; its frequency sketch grows with the "
+                "entries held, to 32 to 64 bytes per entry."
             ),
         ),
     ] = 10_000

@@ -117,27 +117,65 @@ def test_a_scan_does_not_flush_the_popular_keys(clock: ManualClock) -> None:
 
 def test_the_sketch_saturates_at_15_and_ages_by_halving(clock: ManualClock) -> None:
     store = make(clock, max_entries=10)
+    assert store._sample_size == 320  # 32 counter-raising accesses per entry
     store.set("k", V, ttl_seconds=None)
     entry = store._data["k"]
     for _ in range(20):
         store.get("k")
     assert store._frequency(entry) == 15
     assert entry.saturated_in is store._epoch
-    # 10 * max_entries accesses (1 insert + 99 hits) trigger the first aging.
-    for _ in range(78):
+    # 15 accesses raised the counters (1 insert + 14 hits); hits on a saturated key do not
+    # count towards the sample, so they never hasten the aging.
+    assert store._additions == 15
+    for _ in range(1_000):
         store.get("k")
+    assert store._additions == 15
     assert store._frequency(entry) == 15
-    store.get("k")  # the 99th hit
+    # Other keys' first accesses fill the sample; the 320th raising access ages the sketch.
+    epoch = store._epoch
+    for i in range(304):
+        store.set(f"other{i}", V, ttl_seconds=None)
+    assert store._additions == 319
+    assert store._epoch is epoch
+    store.set("other304", V, ttl_seconds=None)
+    assert store._epoch is not epoch
+    assert store._additions < 160  # halved, less the half accesses that odd counters lost
     assert store._frequency(entry) == 7
     assert entry.saturated_in is not store._epoch
     store.get("k")
     assert store._frequency(entry) == 8
 
 
+def test_the_sketch_grows_with_the_entries_and_keeps_its_estimates(clock: ManualClock) -> None:
+    store = make(clock, max_entries=5_000)
+    assert store._sketch.entries == 512
+    assert len(store._sketch.table) == 32 * 512
+    for _ in range(3):
+        store.set("hot", V, ttl_seconds=None)
+        store.get("hot")
+    hot = store._data["hot"]
+    before = store._frequency(hot)
+    assert before >= 3
+    for i in range(600):  # past the sketch's first size: it doubles, and the probes follow
+        store.set(f"k{i}", V, ttl_seconds=None)
+    assert store._sketch.entries == 1_024
+    assert len(store._sketch.table) == 32 * 1_024
+    assert store._table is store._sketch.table  # get() updates the new table
+    assert store._frequency(hot) == before
+    assert all(e.probes == store._sketch.probes(k) for k, e in store._data.items())
+    for i in range(600, 6_000):
+        store.set(f"k{i}", V, ttl_seconds=None)
+    # Capped at the store's bound, not the next power of two.
+    assert store._sketch.entries == 5_000
+    assert len(store._sketch.table) == 32 * 8_192
+    assert store._sample_size == 32 * 5_000
+    check_invariants(store)
+
+
 def test_frequency_sketch_counts_saturates_and_ages_in_place() -> None:
-    sketch = FrequencySketch(max_entries=100)
-    assert len(sketch.table) == 16 * 128
-    assert sketch.sample_size == 1_000
+    sketch = FrequencySketch(100)
+    assert len(sketch.table) == 32 * 128
+    assert sketch.sample_size == 3_200
     probes = sketch.probes("k")
     assert probes == sketch.probes("k")
     assert all(0 <= i < len(sketch.table) for i in probes)
@@ -148,10 +186,41 @@ def test_frequency_sketch_counts_saturates_and_ages_in_place() -> None:
     assert sketch.increment(probes)  # all four already full: saturated
     assert sketch.frequency(probes) == MAX_COUNT
     table, epoch = sketch.table, sketch.epoch
-    assert sketch.age() is sketch.epoch is not epoch
+    # 15 odd counters... of one key: four counters at 15 lose half an access each.
+    assert sketch.age(100) == (100 - 1) // 2
+    assert sketch.epoch is not epoch
     assert sketch.table is table  # halved in place: holders of the table stay valid
     assert sketch.frequency(probes) == MAX_COUNT // 2
     assert not sketch.increment(probes)
+    with pytest.raises(ValueError, match="entries must be >= 1"):
+        FrequencySketch(0)
+
+
+def test_frequency_sketch_updates_conservatively() -> None:
+    """Only the counters at the key's minimum rise, so collisions overestimate less."""
+    sketch = FrequencySketch(100)
+    a = sketch.probes("a")
+    table = sketch.table
+    table[a[0]] = 5  # another key's accesses, on one of a's counters
+    sketch.increment(a)
+    assert [table[i] for i in a] == [5, 1, 1, 1] or len(set(a)) < 4
+    assert sketch.frequency(a) == 1
+
+
+def test_frequency_sketch_growth_tiles_the_table() -> None:
+    sketch = FrequencySketch(100)
+    probes = sketch.probes("k")
+    for _ in range(4):
+        sketch.increment(probes)
+    epoch = sketch.epoch
+    assert not sketch.grow(100)  # no bigger: nothing changes
+    assert sketch.grow(300)
+    assert len(sketch.table) == 32 * 512
+    assert sketch.sample_size == 32 * 300
+    assert sketch.epoch is epoch  # estimates, so saturation, are unchanged
+    assert sketch.frequency(sketch.probes("k")) == 4
+    assert not sketch.grow(400)  # the same width: only the sample grows
+    assert sketch.sample_size == 32 * 400
 
 
 def test_hill_climber_waits_out_the_warm_up_then_follows_the_hit_rate() -> None:
@@ -170,6 +239,41 @@ def test_hill_climber_waits_out_the_warm_up_then_follows_the_hit_rate() -> None:
     assert climber.climb(hits=900 + 2_048 + 4_000 + 100, lookups=999 + 3 * 4_096)
     assert climber.window_share == pytest.approx(0.0625)
     assert climber.window_share + climber.protected_share == pytest.approx(0.802)
+
+
+def test_hill_climber_holds_on_noise_and_ignores_compulsory_misses() -> None:
+    climber = HillClimber(max_entries=100, warm_up=0)  # sample: 4,096 lookups
+    assert not climber.climb(hits=0, lookups=0)
+    assert not climber.climb(hits=2_000, lookups=4_095)
+    assert climber.climb(hits=2_048, lookups=4_096)  # 0 -> 0.5: a jump, the initial way
+    assert climber.window_share == 0.0
+    assert climber.climb(hits=2 * 2_048 + 500, lookups=2 * 4_096)  # 0.62: a jump, the same way
+    # 0.62 -> 0.63: within three standard deviations of chance (about 0.032): no move.
+    share, step = climber.window_share, climber._step
+    climber._set_window_share(0.2)
+    assert climber.climb(hits=2 * 2_048 + 500 + 2_580, lookups=3 * 4_096)
+    assert climber.window_share == 0.2
+    assert climber._step == step != 0
+    climber._set_window_share(share)
+    # A sample of one-off keys: 4,096 lookups, of which 2,048 compulsory misses. Judged on
+    # the other 2,048 its hit rate is unchanged, so nothing moves (counted in, it halved).
+    hits = 2 * 2_048 + 500 + 2_580
+    previous = climber._previous_hit_rate
+    assert climber.climb(
+        hits=hits + round(previous * 2_048), lookups=4 * 4_096, compulsory=2_048
+    )
+    assert climber.window_share == share
+    assert climber._previous_hit_rate == pytest.approx(previous, abs=0.001)
+
+
+def test_hill_climber_warms_up_again_after_the_store_grows() -> None:
+    climber = HillClimber(max_entries=100, warm_up=0)
+    assert climber.climb(hits=2_048, lookups=4_096)
+    climber.resize(5_000)  # sample: 10,000 lookups; the warm-up starts at the next climb
+    assert not climber.climb(hits=3_000, lookups=6_000)
+    assert not climber.climb(hits=8_000, lookups=15_999)  # warming up until 16,000
+    assert not climber.climb(hits=12_000, lookups=25_998)  # the first sample: 15,999 on
+    assert climber.climb(hits=13_000, lookups=25_999)
 
 
 @pytest.mark.parametrize("seed", range(3))
