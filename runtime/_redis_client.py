@@ -25,8 +25,11 @@ Three failures are told apart:
 
 All are ``redis.exceptions`` connection/timeout errors, so every
 ``except CONNECTION_ERRORS`` and :meth:`~runtime._redis.RedisLink.map_errors`
-handles them. Pipelines and ``pubsub()`` take connections from the pool
-directly and get neither the deadline nor the queue; the runtime uses neither.
+handles them. A pipeline (``client.pipeline(transaction=False)``) is one
+command here: its ``execute()`` waits in the same line for a connection, runs
+under the same deadline and the same gate, and sends all its commands in one
+round trip. ``pubsub()`` takes connections from the pool directly and gets
+neither the deadline nor the queue; the runtime does not use it.
 """
 
 from __future__ import annotations
@@ -36,14 +39,16 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import redis.asyncio
+import redis.asyncio.client
 import redis.exceptions
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
 __all__ = [
     "CommandDeadlineExceeded",
     "DeadlineCounters",
+    "DeadlinePipeline",
     "DeadlineRedis",
     "RedisLinkClosed",
     "RedisPoolTimeout",
@@ -129,28 +134,14 @@ class DeadlineRedis(redis.asyncio.Redis):
             CommandDeadlineExceeded: Redis did not answer within the deadline.
         """
         if not self._is_open():
-            self._counters.closed += 1
-            # A checkpoint still: a caller retrying in a loop must not starve the event loop.
-            await anyio.lowlevel.checkpoint()
-            raise RedisLinkClosed(
-                f"{_command_name(args)} not sent: redis is unreachable (the link is re-checking)"
-            )
+            await self._refuse(args)
         slots = self._slots
         if slots.value > 0:
             # The common case: a connection is free. No wait, so no cancel scope for it.
             slots.acquire_nowait()
             remaining = self._deadline_seconds
         else:
-            started = anyio.current_time()
-            with anyio.move_on_after(self._deadline_seconds) as waited:
-                await slots.acquire()
-            if waited.cancelled_caught:
-                self._counters.pool_timeouts += 1
-                raise RedisPoolTimeout(
-                    f"all {self._max_connections} pooled connections stayed busy for the "
-                    f"{self._deadline_seconds} s command deadline"
-                )
-            remaining = max(0.0, self._deadline_seconds - (anyio.current_time() - started))
+            remaining = await self._wait_for_slot()
         # asyncio.timeout rather than an anyio scope: one timer, half the cost per command
         # (the runtime is asyncio-only; anyio's scopes honour the uncancel it does).
         deadline = asyncio.timeout(remaining)
@@ -160,15 +151,91 @@ class DeadlineRedis(redis.asyncio.Redis):
         except TimeoutError:
             if not deadline.expired():
                 raise
-            self._counters.command_timeouts += 1
-            error = CommandDeadlineExceeded(
-                f"no reply to {_command_name(args)} within the "
-                f"{self._deadline_seconds} s command deadline"
-            )
-            self._on_timeout(error)
-            raise error from None
+            raise self._missed(args) from None
         finally:
             slots.release()
+
+    def pipeline(
+        self, transaction: bool = True, shard_hint: str | None = None
+    ) -> redis.asyncio.client.Pipeline:
+        """A pipeline whose ``execute()`` is one command here: queued, gated, under the deadline."""
+        return DeadlinePipeline(self, transaction, shard_hint)
+
+    async def _execute_pipeline(
+        self, stack: tuple[Any, ...], execute: Callable[[], Awaitable[list[Any]]]
+    ) -> list[Any]:
+        """Run a pipeline's ``execute`` as :meth:`execute_command` runs one command."""
+        if not self._is_open():
+            await self._refuse(stack)
+        slots = self._slots
+        if slots.value > 0:
+            slots.acquire_nowait()
+            remaining = self._deadline_seconds
+        else:
+            remaining = await self._wait_for_slot()
+        deadline = asyncio.timeout(remaining)
+        try:
+            async with deadline:
+                return await execute()
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise self._missed(stack) from None
+        finally:
+            slots.release()
+
+    async def _refuse(self, args: tuple[Any, ...]) -> None:
+        self._counters.closed += 1
+        # A checkpoint still: a caller retrying in a loop must not starve the event loop.
+        await anyio.lowlevel.checkpoint()
+        raise RedisLinkClosed(
+            f"{_command_name(args)} not sent: redis is unreachable (the link is re-checking)"
+        )
+
+    async def _wait_for_slot(self) -> float:
+        """Wait in line for a connection; return what is left of the deadline."""
+        started = anyio.current_time()
+        with anyio.move_on_after(self._deadline_seconds) as waited:
+            await self._slots.acquire()
+        if waited.cancelled_caught:
+            self._counters.pool_timeouts += 1
+            raise RedisPoolTimeout(
+                f"all {self._max_connections} pooled connections stayed busy for the "
+                f"{self._deadline_seconds} s command deadline"
+            )
+        return max(0.0, self._deadline_seconds - (anyio.current_time() - started))
+
+    def _missed(self, args: tuple[Any, ...]) -> CommandDeadlineExceeded:
+        self._counters.command_timeouts += 1
+        error = CommandDeadlineExceeded(
+            f"no reply to {_command_name(args)} within the "
+            f"{self._deadline_seconds} s command deadline"
+        )
+        self._on_timeout(error)
+        return error
+
+
+class DeadlinePipeline(redis.asyncio.client.Pipeline):
+    """A pipeline of a :class:`DeadlineRedis`: its ``execute()`` counts as one command there."""
+
+    def __init__(self, client: DeadlineRedis, transaction: bool, shard_hint: str | None) -> None:
+        super().__init__(client.connection_pool, client.response_callbacks, transaction, shard_hint)
+        self._client = client
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        """Send every queued command in one round trip, within the client's deadline.
+
+        Raises:
+            RedisLinkClosed: not sent, the link believes Redis unreachable now.
+            RedisPoolTimeout: no connection came free within the deadline.
+            CommandDeadlineExceeded: Redis did not answer within the deadline.
+        """
+        if not self.command_stack and not self.watching:
+            return []
+        execute = super().execute
+        return await self._client._execute_pipeline(
+            ("a pipeline",), lambda: execute(raise_on_error)
+        )
 
 
 def _command_name(args: tuple[Any, ...]) -> str:

@@ -3,9 +3,13 @@
 Reads take the fast path: an L1 hit is served from the shared table without a
 message round trip; an L1 miss reads Redis in the caller's own task (so many
 readers wait on Redis concurrently, not one after another in the actor) and
-hands the value to the actor for L1. Writes, deletes and invalidations go
-through the actor, which orders them. Callers never see a Redis outage as an
-error; :meth:`Cache.read` says whether an answer was degraded by one.
+hands the value to the actor for L1. ``set`` takes a fast path too: the
+caller's task changes L1 and hands the Redis side to the ordered writer in one
+synchronous step, through the running incarnation's :class:`~._writes.Writes`
+(no actor round trip; without an L2 nothing is awaited at all). Deletes and
+invalidations go through the actor, which orders them with the same writer.
+Callers never see a Redis outage as an error; :meth:`Cache.read` says whether
+an answer was degraded by one.
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ from ._messages import (
     _PreparedExists,
     _PreparedInvalidate,
     _PreparedLoad,
-    _PreparedSet,
 )
 from ._reads import fetch_from_l2, fetch_many_from_l2
 
@@ -82,6 +85,7 @@ class Cache:
         self._clock = parts.clock
         self._warmers = parts.warmers
         self._full_keys: dict[tuple[str, str | None], str] = {}
+        self._default_ttl = validate_ttl(None, parts.settings.default_ttl_seconds)
 
     @property
     def keyspace(self) -> KeySpace:
@@ -192,8 +196,27 @@ class Cache:
         drop their copies.
         """
         full = self._full(key, prefix)
-        message = self._set_message(full, value, ttl_seconds, stale_seconds, tags)
-        await (await self._ref().ask(message)).wait()
+        settings = self._settings
+        payload, encoding = encode_value(value, max_value_bytes=settings.max_value_bytes)
+        ttl = (
+            self._default_ttl
+            if ttl_seconds is None
+            else validate_ttl(ttl_seconds, settings.default_ttl_seconds)
+        )
+        stale = 0.0 if stale_seconds == 0 else validate_stale(stale_seconds)
+        valid_tags = () if tags == () else validate_tags(tags)
+        while True:
+            writes = self._table.writes
+            if writes is None:
+                raise Rejected("unavailable", "the cache actor is not running; retry shortly")
+            writer = writes.writer
+            if writer is None or not writer.full:
+                break
+            await writer.wait_for_room()  # backpressure, before L1 changes
+        # From here to send(): no await, so L1's order is the writer's order.
+        put = writes.set(full, value, payload, encoding, ttl, stale, valid_tags)
+        if put is not None and writer is not None:
+            await writer.send(put)
 
     async def delete(self, *keys: str, prefix: str | None = None) -> int:
         """Delete ``keys`` on every layer and node; return how many existed (in Redis, or L1)."""
@@ -326,25 +349,6 @@ class Cache:
         return await self._ref().ask(CacheStats())
 
     # -- helpers ----------------------------------------------------------------------------
-
-    def _set_message(
-        self,
-        full: str,
-        value: object,
-        ttl_seconds: float | None,
-        stale_seconds: float,
-        tags: Iterable[str],
-    ) -> _PreparedSet:
-        payload, encoding = encode_value(value, max_value_bytes=self._settings.max_value_bytes)
-        return _PreparedSet(
-            key=full,
-            value=value,
-            payload=payload,
-            encoding=encoding,
-            ttl_seconds=validate_ttl(ttl_seconds, self._settings.default_ttl_seconds),
-            stale_seconds=validate_stale(stale_seconds),
-            tags=validate_tags(tags),
-        )
 
     def _fill(self, fill: _Fill) -> None:
         ref = self._table.ref

@@ -34,13 +34,17 @@ import secrets
 from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar, cast
 
 import anyio.lowlevel
+import redis.exceptions
 
 from ._keys import compile_glob
+from ._operations import Put
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
 
     from runtime import Clock, RedisLink
+
+    from ._operations import Delete
 
 __all__ = ["L2Store", "MemoryL2", "RedisL2"]
 
@@ -93,6 +97,18 @@ class L2Store(Protocol):
         """Delete ``keys``; return how many existed."""
         ...
 
+    async def write(
+        self, operations: Sequence[Put | Delete], *, publish: tuple[str, bytes] | None = None
+    ) -> list[int]:
+        """Perform ``operations`` in order, in one round trip where the store has trips.
+
+        Returns one result per operation: how many keys a ``Delete`` removed, 0
+        for a ``Put``. ``publish`` is a Redis ``(channel, payload)`` to ``PUBLISH``
+        after the writes, in the same round trip; only a store on the fanout's own
+        Redis takes it (:class:`RedisL2`; the memory store refuses it).
+        """
+        ...
+
     async def exists(self, key: str) -> bool:
         """Whether ``key`` exists (of any kind: entry, tag set or lock)."""
         ...
@@ -141,6 +157,31 @@ end
 return #KEYS - 1
 """
 
+# The write path's one round trip: _SET_TAGGED_LUA (no tags: a plain SET), then an optional
+# PUBLISH of the invalidation (ARGV[4] channel, ARGV[5] payload), so a write and the news of
+# it travel together. KEYS and ARGV[1..3] as in _SET_TAGGED_LUA.
+_PUT_LUA: Final = """
+local ttl = tonumber(ARGV[2])
+local samples = tonumber(ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+for i = 2, #KEYS do
+  local tag = KEYS[i]
+  for _, member in ipairs(redis.call('SRANDMEMBER', tag, samples)) do
+    if member ~= KEYS[1] and redis.call('EXISTS', member) == 0 then
+      redis.call('SREM', tag, member)
+    end
+  end
+  redis.call('SADD', tag, KEYS[1])
+  if redis.call('PTTL', tag) < ttl then
+    redis.call('PEXPIRE', tag, ttl)
+  end
+end
+if ARGV[4] then
+  redis.call('PUBLISH', ARGV[4], ARGV[5])
+end
+return #KEYS - 1
+"""
+
 # Compare-and-delete: only the owner releases its lock.
 _UNLOCK_LUA: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -169,8 +210,14 @@ class RedisL2:
         self._link = link
         client = link.client
         self._set_tagged = client.register_script(_SET_TAGGED_LUA)
+        self._put = client.register_script(_PUT_LUA)
         self._unlock = client.register_script(_UNLOCK_LUA)
         self._snapshot = client.register_script(_SNAPSHOT_LUA)
+
+    @property
+    def link(self) -> RedisLink:
+        """The Redis link this store reads and writes through."""
+        return self._link
 
     @property
     def available(self) -> bool:
@@ -210,6 +257,56 @@ class RedisL2:
         with self._link.map_errors("cache delete"):
             removed: int = await self._link.client.unlink(*keys)
         return removed
+
+    async def write(
+        self, operations: Sequence[Put | Delete], *, publish: tuple[str, bytes] | None = None
+    ) -> list[int]:
+        """Perform ``operations`` in order, then ``PUBLISH`` ``publish``: one round trip.
+
+        One ``Put`` is one ``EVALSHA`` (the write and the publish in one script);
+        anything else is one pipeline without ``MULTI`` on one connection, so Redis
+        applies the commands in order. A script Redis forgot (it restarted) is
+        loaded again and the whole batch resent: every command in it is idempotent.
+        """
+        if not operations:
+            return []
+        with self._link.map_errors("cache write"):
+            try:
+                return await self._write_once(operations, publish)
+            except redis.exceptions.NoScriptError:
+                await self._link.client.script_load(_PUT_LUA)
+                return await self._write_once(operations, publish)
+
+    async def _write_once(
+        self, operations: Sequence[Put | Delete], publish: tuple[str, bytes] | None
+    ) -> list[int]:
+        client = self._link.client
+        sha = self._put.sha
+        if len(operations) == 1 and isinstance(operations[0], Put):
+            put = operations[0]
+            numkeys, arguments = _put_arguments(put, publish)
+            await client.evalsha(sha, numkeys, *arguments)
+            return [0]
+        async with client.pipeline(transaction=False) as pipe:
+            for operation in operations:
+                if not isinstance(operation, Put):
+                    pipe.unlink(*operation.keys)
+                elif operation.tag_keys:
+                    numkeys, arguments = _put_arguments(operation, None)
+                    pipe.evalsha(sha, numkeys, *arguments)
+                else:
+                    pipe.set(operation.key, operation.blob, px=_ttl_ms(operation.ttl_seconds))
+            if publish is not None:
+                pipe.publish(*publish)
+            replies = await pipe.execute(raise_on_error=False)
+        results: list[int] = []
+        for operation, reply in zip(operations, replies, strict=False):
+            if isinstance(reply, Exception):
+                raise reply
+            results.append(0 if isinstance(operation, Put) else int(reply))
+        if publish is not None and isinstance(replies[-1], Exception):
+            raise replies[-1]
+        return results
 
     async def exists(self, key: str) -> bool:
         """Whether ``key`` exists (of any kind: entry, tag set or lock)."""
@@ -281,6 +378,23 @@ class RedisL2:
 
     def __repr__(self) -> str:
         return f"RedisL2({self._link!r})"
+
+
+def _put_arguments(
+    put: Put, publish: tuple[str, bytes] | None
+) -> tuple[int, list[str | bytes | int]]:
+    """``numkeys`` and ``KEYS..., ARGV...`` of :data:`_PUT_LUA` for ``put``."""
+    tag_keys = _check_tags(put.tag_keys) if put.tag_keys else []
+    arguments: list[str | bytes | int] = [
+        put.key,
+        *tag_keys,
+        put.blob,
+        _ttl_ms(put.ttl_seconds),
+        PRUNE_SAMPLES,
+    ]
+    if publish is not None:
+        arguments += publish
+    return 1 + len(tag_keys), arguments
 
 
 # -- memory -------------------------------------------------------------------------------
@@ -416,6 +530,30 @@ class MemoryL2:
         """Delete ``keys``; return how many existed."""
         now = self._clock.monotonic()
         return sum(self._delete_one(key, now) for key in keys)
+
+    async def write(
+        self, operations: Sequence[Put | Delete], *, publish: tuple[str, bytes] | None = None
+    ) -> list[int]:
+        """Perform ``operations`` in order; results as :meth:`L2Store.write`.
+
+        Raises:
+            ValueError: with ``publish``: this store shares no Redis with a fanout.
+        """
+        if publish is not None:
+            raise ValueError("MemoryL2 cannot publish: it shares no Redis with a fanout")
+        results: list[int] = []
+        for operation in operations:
+            if isinstance(operation, Put):
+                await self.set(
+                    operation.key,
+                    operation.blob,
+                    ttl_seconds=operation.ttl_seconds,
+                    tags=operation.tag_keys,
+                )
+                results.append(0)
+            else:
+                results.append(await self.delete(operation.keys))
+        return results
 
     async def exists(self, key: str) -> bool:
         """Whether ``key`` exists (of any kind: entry, tag set or lock)."""
