@@ -68,7 +68,7 @@ import anyio
 import msgspec
 
 from ._errors import RedisUnavailable
-from ._fanout import Gap
+from ._fanout import Gap, MemoryFanout, RedisFanout
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -270,13 +270,15 @@ class Channel(Generic[T]):
 
         ``buffer_size`` bounds the fanout subscription's buffer (drop-oldest,
         then a :class:`~runtime.Gap`), as in :meth:`Fanout.subscribe`; payloads
-        starting with a non-empty ``skip_prefix`` are dropped undecoded there.
+        starting with a non-empty ``skip_prefix`` are dropped undecoded there (on
+        :class:`~runtime.MemoryFanout` and :class:`~runtime.RedisFanout`; other
+        fanouts deliver them, and the subscriber filters the decoded events).
         """
         fanout = self._fanout
         subscribing = (
             fanout.subscribe(self.name, buffer_size=buffer_size, skip_prefix=skip_prefix)
-            if skip_prefix
-            else fanout.subscribe(self.name, buffer_size=buffer_size)
+            if skip_prefix and isinstance(fanout, MemoryFanout | RedisFanout)
+            else fanout.subscribe(self.name, buffer_size=buffer_size)  # (another Fanout: no skip)
         )
         async with subscribing as subscription:
             events = ChannelSubscription(self, subscription)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import math
 from typing import TYPE_CHECKING, Protocol
 
 import anyio
@@ -56,8 +57,11 @@ __all__ = [
 
 logger = logging.getLogger("runtime.fanout")
 
-#: How long one read on the pub/sub connection waits before simply reading again.
-_READ_POLL_SECONDS = 30.0
+
+
+async def _as_is(response: object) -> object:
+    """A RESP3 push, unchanged (the pub/sub connection's push handler)."""
+    return response
 
 
 class Gap(msgspec.Struct, frozen=True):
@@ -260,12 +264,12 @@ class Fanout(Protocol):
         ...
 
     def subscribe(
-        self, channel: str, *, buffer_size: int = 1024, skip_prefix: bytes = b""
+        self, channel: str, *, buffer_size: int = 1024
     ) -> AbstractAsyncContextManager[Subscription]:
         """Receive the channel's messages inside the ``async with`` block.
 
-        Messages starting with a non-empty ``skip_prefix`` are dropped on arrival
-        (see :class:`Subscription`).
+        (:class:`MemoryFanout` and :class:`RedisFanout` also take ``skip_prefix``:
+        messages starting with it are dropped on arrival, see :class:`Subscription`.)
         """
         ...
 
@@ -294,7 +298,10 @@ class MemoryFanout:
     async def subscribe(
         self, channel: str, *, buffer_size: int = 1024, skip_prefix: bytes = b""
     ) -> AsyncIterator[Subscription]:
-        """Receive the channel's messages inside the ``async with`` block (see :class:`Fanout`)."""
+        """Receive the channel's messages inside the ``async with`` block.
+
+        Messages starting with a non-empty ``skip_prefix`` are dropped on arrival.
+        """
         subscription = self._hub.add(channel, buffer_size, skip_prefix)
         try:
             yield subscription
@@ -488,6 +495,11 @@ class RedisFanout:
         """One pub/sub connection, from connect to failure; returns whether it connected."""
         try:
             async with self._link.dedicated_connection() as connection:
+                # redis-py's default handler of RESP3 pushes formats every message for a
+                # DEBUG log line; this one hands it over as it is.
+                parser = getattr(connection, "_parser", None)
+                if parser is not None and hasattr(parser, "set_pubsub_push_handler"):
+                    parser.set_pubsub_push_handler(_as_is)
                 try:
                     await self._resubscribe(connection)
                     reason = await self._read_until_failure(connection)
@@ -547,8 +559,10 @@ class RedisFanout:
 
     async def _read(self, connection: AbstractConnection) -> None:
         while True:
+            # No timeout (no timer per message): the session cancels this read when the
+            # link goes down, and a quiet channel is not an error.
             reply = await connection.read_response(
-                timeout=_READ_POLL_SECONDS, disconnect_on_error=False, push_request=True
+                timeout=math.inf, disconnect_on_error=False, push_request=True
             )
             match reply:
                 case [b"message", bytes() as name, bytes() as data]:

@@ -30,6 +30,12 @@ command here: its ``execute()`` waits in the same line for a connection, runs
 under the same deadline and the same gate, and sends all its commands in one
 round trip. ``pubsub()`` takes connections from the pool directly and gets
 neither the deadline nor the queue; the runtime does not use it.
+
+A :class:`CommandLane` (:meth:`DeadlineRedis.lane`) is for one user that sends
+one batch at a time (the cache's ordered writer): it keeps one connection of
+its own, beyond the pool, and sends raw commands on it without the pool's and
+redis-py's per-command bookkeeping, in the same line, under the same deadline
+and the same gate as every command. The client closes its lanes with itself.
 """
 
 from __future__ import annotations
@@ -43,10 +49,13 @@ import redis.asyncio.client
 import redis.exceptions
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from redis.asyncio.connection import AbstractConnection
 
 __all__ = [
     "CommandDeadlineExceeded",
+    "CommandLane",
     "DeadlineCounters",
     "DeadlinePipeline",
     "DeadlineRedis",
@@ -114,6 +123,7 @@ class DeadlineRedis(redis.asyncio.Redis):
         self._counters = counters
         self._on_timeout = on_timeout
         self._is_open = is_open
+        self._lanes: list[CommandLane] = []
 
     @property
     def deadline_seconds(self) -> float:
@@ -154,6 +164,19 @@ class DeadlineRedis(redis.asyncio.Redis):
             raise self._missed(args) from None
         finally:
             slots.release()
+
+    def lane(self) -> CommandLane:
+        """A :class:`CommandLane` on a connection of its own; closed with this client."""
+        lane = CommandLane(self)
+        self._lanes.append(lane)
+        return lane
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        """Close the lanes' connections, then the client (and its pool)."""
+        lanes, self._lanes = self._lanes, []
+        for lane in lanes:
+            await lane.aclose()
+        await super().aclose(close_connection_pool)
 
     def pipeline(
         self, transaction: bool = True, shard_hint: str | None = None
@@ -236,6 +259,69 @@ class DeadlinePipeline(redis.asyncio.client.Pipeline):
         return await self._client._execute_pipeline(
             ("a pipeline",), lambda: execute(raise_on_error)
         )
+
+
+class CommandLane:
+    """One connection for one user sending one batch at a time; see the module docstring.
+
+    Made by :meth:`DeadlineRedis.lane`. Not for concurrent use: a second
+    :meth:`execute` while one runs would interleave two batches on the socket.
+    """
+
+    def __init__(self, client: DeadlineRedis) -> None:
+        self._client = client
+        self._connection: AbstractConnection | None = None
+
+    async def execute(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Send ``commands`` in one write and read their replies, within the deadline.
+
+        Returns the raw replies in order (bytes, ints, lists, as the parser gives
+        them); a command Redis refused has its ``ResponseError`` in its place.
+
+        Raises:
+            RedisLinkClosed: not sent, the link believes Redis unreachable now.
+            RedisPoolTimeout: no slot came free within the deadline.
+            CommandDeadlineExceeded: Redis did not answer within the deadline.
+            redis.exceptions.ConnectionError: the connection failed (it is dropped,
+                and the next batch connects again).
+        """
+        client = self._client
+        name = commands[0] if commands else ()
+        if not client._is_open():
+            await client._refuse(name)
+        slots = client._slots
+        if slots.value > 0:
+            slots.acquire_nowait()
+            remaining = client._deadline_seconds
+        else:
+            remaining = await client._wait_for_slot()
+        connection = self._connection
+        if connection is None:
+            connection = self._connection = client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+        deadline = asyncio.timeout(remaining)
+        try:
+            async with deadline:
+                # (Both calls drop the connection on any failure, cancellation included.)
+                await connection.send_packed_command(connection.pack_commands(commands))
+                replies: list[Any] = []
+                for _ in commands:
+                    try:
+                        replies.append(await connection.read_response())
+                    except redis.exceptions.ResponseError as exc:
+                        replies.append(exc)
+                return replies
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise client._missed(name) from None
+        finally:
+            slots.release()
+
+    async def aclose(self) -> None:
+        """Close the lane's connection (the next :meth:`execute` would open another)."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.disconnect()
 
 
 def _command_name(args: tuple[Any, ...]) -> str:

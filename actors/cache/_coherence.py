@@ -66,6 +66,11 @@ class Coherence:
         self._received = 0
         self._piggybacked = 0
         self._skip_prefix = own_prefix(node)
+        self._redis_fanout = fanout if isinstance(fanout, RedisFanout) else None
+        # Invalidation(node, keys=K) encodes as head + K + tail (map fields in order).
+        marker = _encoder.encode(("\x00",))
+        sample = _encoder.encode(Invalidation(node=node, keys=("\x00",)))
+        self._keys_head, _, self._keys_tail = sample.partition(marker)
 
     @property
     def sent(self) -> int:
@@ -86,12 +91,15 @@ class Coherence:
         """The payload :meth:`publish` would send for ``invalidation``."""
         return _encoder.encode(invalidation)
 
+    def encode_keys(self, keys: tuple[str, ...]) -> bytes:
+        """The payload of ``Invalidation(node=self.node, keys=keys)``, without building it."""
+        return b"".join((self._keys_head, _encoder.encode(keys), self._keys_tail))
+
     def piggybacked(self) -> None:
         """Count one invalidation that a write's own round trip published."""
         self._piggybacked += 1
-        fanout = self._fanout
-        if isinstance(fanout, RedisFanout):
-            fanout.count_published()
+        if self._redis_fanout is not None:
+            self._redis_fanout.count_published()
 
     @property
     def received(self) -> int:

@@ -211,6 +211,11 @@ class RedisL2:
         client = link.client
         self._set_tagged = client.register_script(_SET_TAGGED_LUA)
         self._put = client.register_script(_PUT_LUA)
+        # The node's client offers a lane (one connection, no per-command bookkeeping) for a
+        # caller that writes one batch at a time: the cache's ordered writer, through write().
+        make_lane = getattr(client, "lane", None)
+        self._lane: _Lane | None = make_lane() if callable(make_lane) else None
+        self._lane_busy = False
         self._unlock = client.register_script(_UNLOCK_LUA)
         self._snapshot = client.register_script(_SNAPSHOT_LUA)
 
@@ -280,6 +285,14 @@ class RedisL2:
     async def _write_once(
         self, operations: Sequence[Put | Delete], publish: tuple[str, bytes] | None
     ) -> list[int]:
+        lane = self._lane
+        if lane is not None and not self._lane_busy:
+            self._lane_busy = True
+            try:
+                replies = await lane.execute(self._commands(operations, publish))
+            finally:
+                self._lane_busy = False
+            return _results(operations, replies, publish)
         client = self._link.client
         sha = self._put.sha
         if len(operations) == 1 and isinstance(operations[0], Put):
@@ -299,14 +312,29 @@ class RedisL2:
             if publish is not None:
                 pipe.publish(*publish)
             replies = await pipe.execute(raise_on_error=False)
-        results: list[int] = []
-        for operation, reply in zip(operations, replies, strict=False):
-            if isinstance(reply, Exception):
-                raise reply
-            results.append(0 if isinstance(operation, Put) else int(reply))
-        if publish is not None and isinstance(replies[-1], Exception):
-            raise replies[-1]
-        return results
+        return _results(operations, replies, publish)
+
+    def _commands(
+        self, operations: Sequence[Put | Delete], publish: tuple[str, bytes] | None
+    ) -> list[tuple[str | bytes | int, ...]]:
+        """The raw commands of :meth:`write`, in order (as the pipeline sends them)."""
+        sha = self._put.sha
+        if len(operations) == 1 and isinstance(operations[0], Put):
+            numkeys, arguments = _put_arguments(operations[0], publish)
+            return [("EVALSHA", sha, numkeys, *arguments)]
+        commands: list[tuple[str | bytes | int, ...]] = []
+        for operation in operations:
+            if not isinstance(operation, Put):
+                commands.append(("UNLINK", *operation.keys))
+            elif operation.tag_keys:
+                numkeys, arguments = _put_arguments(operation, None)
+                commands.append(("EVALSHA", sha, numkeys, *arguments))
+            else:
+                ttl_ms = _ttl_ms(operation.ttl_seconds)
+                commands.append(("SET", operation.key, operation.blob, "PX", ttl_ms))
+        if publish is not None:
+            commands.append(("PUBLISH", *publish))
+        return commands
 
     async def exists(self, key: str) -> bool:
         """Whether ``key`` exists (of any kind: entry, tag set or lock)."""
@@ -378,6 +406,29 @@ class RedisL2:
 
     def __repr__(self) -> str:
         return f"RedisL2({self._link!r})"
+
+
+class _Lane(Protocol):
+    """What :meth:`RedisL2.write` needs of the client's lane (``runtime``'s ``CommandLane``)."""
+
+    async def execute(self, commands: Sequence[tuple[str | bytes | int, ...]]) -> list[object]:
+        """Send ``commands`` in one write; their raw replies, a refused one as its error."""
+        ...
+
+
+def _results(
+    operations: Sequence[Put | Delete], replies: Sequence[object], publish: object
+) -> list[int]:
+    """Each operation's result from its reply; the first error among the replies is raised."""
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    if len(operations) == 1 and isinstance(operations[0], Put):
+        return [0]
+    return [
+        0 if isinstance(operation, Put) else int(reply)  # type: ignore[call-overload]
+        for operation, reply in zip(operations, replies, strict=False)
+    ]
 
 
 def _put_arguments(

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import Counter, OrderedDict, deque
+from collections import OrderedDict, deque
 from typing import TYPE_CHECKING
 
 import anyio
@@ -117,7 +117,7 @@ class OrderedWriter:
         self.replay_dropped = 0
         self._outage_logged = False
         self._retry_at = -math.inf  # after a failure, no Redis command before this (monotonic)
-        self._queued_keys: Counter[str] = Counter()  # keys of queued (or running) Put/Delete
+        self._queued_keys: dict[str, int] = {}  # keys of queued (or running) Put/Delete
         self._queued_bulk = 0
         self._replay_bulk = 0  # bulk operations in the replay log
         self._busy = False  # a batch (the writer's, or a caller's direct write) is under way
@@ -142,7 +142,7 @@ class OrderedWriter:
         not fill L1 from it.
         """
         return (
-            self._queued_keys[key] > 0
+            key in self._queued_keys
             or self._queued_bulk > 0
             or self._replay_bulk > 0
             or ("key", key) in self._replay
@@ -154,7 +154,7 @@ class OrderedWriter:
         The node's L1 then holds the newest acknowledged value of ``key``, and Redis
         will get it: a coherence reset keeps that entry.
         """
-        return self._queued_keys[key] > 0 or ("key", key) in self._replay
+        return key in self._queued_keys or ("key", key) in self._replay
 
     @property
     def busy(self) -> bool:
@@ -204,7 +204,10 @@ class OrderedWriter:
 
     async def _direct(self, operation: Put | Delete) -> int:
         try:
-            results = await self._carry([operation])
+            if isinstance(operation, Put) and self._channel is not None:
+                result = await self._carry_put(operation, self._channel)
+            else:
+                result = (await self._carry([operation], usable=True))[0]
         except BaseException:
             # Cancelled on the way (or an unexpected error): the change is in L1 and must
             # still reach Redis, in order. Nothing can have overtaken it: put it first.
@@ -216,7 +219,25 @@ class OrderedWriter:
             self._busy = False
             if self._queue or self._replay:
                 self._work.set()
-        return results[0]
+        return result
+
+    async def _carry_put(self, put: Put, channel: str) -> int:
+        """:meth:`_carry` for one ``Put`` whose invalidation rides in its round trip."""
+        self.writes += 1
+        coherence = self._coherence
+        key = put.key
+        try:
+            await self._l2.write((put,), publish=(channel, coherence.encode_keys((key,))))
+        except RedisUnavailable as exc:
+            self._fail([put], exc, retry=True)
+            return 0
+        self._outage_logged = False
+        if self._table is not None:
+            self._table.wrote(key)  # a read that raced the write must not fill L1
+        coherence.piggybacked()
+        self._track(put, -1)
+        put.completion.finish()
+        return 0
 
     def _enqueue(self, operation: Operation, *, front: bool = False) -> None:
         if front:
@@ -232,13 +253,17 @@ class OrderedWriter:
         keys = (operation.key,) if isinstance(operation, Put) else operation.keys
         counts = self._queued_keys
         for key in keys:
-            counts[key] += delta
-            if counts[key] <= 0:
-                del counts[key]
+            count = counts.get(key, 0) + delta
+            if count > 0:
+                counts[key] = count
+            else:
+                counts.pop(key, None)
 
     def _redis_usable(self) -> bool:
         """Redis is believed up, and no command failed within ``retry_seconds``."""
-        return self._l2.available and self._clock.monotonic() >= self._retry_at
+        return self._l2.available and (
+            self._retry_at == -math.inf or self._clock.monotonic() >= self._retry_at
+        )
 
     def abandon(self) -> int:
         """Release every caller still waiting on a queued operation; return how many.
@@ -305,20 +330,21 @@ class OrderedWriter:
         self._replay.clear()
         self._replay_bulk = 0
 
-    async def _carry(self, batch: list[Put | Delete]) -> list[int]:
+    async def _carry(self, batch: list[Put | Delete], *, usable: bool = False) -> list[int]:
         """Write ``batch`` in order and tell the other nodes: one round trip when it can.
 
-        Returns each operation's result; every completion is finished.
+        Returns each operation's result; every completion is finished. ``usable``:
+        the caller has just checked that Redis is usable and nothing waits for replay.
         """
         self.writes += len(batch)
         # Redis is down, or older operations wait in the log: join them there, in order.
-        if self._replay or not self._redis_usable():
+        if not usable and (self._replay or not self._redis_usable()):
             self._fail(batch, RedisUnavailable("cache write", "redis is down"), retry=False)
             return [0] * len(batch)
         keys = _keys_of(batch)
         invalidation = Invalidation(node=self._coherence.node, keys=keys)
         channel = self._channel
-        publish = None if channel is None else (channel, self._coherence.encode(invalidation))
+        publish = None if channel is None else (channel, self._coherence.encode_keys(keys))
         try:
             results = await self._l2.write(batch, publish=publish)
         except RedisUnavailable as exc:
@@ -424,6 +450,8 @@ def _replayable(operation: Put | BulkDelete) -> Operation:
 
 def _keys_of(operations: list[Put | Delete]) -> tuple[str, ...]:
     """The keys ``operations`` change, in order, each once."""
+    if len(operations) == 1 and isinstance(operations[0], Put):
+        return (operations[0].key,)
     return tuple(
         dict.fromkeys(
             key

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from runtime import Rejected
 
-from ._codec import StoredEntry, pack_entry
+from ._codec import pack_fields
 from ._completion import Completion
 from ._l1 import EntryTooLarge
 from ._operations import Put
@@ -104,18 +104,11 @@ class Writes:
         self._table.wrote(key)
         if writer is None:
             return None
-        now = self._wall_time()
-        entry = StoredEntry(
-            payload=payload,
-            encoding=encoding,
-            fresh_until=now + ttl_seconds,
-            stale_until=now + ttl_seconds + stale_seconds,
-            tags=tags,
-        )
+        fresh_until = self._wall_time() + ttl_seconds
         keyspace = self._keyspace
         return Put(
             key=key,
-            blob=pack_entry(entry),
+            blob=pack_fields(payload, encoding, fresh_until, fresh_until + stale_seconds, tags),
             ttl_seconds=ttl_seconds + stale_seconds,
             tag_keys=tuple(keyspace.tag_key(tag) for tag in tags) if tags else (),
             completion=Completion(),
