@@ -661,7 +661,7 @@ async def measure(plan: Plan, url: str, link: RedisLink, fanout: RedisFanout) ->
                     else f"the dict `{DICT_VALUE!r}` (raw redis-py rows msgpack-encode it per call)"
                 )
                 + f", TTL {TTL_SECONDS:.0f} s everywhere",
-            ]
+            ],
         ),
         "",
     ]

@@ -58,7 +58,6 @@ __all__ = [
 logger = logging.getLogger("runtime.fanout")
 
 
-
 async def _as_is(response: object) -> object:
     """A RESP3 push, unchanged (the pub/sub connection's push handler)."""
     return response
