@@ -113,9 +113,7 @@ async def test_a_cancelled_set_still_reaches_l2_in_order() -> None:
             assert scope.cancelled_caught
             await anyio.wait_all_tasks_blocked()
             l2.release()
-        with anyio.fail_after(5):
-            while len(l2.stored) < 2:
-                await anyio.lowlevel.checkpoint()  # (no time passes: the writer task needs turns)
+        # The later set returned: the cancelled one, put back first, was written before it.
         assert l2.stored == [("sw:cache:k", "first"), ("sw:cache:k", "after")]
         assert await a.get("k") == "after"
         assert await b.get("k") == "after"
