@@ -301,6 +301,10 @@ class CommandLane:
         deadline = asyncio.timeout(remaining)
         try:
             async with deadline:
+                # As the pool checks a connection it hands out: one the server closed (or
+                # that holds unread data) is dropped, and send_packed_command connects again.
+                if connection.is_connected and await connection.can_read():
+                    await connection.disconnect()
                 # (Both calls drop the connection on any failure, cancellation included.)
                 await connection.send_packed_command(connection.pack_commands(commands))
                 replies: list[Any] = []

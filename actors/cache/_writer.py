@@ -122,13 +122,14 @@ class OrderedWriter:
         self._replay_bulk = 0  # bulk operations in the replay log
         self._busy = False  # a batch (the writer's, or a caller's direct write) is under way
         self._carrying: list[Operation] = []  # the writer task's batch under way
+        self._direct_writes = 0  # a caller's direct write under way (0 or 1)
         # Where the invalidation is PUBLISHed in the write's own round trip (None: after it).
         self._channel = coherence.piggyback_channel(l2)
 
     @property
     def depth(self) -> int:
-        """Operations queued and not yet written."""
-        return len(self._queue)
+        """Operations queued and not yet written (those on their way to Redis included)."""
+        return len(self._queue) + len(self._carrying) + self._direct_writes
 
     @property
     def replay_depth(self) -> int:
@@ -199,6 +200,7 @@ class OrderedWriter:
         if self._busy or self._queue or self._replay or not self._redis_usable():
             return self.enqueue(operation).wait()
         self._busy = True
+        self._direct_writes = 1
         self._track(operation, 1)
         return self._direct(operation)
 
@@ -217,6 +219,7 @@ class OrderedWriter:
             raise
         finally:
             self._busy = False
+            self._direct_writes = 0
             if self._queue or self._replay:
                 self._work.set()
         return result
