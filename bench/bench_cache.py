@@ -1,11 +1,15 @@
 """The cache actor against cashews, aiocache and raw redis-py, in one run.
 
     python bench/bench_cache.py [--ops 100000] [--keys 1000] [--runs 3] [--quick]
+        [--loop asyncio|uvloop] [--value dict|bytes] [--writers 50]
 
 Starts a private ``redis-server`` (``runtime.testing.RedisServer``) and measures,
-on uvloop for every contender, medians of ``--runs`` runs (contenders of a
-table are measured back to back in each run, in a rotating order; a ratio is
-the median of the per-run ratios to the table's baseline):
+on one event loop for every contender (``--loop``: the default asyncio loop, as
+in the peers' harness, or uvloop), with one value for every get/set row
+(``--value``: a small dict, as in the peers' harness, or 100 bytes), medians of
+``--runs`` runs (contenders of a table are measured back to back in each run, in
+a rotating order; a ratio is the median of the per-run ratios to the table's
+baseline):
 
 1. **L1 hit ``get``**: ``await cache.get(key)`` in one coroutine over ``--keys``
    pre-set keys, against cashews ``mem://``, cashews on Redis with its
@@ -19,8 +23,12 @@ the median of the per-run ratios to the table's baseline):
    and ``CacheSettings(l1_max_entries=1)`` over ``--keys`` keys (nearly every
    get misses L1).
 3. **``set``**: L1 only (``l2=None``) against cashews ``mem://``; write-through
-   to Redis (each call costs a Redis ``SET`` and the invalidation ``PUBLISH``)
-   against raw ``SET PX`` and ``SET`` + ``PUBLISH`` done by hand.
+   to Redis (each call is one round trip: the ``SET`` and the invalidation
+   ``PUBLISH`` in one script) against raw ``SET PX`` (which encodes a dict value
+   per call, as an application must), ``SET`` + ``PUBLISH`` done by hand, and
+   cashews on Redis with and without its client-side layer; and ``--writers``
+   tasks setting at once against raw ``SET PX`` from as many tasks on the same
+   client (same pool).
 4. **Hit rate** on seeded traces (``_hit_rates.py``): Zipf s = 0.9 and 1.0,
    Zipf polluted by one-off scans, and a loop 10% larger than the cache.
    ``L1Store`` driven directly as a read-through cache against theine (the
@@ -41,12 +49,13 @@ import argparse
 import functools
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import msgspec
 from _common import (
     Body,
     Contender,
@@ -91,7 +100,14 @@ try:
 except ImportError:
     aiocache = None
 
-VALUE = b"v" * 100
+VALUE = b"v" * 100  # the bytes value (``--value bytes``; the hit-rate section's entries)
+#: The dict value (``--value dict``, the default), as in the peers' harness.
+DICT_VALUE: dict[str, object] = {
+    "id": 12345,
+    "name": "user-12345",
+    "email": "user-12345@example.com",
+    "tags": ["alpha", "beta", "gamma"],
+}
 TTL_SECONDS = 3600.0
 SEED = 42
 SKEWS = (0.9, 1.0)
@@ -107,8 +123,11 @@ class Plan:
     zipf_keys: int
     zipf_capacity: int
     workers: int
+    writers: int
     sections: frozenset[str]
     quick: bool
+    loop: str
+    value: str
 
 
 class Bench:
@@ -124,6 +143,7 @@ class Bench:
         self.sequence = shuffled_cycle(self.keys, plan.ops, SEED)
         self.redis_sequence = self.sequence[: plan.redis_ops]
         self.l1_entries = max(10_000, plan.keys)
+        self.value: object = DICT_VALUE if plan.value == "dict" else VALUE
         self.notes: list[str] = []
         self._systems = 0
 
@@ -162,18 +182,18 @@ class Bench:
     # -- 1. L1 hit get --------------------------------------------------------------------
 
     async def l1_get(self, l1_only: Cache, with_redis: Cache) -> tuple[list[Row], str]:
-        plan, keys, sequence = self.plan, self.keys, self.sequence
+        plan, keys, sequence, value = self.plan, self.keys, self.sequence, self.value
         for cache in (l1_only, with_redis):
             for key in keys:
-                await cache.set(key, VALUE, ttl_seconds=TTL_SECONDS)
+                await cache.set(key, value, ttl_seconds=TTL_SECONDS)
         contenders = [
             Contender(
                 Row("Switchyard `Cache.get`, L1 hit (`l2=None`)", ops=plan.ops),
-                ready(get_loop(l1_only.get, sequence, VALUE)),
+                ready(get_loop(l1_only.get, sequence, value)),
             ),
             Contender(
                 Row("Switchyard `Cache.get`, L1 hit (L2 = Redis)", ops=plan.ops),
-                ready(get_loop(with_redis.get, sequence, VALUE)),
+                ready(get_loop(with_redis.get, sequence, value)),
             ),
         ]
         baseline = contenders[0]
@@ -182,11 +202,11 @@ class Bench:
             memory = await self.cashews(stack, "mem://", size=max(1000, plan.keys))
             client_side = await self.cashews(stack, self.url, client_side=True)
             for key in keys:
-                await memory.set(key, VALUE, expire=TTL_SECONDS)
-                await client_side.set(f"cs:{key}", VALUE, expire=TTL_SECONDS)
+                await memory.set(key, value, expire=TTL_SECONDS)
+                await client_side.set(f"cs:{key}", value, expire=TTL_SECONDS)
             baseline = Contender(
                 Row("cashews `mem://` get", ops=plan.ops),
-                ready(get_loop(memory.get, sequence, VALUE)),
+                ready(get_loop(memory.get, sequence, value)),
             )
             contenders += [
                 baseline,
@@ -196,15 +216,15 @@ class Bench:
                         note="local hits (Redis CLIENT TRACKING BCAST)",
                         ops=plan.ops,
                     ),
-                    ready(get_loop(client_side.get, [f"cs:{key}" for key in sequence], VALUE)),
+                    ready(get_loop(client_side.get, [f"cs:{key}" for key in sequence], value)),
                 ),
             ]
         if aiocache is not None:
             default = aiocache.SimpleMemoryCache()
             no_timeout = aiocache.SimpleMemoryCache(timeout=None)
             for key in keys:
-                await default.set(key, VALUE, ttl=TTL_SECONDS)
-                await no_timeout.set(key, VALUE, ttl=TTL_SECONDS)
+                await default.set(key, value, ttl=TTL_SECONDS)
+                await no_timeout.set(key, value, ttl=TTL_SECONDS)
             contenders += [
                 Contender(
                     Row(
@@ -212,11 +232,11 @@ class Bench:
                         note="default `timeout=5`: an `asyncio.wait_for` per call",
                         ops=plan.ops,
                     ),
-                    ready(get_loop(default.get, sequence, VALUE)),
+                    ready(get_loop(default.get, sequence, value)),
                 ),
                 Contender(
                     Row("aiocache `SimpleMemoryCache(timeout=None)` get", ops=plan.ops),
-                    ready(get_loop(no_timeout.get, sequence, VALUE)),
+                    ready(get_loop(no_timeout.get, sequence, value)),
                 ),
             ]
         async with stack:
@@ -232,7 +252,7 @@ class Bench:
         the set-up takes a second instead of ``count`` write-throughs.
         """
         keyspace = writer.keyspace
-        await writer.set("probe", VALUE, ttl_seconds=TTL_SECONDS)
+        await writer.set("probe", self.value, ttl_seconds=TTL_SECONDS)
         blob = await self.client.get(keyspace.full_key("probe"))
         assert blob is not None
         cold = [f"cold:{i}" for i in range(count)]
@@ -245,7 +265,7 @@ class Bench:
         return cold
 
     async def l2_get(self, writer: Cache, writer_prefix: str) -> tuple[list[Row], str]:
-        plan = self.plan
+        plan, value = self.plan, self.value
         cold = await self._clone_cold_keys(writer, plan.redis_ops)
         names = [writer.keyspace.full_key(key) for key in cold]
         cold_stats: dict[str, list[tuple[int, int, int]]] = {"get": [], "get_or_set": []}
@@ -261,10 +281,10 @@ class Bench:
                 spec, cache = self.switchyard(writer_prefix, redis=True)
                 async with open_system([spec]):
                     if kind == "get":
-                        yield get_loop(cache.get, cold, VALUE)
+                        yield get_loop(cache.get, cold, value)
                     else:
                         yield get_loop(
-                            functools.partial(cache.get_or_set, loader=must_not_load), cold, VALUE
+                            functools.partial(cache.get_or_set, loader=must_not_load), cold, value
                         )
                     stats = await cache.statistics()
                     cold_stats[kind].append((stats.l1_hits, stats.l2_hits, stats.loader_calls))
@@ -300,7 +320,7 @@ class Bench:
                     note=f"{plan.keys:,} keys cycled",
                     ops=plan.redis_ops,
                 ),
-                ready(get_loop(tiny.get, tiny_sequence, VALUE)),
+                ready(get_loop(tiny.get, tiny_sequence, value)),
             ),
             raw,
         ]
@@ -308,12 +328,12 @@ class Bench:
         if cashews is not None:
             remote = await self.cashews(stack, self.url)
             for key in self.keys:
-                await remote.set(f"cr:{key}", VALUE, expire=TTL_SECONDS)
+                await remote.set(f"cr:{key}", value, expire=TTL_SECONDS)
             contenders.append(
                 Contender(
                     Row("cashews Redis get (no client side)", ops=plan.redis_ops),
                     ready(
-                        get_loop(remote.get, [f"cr:{key}" for key in self.redis_sequence], VALUE)
+                        get_loop(remote.get, [f"cr:{key}" for key in self.redis_sequence], value)
                     ),
                 )
             )
@@ -336,10 +356,10 @@ class Bench:
     # -- 3. set ---------------------------------------------------------------------------
 
     async def set_l1(self, l1_only: Cache) -> tuple[list[Row], str]:
-        plan = self.plan
+        plan, value = self.plan, self.value
         ours = Contender(
             Row("Switchyard `Cache.set`, L1 only (`l2=None`)", ops=plan.ops),
-            ready(set_loop(l1_only.set, self.sequence, VALUE, ttl_seconds=TTL_SECONDS)),
+            ready(set_loop(l1_only.set, self.sequence, value, ttl_seconds=TTL_SECONDS)),
         )
         contenders = [ours]
         baseline = ours
@@ -348,42 +368,55 @@ class Bench:
             memory = await self.cashews(stack, "mem://", size=max(1000, plan.keys))
             baseline = Contender(
                 Row("cashews `mem://` set", ops=plan.ops),
-                ready(set_loop(memory.set, self.sequence, VALUE, expire=TTL_SECONDS)),
+                ready(set_loop(memory.set, self.sequence, value, expire=TTL_SECONDS)),
             )
             contenders.append(baseline)
         async with stack:
             return await measure_table(contenders, self.plan.runs, self.commands, baseline)
 
+    def _raw_set(self) -> Callable[..., Awaitable[object]]:
+        """redis-py ``SET`` of the bench value, encoded per call as an application must."""
+        client, value = self.client, self.value
+        if isinstance(value, bytes):
+            return client.set
+        encode = msgspec.msgpack.Encoder().encode
+
+        async def set_(key: str, value: object, **options: Any) -> object:
+            return await client.set(key, encode(value), **options)
+
+        return set_
+
     async def set_redis(self, with_redis: Cache) -> tuple[list[Row], str]:
-        plan, client = self.plan, self.client
+        plan, client, value = self.plan, self.client, self.value
         sequence = self.redis_sequence
         ttl_ms = int(TTL_SECONDS * 1000)
         raw_names = [f"raw:{key}" for key in sequence]
         invalidation = b"\x93\xa4node\x91\xaabench:k123\xc0"  # about the size of the real one
+        raw_set = self._raw_set()
 
         async def set_and_publish() -> None:
             for key in raw_names:
-                await client.set(key, VALUE, px=ttl_ms)
+                await raw_set(key, value, px=ttl_ms)
                 await client.publish("bench:nobody-listens", invalidation)
 
         raw = Contender(
             Row("raw redis-py `SET PX` (same client)", ops=plan.redis_ops),
-            ready(set_loop(client.set, raw_names, VALUE, px=ttl_ms)),
+            ready(set_loop(raw_set, raw_names, value, px=ttl_ms)),
         )
         contenders = [
             Contender(
                 Row(
                     "Switchyard `Cache.set`, write-through to Redis",
-                    note="`SET`, then the invalidation `PUBLISH` (two round trips)",
+                    note="`SET` and the invalidation `PUBLISH` in one script (one round trip)",
                     ops=plan.redis_ops,
                 ),
-                ready(set_loop(with_redis.set, sequence, VALUE, ttl_seconds=TTL_SECONDS)),
+                ready(set_loop(with_redis.set, sequence, value, ttl_seconds=TTL_SECONDS)),
             ),
             raw,
             Contender(
                 Row(
                     "raw redis-py `SET PX` then `PUBLISH`",
-                    note="the same two round trips, done by hand",
+                    note="two round trips, done by hand",
                     ops=plan.redis_ops,
                 ),
                 ready(set_and_publish),
@@ -392,18 +425,70 @@ class Bench:
         stack = AsyncExitStack()
         if cashews is not None:
             remote = await self.cashews(stack, self.url)
-            contenders.append(
+            client_side = await self.cashews(stack, self.url, client_side=True)
+            contenders += [
                 Contender(
                     Row("cashews Redis set (no client side)", ops=plan.redis_ops),
                     ready(
                         set_loop(
-                            remote.set, [f"cw:{key}" for key in sequence], VALUE, expire=TTL_SECONDS
+                            remote.set, [f"cw:{key}" for key in sequence], value, expire=TTL_SECONDS
                         )
                     ),
-                )
-            )
+                ),
+                Contender(
+                    Row(
+                        "cashews Redis `client_side=True` set",
+                        note="local copy + Redis `SET` (CLIENT TRACKING invalidates the others)",
+                        ops=plan.redis_ops,
+                    ),
+                    ready(
+                        set_loop(
+                            client_side.set,
+                            [f"cc:{key}" for key in sequence],
+                            value,
+                            expire=TTL_SECONDS,
+                        )
+                    ),
+                ),
+            ]
         async with stack:
             return await measure_table(contenders, self.plan.runs, self.commands, raw)
+
+    async def set_concurrent(self, with_redis: Cache) -> tuple[list[Row], str]:
+        """``--writers`` tasks setting at once, against raw ``SET`` from as many tasks."""
+        plan, value = self.plan, self.value
+        sequence = self.redis_sequence
+        ttl_ms = int(TTL_SECONDS * 1000)
+        raw_set = self._raw_set()
+        shares = [sequence[i :: plan.writers] for i in range(plan.writers)]
+
+        def writers(set_: Callable[..., Awaitable[object]], prefix: str, **options: Any) -> Body:
+            async def body() -> None:
+                async with anyio.create_task_group() as tg:
+                    for share in shares:
+                        names = [f"{prefix}{key}" for key in share]
+                        tg.start_soon(_run, set_loop(set_, names, value, **options))
+
+            return body
+
+        raw = Contender(
+            Row(
+                f"raw redis-py `SET PX` from {plan.writers} tasks (same client)", ops=len(sequence)
+            ),
+            ready(writers(raw_set, "raw:", px=ttl_ms)),
+        )
+        contenders = [
+            Contender(
+                Row(
+                    f"Switchyard `Cache.set` from {plan.writers} tasks, write-through",
+                    note="queued writes pipelined in order on one connection, one `PUBLISH`",
+                    ops=len(sequence),
+                ),
+                ready(writers(with_redis.set, "", ttl_seconds=TTL_SECONDS)),
+            ),
+            raw,
+        ]
+        return await measure_table(contenders, self.plan.runs, self.commands, raw)
 
     # -- 4. hit rate ----------------------------------------------------------------------
 
@@ -455,6 +540,23 @@ class Bench:
         return policies, results
 
 
+def _environment(plan: Plan, extra: list[str]) -> list[str]:
+    """The shared machine note, naming the loop this run used (the note assumes uvloop)."""
+    lines = environment_lines(extra)
+    if plan.loop != "uvloop":
+        lines = [
+            line.split(", event loop: uvloop")[0] + ", event loop: asyncio (the default loop)"
+            if ", event loop: uvloop" in line
+            else line
+            for line in lines
+        ]
+    return lines
+
+
+async def _run(body: Body) -> None:
+    await body()
+
+
 async def run(plan: Plan, url: str) -> str:
     async with anyio.create_task_group() as tg:
         link = RedisLink(url, clock=SystemClock())
@@ -502,10 +604,30 @@ async def measure(plan: Plan, url: str, link: RedisLink, fanout: RedisFanout) ->
             rows, baseline = await bench.set_l1(l1_only)
             title = f"3a. `set`, in-process ({plan.ops:,} sets over {plan.keys:,} keys)"
             out += [f"### {title}", "", throughput_table(rows, baseline), ""]
+            ratio = rows[0].ratio
+            targets.append(
+                ["L1-only set >= 0.8x cashews `mem://`", f"{ratio:.2f}x", verdict(ratio >= 0.8)]
+            )
             progress("3b. set, write-through")
             rows, baseline = await bench.set_redis(with_redis)
-            title = f"3b. `set` with Redis ({plan.redis_ops:,} sets)"
+            title = f"3b. `set` with Redis ({plan.redis_ops:,} sets over {plan.keys:,} keys)"
             out += [f"### {title}", "", throughput_table(rows, baseline), ""]
+            ratio = rows[0].ratio
+            targets.append(
+                ["write-through set >= 0.8x raw `SET`", f"{ratio:.2f}x", verdict(ratio >= 0.8)]
+            )
+            progress(f"3c. set, write-through from {plan.writers} tasks")
+            rows, baseline = await bench.set_concurrent(with_redis)
+            title = f"3c. `set` with Redis from {plan.writers} tasks ({plan.redis_ops:,} sets)"
+            out += [f"### {title}", "", throughput_table(rows, baseline), ""]
+            ratio = rows[0].ratio
+            targets.append(
+                [
+                    f"write-through set, {plan.writers} tasks >= 0.8x raw `SET`",
+                    f"{ratio:.2f}x",
+                    verdict(ratio >= 0.8),
+                ]
+            )
     if "zipf" in plan.sections or "hitrate" in plan.sections:
         progress("4. Hit rate")
         policies, results = await bench.zipf(replay_cache="zipf" in plan.sections)
@@ -515,17 +637,25 @@ async def measure(plan: Plan, url: str, link: RedisLink, fanout: RedisFanout) ->
             combined = f"{r.combined:.2%}"
             targets.append([f"L1+L2 >= 90% (s={r.s})", combined, verdict(r.combined >= 0.9)])
     header = [
-        f"## Cache benchmark (`python bench/bench_cache.py{' --quick' if plan.quick else ''}`)",
+        f"## Cache benchmark (`python bench/bench_cache.py{' --quick' if plan.quick else ''}"
+        f" --loop {plan.loop} --value {plan.value}`)",
         "",
-        *environment_lines(
+        *_environment(
+            plan,
             [
                 f"- Redis {server['redis_version']} (private `redis-server` on loopback, "
                 "no persistence), redis-py asyncio client with hiredis",
-                "- Every get/set row runs in one coroutine (`await` in a loop); "
+                f"- Event loop: {plan.loop} for every contender. Every get/set row runs in "
+                "one coroutine (`await` in a loop) unless it says tasks; "
                 f"medians of {plan.runs} runs; ratios are medians of per-run ratios "
                 "(contenders measured back to back, order rotated each run); values are "
-                f"{len(VALUE)}-byte `bytes`, TTL {TTL_SECONDS:.0f} s everywhere",
-            ]
+                + (
+                    f"{len(VALUE)}-byte `bytes`"
+                    if plan.value == "bytes"
+                    else f"the dict `{DICT_VALUE!r}` (raw redis-py rows msgpack-encode it per call)"
+                )
+                + f", TTL {TTL_SECONDS:.0f} s everywhere",
+            ],
         ),
         "",
     ]
@@ -586,6 +716,21 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs per row; medians (3)")
     parser.add_argument("--redis-ops", type=int, help="operations per Redis row (ops / 10)")
     parser.add_argument("--workers", type=int, default=16, help="tasks of the Zipf Cache run")
+    parser.add_argument(
+        "--writers", type=int, default=50, help="tasks of the concurrent set rows (50)"
+    )
+    parser.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="event loop of every contender (asyncio, the peers' harness default)",
+    )
+    parser.add_argument(
+        "--value",
+        choices=("dict", "bytes"),
+        default="dict",
+        help="value of the get/set rows: a small dict (the peers' harness) or 100 bytes",
+    )
     parser.add_argument("--quick", action="store_true", help="shrink everything ~10x")
     parser.add_argument(
         "--only",
@@ -608,11 +753,16 @@ def main() -> None:
         zipf_keys=100_000 // (2 * scale if args.quick else 1),
         zipf_capacity=10_000 // (2 * scale if args.quick else 1),
         workers=args.workers,
+        writers=args.writers,
         sections=frozenset(part.strip() for part in args.only.split(",")),
         quick=args.quick,
+        loop=args.loop,
+        value=args.value,
     )
     with RedisServer() as server:
-        report = anyio.run(run, plan, server.url, backend_options={"use_uvloop": True})
+        report = anyio.run(
+            run, plan, server.url, backend_options={"use_uvloop": plan.loop == "uvloop"}
+        )
     print(report)
 
 

@@ -68,7 +68,7 @@ import anyio
 import msgspec
 
 from ._errors import RedisUnavailable
-from ._fanout import Gap
+from ._fanout import Gap, MemoryFanout, RedisFanout
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -263,13 +263,24 @@ class Channel(Generic[T]):
             return None
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, *, buffer_size: int = 1024) -> AsyncIterator[ChannelSubscription[T]]:
+    async def subscribe(
+        self, *, buffer_size: int = 1024, skip_prefix: bytes = b""
+    ) -> AsyncIterator[ChannelSubscription[T]]:
         """Receive the channel's events inside the ``async with`` block.
 
         ``buffer_size`` bounds the fanout subscription's buffer (drop-oldest,
-        then a :class:`~runtime.Gap`), as in :meth:`Fanout.subscribe`.
+        then a :class:`~runtime.Gap`), as in :meth:`Fanout.subscribe`; payloads
+        starting with a non-empty ``skip_prefix`` are dropped undecoded there (on
+        :class:`~runtime.MemoryFanout` and :class:`~runtime.RedisFanout`; other
+        fanouts deliver them, and the subscriber filters the decoded events).
         """
-        async with self._fanout.subscribe(self.name, buffer_size=buffer_size) as subscription:
+        fanout = self._fanout
+        subscribing = (
+            fanout.subscribe(self.name, buffer_size=buffer_size, skip_prefix=skip_prefix)
+            if skip_prefix and isinstance(fanout, MemoryFanout | RedisFanout)
+            else fanout.subscribe(self.name, buffer_size=buffer_size)  # (another Fanout: no skip)
+        )
+        async with subscribing as subscription:
             events = ChannelSubscription(self, subscription)
             try:
                 yield events

@@ -27,6 +27,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import math
 from typing import TYPE_CHECKING, Protocol
 
 import anyio
@@ -56,8 +57,10 @@ __all__ = [
 
 logger = logging.getLogger("runtime.fanout")
 
-#: How long one read on the pub/sub connection waits before simply reading again.
-_READ_POLL_SECONDS = 30.0
+
+async def _as_is(response: object) -> object:
+    """A RESP3 push, unchanged (the pub/sub connection's push handler)."""
+    return response
 
 
 class Gap(msgspec.Struct, frozen=True):
@@ -95,16 +98,22 @@ class Subscription:
     The buffer holds at most ``buffer_size`` items. When a new item arrives at a
     full buffer the oldest is dropped (:attr:`dropped` counts them) and the next
     item the subscriber receives is one :class:`Gap` naming how many were
-    dropped. Iteration ends once the subscription is closed (its ``subscribe``
-    block exited) and the buffer is drained. Subscriptions are made by a
-    fanout's ``subscribe()``, not directly.
+    dropped. Messages starting with ``skip_prefix`` (when it is not empty) are
+    dropped on arrival, never buffered nor counted: a publisher that starts its
+    own messages with its name skips them without decoding them. Iteration ends
+    once the subscription is closed (its ``subscribe`` block exited) and the
+    buffer is drained. Subscriptions are made by a fanout's ``subscribe()``, not
+    directly.
     """
 
-    def __init__(self, channel: str, *, buffer_size: int, counters: _Counters) -> None:
+    def __init__(
+        self, channel: str, *, buffer_size: int, counters: _Counters, skip_prefix: bytes = b""
+    ) -> None:
         if buffer_size < 1:
             raise ValueError(f"buffer_size must be at least 1, got {buffer_size}")
         self.channel = channel
         self.buffer_size = buffer_size
+        self.skip_prefix = skip_prefix
         self._counters = counters
         self._items: collections.deque[bytes | Gap] = collections.deque()
         self._dropped = 0
@@ -130,6 +139,9 @@ class Subscription:
     def _put(self, item: bytes | Gap) -> None:
         """Queue an item without ever blocking, dropping the oldest one when full."""
         if self._closed:
+            return
+        skip = self.skip_prefix
+        if skip and item.__class__ is bytes and item.startswith(skip):
             return
         if len(self._items) >= self.buffer_size:
             self._items.popleft()
@@ -206,8 +218,10 @@ class _LocalHub:
         self.counters = _Counters()
         self.channels: dict[str, dict[Subscription, None]] = {}
 
-    def add(self, channel: str, buffer_size: int) -> Subscription:
-        subscription = Subscription(channel, buffer_size=buffer_size, counters=self.counters)
+    def add(self, channel: str, buffer_size: int, skip_prefix: bytes = b"") -> Subscription:
+        subscription = Subscription(
+            channel, buffer_size=buffer_size, counters=self.counters, skip_prefix=skip_prefix
+        )
         self.channels.setdefault(channel, {})[subscription] = None
         return subscription
 
@@ -251,7 +265,11 @@ class Fanout(Protocol):
     def subscribe(
         self, channel: str, *, buffer_size: int = 1024
     ) -> AbstractAsyncContextManager[Subscription]:
-        """Receive the channel's messages inside the ``async with`` block."""
+        """Receive the channel's messages inside the ``async with`` block.
+
+        (:class:`MemoryFanout` and :class:`RedisFanout` also take ``skip_prefix``:
+        messages starting with it are dropped on arrival, see :class:`Subscription`.)
+        """
         ...
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -277,10 +295,13 @@ class MemoryFanout:
 
     @contextlib.asynccontextmanager
     async def subscribe(
-        self, channel: str, *, buffer_size: int = 1024
+        self, channel: str, *, buffer_size: int = 1024, skip_prefix: bytes = b""
     ) -> AsyncIterator[Subscription]:
-        """Receive the channel's messages inside the ``async with`` block."""
-        subscription = self._hub.add(channel, buffer_size)
+        """Receive the channel's messages inside the ``async with`` block.
+
+        Messages starting with a non-empty ``skip_prefix`` are dropped on arrival.
+        """
+        subscription = self._hub.add(channel, buffer_size, skip_prefix)
         try:
             yield subscription
         finally:
@@ -364,6 +385,18 @@ class RedisFanout:
         """
         return redis_key(self._prefix, "{" + channel + "}")
 
+    def redis_channel(self, channel: str) -> str:
+        """The Redis channel a fanout channel is published on (for a script that publishes).
+
+        A command that ``PUBLISH``es on it through :attr:`link` reaches every
+        subscriber as :meth:`publish` would; report it with :meth:`count_published`.
+        """
+        return self._redis_name(channel)
+
+    def count_published(self, count: int = 1) -> None:
+        """Count ``count`` messages published on :meth:`redis_channel` by a caller's own command."""
+        self._hub.counters.published += count
+
     def _channel_of(self, name: str) -> str:
         """The fanout channel of a Redis channel name: the inverse of :meth:`_redis_name`."""
         return name.removeprefix(self._prefix + ":{").removesuffix("}")
@@ -381,10 +414,13 @@ class RedisFanout:
 
     @contextlib.asynccontextmanager
     async def subscribe(
-        self, channel: str, *, buffer_size: int = 1024
+        self, channel: str, *, buffer_size: int = 1024, skip_prefix: bytes = b""
     ) -> AsyncIterator[Subscription]:
-        """Receive the channel's messages, from every node, inside the ``async with`` block."""
-        subscription = self._hub.add(channel, buffer_size)
+        """Receive the channel's messages, from every node, inside the ``async with`` block.
+
+        Messages starting with a non-empty ``skip_prefix`` are dropped on arrival.
+        """
+        subscription = self._hub.add(channel, buffer_size, skip_prefix)
         try:
             await self._sync(channel)
             yield subscription
@@ -458,6 +494,11 @@ class RedisFanout:
         """One pub/sub connection, from connect to failure; returns whether it connected."""
         try:
             async with self._link.dedicated_connection() as connection:
+                # redis-py's default handler of RESP3 pushes formats every message for a
+                # DEBUG log line; this one hands it over as it is.
+                parser = getattr(connection, "_parser", None)
+                if parser is not None and hasattr(parser, "set_pubsub_push_handler"):
+                    parser.set_pubsub_push_handler(_as_is)
                 try:
                     await self._resubscribe(connection)
                     reason = await self._read_until_failure(connection)
@@ -517,8 +558,10 @@ class RedisFanout:
 
     async def _read(self, connection: AbstractConnection) -> None:
         while True:
+            # No timeout (no timer per message): the session cancels this read when the
+            # link goes down, and a quiet channel is not an error.
             reply = await connection.read_response(
-                timeout=_READ_POLL_SECONDS, disconnect_on_error=False, push_request=True
+                timeout=math.inf, disconnect_on_error=False, push_request=True
             )
             match reply:
                 case [b"message", bytes() as name, bytes() as data]:

@@ -25,8 +25,17 @@ Three failures are told apart:
 
 All are ``redis.exceptions`` connection/timeout errors, so every
 ``except CONNECTION_ERRORS`` and :meth:`~runtime._redis.RedisLink.map_errors`
-handles them. Pipelines and ``pubsub()`` take connections from the pool
-directly and get neither the deadline nor the queue; the runtime uses neither.
+handles them. A pipeline (``client.pipeline(transaction=False)``) is one
+command here: its ``execute()`` waits in the same line for a connection, runs
+under the same deadline and the same gate, and sends all its commands in one
+round trip. ``pubsub()`` takes connections from the pool directly and gets
+neither the deadline nor the queue; the runtime does not use it.
+
+A :class:`CommandLane` (:meth:`DeadlineRedis.lane`) is for one user that sends
+one batch at a time (the cache's ordered writer): it keeps one connection of
+its own, beyond the pool, and sends raw commands on it without the pool's and
+redis-py's per-command bookkeeping, in the same line, under the same deadline
+and the same gate as every command. The client closes its lanes with itself.
 """
 
 from __future__ import annotations
@@ -36,14 +45,19 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import redis.asyncio
+import redis.asyncio.client
 import redis.exceptions
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from redis.asyncio.connection import AbstractConnection
 
 __all__ = [
     "CommandDeadlineExceeded",
+    "CommandLane",
     "DeadlineCounters",
+    "DeadlinePipeline",
     "DeadlineRedis",
     "RedisLinkClosed",
     "RedisPoolTimeout",
@@ -109,6 +123,7 @@ class DeadlineRedis(redis.asyncio.Redis):
         self._counters = counters
         self._on_timeout = on_timeout
         self._is_open = is_open
+        self._lanes: list[CommandLane] = []
 
     @property
     def deadline_seconds(self) -> float:
@@ -129,28 +144,14 @@ class DeadlineRedis(redis.asyncio.Redis):
             CommandDeadlineExceeded: Redis did not answer within the deadline.
         """
         if not self._is_open():
-            self._counters.closed += 1
-            # A checkpoint still: a caller retrying in a loop must not starve the event loop.
-            await anyio.lowlevel.checkpoint()
-            raise RedisLinkClosed(
-                f"{_command_name(args)} not sent: redis is unreachable (the link is re-checking)"
-            )
+            await self._refuse(args)
         slots = self._slots
         if slots.value > 0:
             # The common case: a connection is free. No wait, so no cancel scope for it.
             slots.acquire_nowait()
             remaining = self._deadline_seconds
         else:
-            started = anyio.current_time()
-            with anyio.move_on_after(self._deadline_seconds) as waited:
-                await slots.acquire()
-            if waited.cancelled_caught:
-                self._counters.pool_timeouts += 1
-                raise RedisPoolTimeout(
-                    f"all {self._max_connections} pooled connections stayed busy for the "
-                    f"{self._deadline_seconds} s command deadline"
-                )
-            remaining = max(0.0, self._deadline_seconds - (anyio.current_time() - started))
+            remaining = await self._wait_for_slot()
         # asyncio.timeout rather than an anyio scope: one timer, half the cost per command
         # (the runtime is asyncio-only; anyio's scopes honour the uncancel it does).
         deadline = asyncio.timeout(remaining)
@@ -160,15 +161,171 @@ class DeadlineRedis(redis.asyncio.Redis):
         except TimeoutError:
             if not deadline.expired():
                 raise
-            self._counters.command_timeouts += 1
-            error = CommandDeadlineExceeded(
-                f"no reply to {_command_name(args)} within the "
-                f"{self._deadline_seconds} s command deadline"
-            )
-            self._on_timeout(error)
-            raise error from None
+            raise self._missed(args) from None
         finally:
             slots.release()
+
+    def lane(self) -> CommandLane:
+        """A :class:`CommandLane` on a connection of its own; closed with this client."""
+        lane = CommandLane(self)
+        self._lanes.append(lane)
+        return lane
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        """Close the lanes' connections, then the client (and its pool)."""
+        lanes, self._lanes = self._lanes, []
+        for lane in lanes:
+            await lane.aclose()
+        await super().aclose(close_connection_pool)
+
+    def pipeline(
+        self, transaction: bool = True, shard_hint: str | None = None
+    ) -> redis.asyncio.client.Pipeline:
+        """A pipeline whose ``execute()`` is one command here: queued, gated, under the deadline."""
+        return DeadlinePipeline(self, transaction, shard_hint)
+
+    async def _execute_pipeline(
+        self, stack: tuple[Any, ...], execute: Callable[[], Awaitable[list[Any]]]
+    ) -> list[Any]:
+        """Run a pipeline's ``execute`` as :meth:`execute_command` runs one command."""
+        if not self._is_open():
+            await self._refuse(stack)
+        slots = self._slots
+        if slots.value > 0:
+            slots.acquire_nowait()
+            remaining = self._deadline_seconds
+        else:
+            remaining = await self._wait_for_slot()
+        deadline = asyncio.timeout(remaining)
+        try:
+            async with deadline:
+                return await execute()
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise self._missed(stack) from None
+        finally:
+            slots.release()
+
+    async def _refuse(self, args: tuple[Any, ...]) -> None:
+        self._counters.closed += 1
+        # A checkpoint still: a caller retrying in a loop must not starve the event loop.
+        await anyio.lowlevel.checkpoint()
+        raise RedisLinkClosed(
+            f"{_command_name(args)} not sent: redis is unreachable (the link is re-checking)"
+        )
+
+    async def _wait_for_slot(self) -> float:
+        """Wait in line for a connection; return what is left of the deadline."""
+        started = anyio.current_time()
+        with anyio.move_on_after(self._deadline_seconds) as waited:
+            await self._slots.acquire()
+        if waited.cancelled_caught:
+            self._counters.pool_timeouts += 1
+            raise RedisPoolTimeout(
+                f"all {self._max_connections} pooled connections stayed busy for the "
+                f"{self._deadline_seconds} s command deadline"
+            )
+        return max(0.0, self._deadline_seconds - (anyio.current_time() - started))
+
+    def _missed(self, args: tuple[Any, ...]) -> CommandDeadlineExceeded:
+        self._counters.command_timeouts += 1
+        error = CommandDeadlineExceeded(
+            f"no reply to {_command_name(args)} within the "
+            f"{self._deadline_seconds} s command deadline"
+        )
+        self._on_timeout(error)
+        return error
+
+
+class DeadlinePipeline(redis.asyncio.client.Pipeline):
+    """A pipeline of a :class:`DeadlineRedis`: its ``execute()`` counts as one command there."""
+
+    def __init__(self, client: DeadlineRedis, transaction: bool, shard_hint: str | None) -> None:
+        super().__init__(client.connection_pool, client.response_callbacks, transaction, shard_hint)
+        self._client = client
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        """Send every queued command in one round trip, within the client's deadline.
+
+        Raises:
+            RedisLinkClosed: not sent, the link believes Redis unreachable now.
+            RedisPoolTimeout: no connection came free within the deadline.
+            CommandDeadlineExceeded: Redis did not answer within the deadline.
+        """
+        if not self.command_stack and not self.watching:
+            return []
+        execute = super().execute
+        return await self._client._execute_pipeline(
+            ("a pipeline",), lambda: execute(raise_on_error)
+        )
+
+
+class CommandLane:
+    """One connection for one user sending one batch at a time; see the module docstring.
+
+    Made by :meth:`DeadlineRedis.lane`. Not for concurrent use: a second
+    :meth:`execute` while one runs would interleave two batches on the socket.
+    """
+
+    def __init__(self, client: DeadlineRedis) -> None:
+        self._client = client
+        self._connection: AbstractConnection | None = None
+
+    async def execute(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Send ``commands`` in one write and read their replies, within the deadline.
+
+        Returns the raw replies in order (bytes, ints, lists, as the parser gives
+        them); a command Redis refused has its ``ResponseError`` in its place.
+
+        Raises:
+            RedisLinkClosed: not sent, the link believes Redis unreachable now.
+            RedisPoolTimeout: no slot came free within the deadline.
+            CommandDeadlineExceeded: Redis did not answer within the deadline.
+            redis.exceptions.ConnectionError: the connection failed (it is dropped,
+                and the next batch connects again).
+        """
+        client = self._client
+        name = commands[0] if commands else ()
+        if not client._is_open():
+            await client._refuse(name)
+        slots = client._slots
+        if slots.value > 0:
+            slots.acquire_nowait()
+            remaining = client._deadline_seconds
+        else:
+            remaining = await client._wait_for_slot()
+        connection = self._connection
+        if connection is None:
+            connection = self._connection = client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+        deadline = asyncio.timeout(remaining)
+        try:
+            async with deadline:
+                # As the pool checks a connection it hands out: one the server closed (or
+                # that holds unread data) is dropped, and send_packed_command connects again.
+                if connection.is_connected and await connection.can_read():
+                    await connection.disconnect()
+                # (Both calls drop the connection on any failure, cancellation included.)
+                await connection.send_packed_command(connection.pack_commands(commands))
+                replies: list[Any] = []
+                for _ in commands:
+                    try:
+                        replies.append(await connection.read_response())
+                    except redis.exceptions.ResponseError as exc:
+                        replies.append(exc)
+                return replies
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise client._missed(name) from None
+        finally:
+            slots.release()
+
+    async def aclose(self) -> None:
+        """Close the lane's connection (the next :meth:`execute` would open another)."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.disconnect()
 
 
 def _command_name(args: tuple[Any, ...]) -> str:

@@ -19,7 +19,7 @@ import anyio
 
 from runtime import Actor, RedisUnavailable, Rejected
 
-from ._codec import StoredEntry, encode_value, pack_entry
+from ._codec import encode_value
 from ._coherence import Coherence
 from ._flight import Flight
 from ._keys import (
@@ -30,7 +30,7 @@ from ._keys import (
     validate_tags,
     validate_ttl,
 )
-from ._l1 import EntryTooLarge, L1State, L1Store
+from ._l1 import L1State, L1Store
 from ._messages import (
     CacheDelete,
     CacheDeleteReply,
@@ -60,7 +60,8 @@ from ._messages import (
 )
 from ._reads import Fetched, fetch_from_l2
 from ._statistics import CacheStatistics
-from ._writer import BulkDelete, Completion, Delete, OrderedWriter, Put
+from ._writer import BulkDelete, Completion, Delete, OrderedWriter
+from ._writes import Writes
 
 if TYPE_CHECKING:
     from ._parts import CacheParts
@@ -90,6 +91,7 @@ class CacheActor(Actor[CacheMessage | _Internal]):
         self._warmers = tuple(parts.warmers)
         self._flights: dict[str, Flight] = {}
         self._writer: OrderedWriter | None = None
+        self._writes: Writes | None = None
         self._l1: L1Store | None = None
         self._loader_calls = 0
         self._loader_errors = 0
@@ -106,7 +108,6 @@ class CacheActor(Actor[CacheMessage | _Internal]):
         self._l1 = L1Store(
             max_entries=settings.l1_max_entries, max_bytes=settings.l1_max_bytes, clock=self.clock
         )
-        self._table.attach(self._l1, self.context.self_ref)
         if self._l2 is not None:
             self._writer = OrderedWriter(
                 self._l2,
@@ -117,13 +118,23 @@ class CacheActor(Actor[CacheMessage | _Internal]):
                 invalidate_batch_size=settings.invalidate_batch_size,
                 table=self._table,
             )
+        self._writes = Writes(
+            self._l1,
+            self._table,
+            self._writer,
+            keyspace=self._keyspace,
+            settings=settings,
+            wall_time=self.clock.time,
+        )
+        self._table.attach(self._l1, self.context.self_ref, self._writes)
+        if self._writer is not None:
             self.start_soon(self._writer.run)
             self.start_soon(self._coherence.listen, self.context.self_ref)
         for warmer in self._warmers:
             self.start_soon(warmer.run, self.context.self_ref, self.clock)
 
     async def on_stop(self) -> None:
-        """Detach L1, abandon queued writes and fail the flights still loading."""
+        """Detach L1 and the write path, abandon queued writes, fail the flights still loading."""
         self._table.detach()
         if self._writer is not None:
             self._writer.abandon()
@@ -281,85 +292,68 @@ class CacheActor(Actor[CacheMessage | _Internal]):
     async def _set(self, message: _PreparedSet) -> CacheSetReply:
         """Store a prepared set: the key is full, TTLs and tags valid, the payload encoded.
 
+        The facade's ``set`` takes the same path (:class:`Writes`) without the mailbox.
+
         Raises:
             Rejected: ``value_too_large`` when there is no L2 and the value is
                 larger than all of L1 (nothing could store it; nothing changed).
         """
-        assert self._l1 is not None
-        key, payload, ttl = message.key, message.payload, message.ttl_seconds
-        if self._l2 is None and len(payload) > self._settings.l1_max_bytes:
-            raise Rejected(
-                "value_too_large",
-                f"the value is {len(payload)} bytes, larger than all of L1 "
-                f"({self._settings.l1_max_bytes} bytes, l1_max_bytes), and there is no "
-                "Redis layer to store it",
-            )
-        try:
-            self._l1.set(
-                key,
-                message.value,
-                size_bytes=len(payload),
-                ttl_seconds=ttl,
-                stale_seconds=message.stale_seconds,
-                tags=frozenset(message.tags),
-            )
-        except EntryTooLarge:
-            pass  # larger than all of L1: it lives in L2 only (set() dropped the old copy)
-        self._table.wrote(key)
-        if self._writer is None:
+        writes, writer = self._writes, self._writer
+        assert writes is not None
+        if writer is not None:
+            await writer.wait_for_room()  # before L1 changes: L1 and the queue keep one order
+        put = writes.set(
+            message.key,
+            message.value,
+            message.payload,
+            message.encoding,
+            message.ttl_seconds,
+            message.stale_seconds,
+            message.tags,
+        )
+        if put is None or writer is None:
             return _SET_DONE
-        now = self.clock.time()
-        entry = StoredEntry(
-            payload=payload,
-            encoding=message.encoding,
-            fresh_until=now + ttl,
-            stale_until=now + ttl + message.stale_seconds,
-            tags=message.tags,
-        )
-        pending = await self._writer.submit(
-            Put(
-                key=key,
-                blob=pack_entry(entry),
-                ttl_seconds=ttl + message.stale_seconds,
-                tag_keys=tuple(self._keyspace.tag_key(tag) for tag in message.tags),
-                completion=Completion(),
-            )
-        )
-        return CacheSetReply(pending=pending)
+        return CacheSetReply(pending=writer.enqueue(put))
 
     async def _delete(self, keys: tuple[str, ...]) -> CacheDeleteReply:
         """Delete full, validated keys."""
         assert self._l1 is not None
+        if self._writer is not None:
+            await self._writer.wait_for_room()
         removed = 0
         for key in keys:
             removed += self._l1.delete(key)
             self._table.wrote(key)
-        pending = await self._queue(Delete(keys=keys, completion=Completion()))
+        pending = self._queue(Delete(keys=keys, completion=Completion()))
         return CacheDeleteReply(deleted=removed, pending=pending)
 
     async def _invalidate(self, pattern: str | None, tag: str | None) -> CacheInvalidateReply:
         """Invalidate by a validated full-key pattern, or else by a validated tag."""
         assert self._l1 is not None
+        if pattern is None and tag is None:
+            raise Rejected(
+                "invalid_invalidation", "give exactly one of a pattern or a tag to invalidate"
+            )
+        if self._writer is not None:
+            await self._writer.wait_for_room()
         if pattern is not None:
             removed = self._l1.invalidate_matching(self._keyspace.matcher(pattern))
             operation = BulkDelete(pattern=pattern, completion=Completion())
         else:
-            if tag is None:
-                raise Rejected(
-                    "invalid_invalidation", "give exactly one of a pattern or a tag to invalidate"
-                )
+            assert tag is not None
             removed = self._l1.invalidate_tag(tag)
             operation = BulkDelete(
                 tag=tag, tag_key=self._keyspace.tag_key(tag), completion=Completion()
             )
         self._table.wrote_everything()
-        pending = await self._queue(operation)
+        pending = self._queue(operation)
         return CacheInvalidateReply(removed=removed, pending=pending)
 
-    async def _queue(self, operation: Put | Delete | BulkDelete) -> Completion | None:
+    def _queue(self, operation: Delete | BulkDelete) -> Completion | None:
+        """Hand ``operation`` to the writer right after its L1 change (no await between)."""
         if self._writer is None:
             return None
-        return await self._writer.submit(operation)
+        return self._writer.enqueue(operation)
 
     def _fill(self, message: _Fill) -> None:
         assert self._l1 is not None

@@ -34,6 +34,7 @@ __all__ = [
     "decode_value",
     "encode_value",
     "pack_entry",
+    "pack_fields",
     "unpack_entry",
 ]
 
@@ -182,6 +183,17 @@ def decode_value(payload: bytes, encoding: int, type: Any = None) -> Any:
 def pack_entry(entry: StoredEntry) -> bytes:
     """The msgpack bytes of ``entry``, as stored in L2."""
     return _entry_encoder.encode(entry)
+
+
+def pack_fields(
+    payload: bytes, encoding: int, fresh_until: float, stale_until: float, tags: tuple[str, ...]
+) -> bytes:
+    """``pack_entry(StoredEntry(...))`` of already valid fields, without building the entry.
+
+    (An ``array_like`` Struct encodes as the array of its fields.) The write
+    path's deadlines are finite and ordered by construction.
+    """
+    return _entry_encoder.encode((payload, encoding, fresh_until, stale_until, tags))
 
 
 def unpack_entry(blob: bytes) -> StoredEntry:

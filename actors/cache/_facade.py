@@ -3,21 +3,26 @@
 Reads take the fast path: an L1 hit is served from the shared table without a
 message round trip; an L1 miss reads Redis in the caller's own task (so many
 readers wait on Redis concurrently, not one after another in the actor) and
-hands the value to the actor for L1. Writes, deletes and invalidations go
-through the actor, which orders them. Callers never see a Redis outage as an
-error; :meth:`Cache.read` says whether an answer was degraded by one.
+hands the value to the actor for L1. ``set`` takes a fast path too: the
+caller's task changes L1 and hands the Redis side to the ordered writer in one
+synchronous step, through the running incarnation's :class:`~._writes.Writes`
+(no actor round trip; without an L2 nothing is awaited at all). Deletes and
+invalidations go through the actor, which orders them with the same writer.
+Callers never see a Redis outage as an error; :meth:`Cache.read` says whether
+an answer was degraded by one.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+import anyio.lowlevel
 import msgspec
 
 from runtime import Extension, MailboxFull, RedisUnavailable, Rejected
 
 from ._codec import encode_value
-from ._keys import validate_stale, validate_tag, validate_tags, validate_ttl
+from ._keys import MAX_TTL_SECONDS, validate_stale, validate_tag, validate_tags, validate_ttl
 from ._l1 import L1State
 from ._messages import (
     CacheStats,
@@ -25,7 +30,6 @@ from ._messages import (
     _PreparedExists,
     _PreparedInvalidate,
     _PreparedLoad,
-    _PreparedSet,
 )
 from ._reads import fetch_from_l2, fetch_many_from_l2
 
@@ -46,6 +50,9 @@ R = TypeVar("R")
 
 # Validated keys remembered by the API, so a hot get skips validation.
 _KEY_MEMO_SIZE = 65_536
+
+# An L1-only set never awaits; one in this many yields to the event loop all the same.
+_SETS_PER_CHECKPOINT = 256
 
 
 class CacheRead(msgspec.Struct, frozen=True, kw_only=True):
@@ -82,6 +89,8 @@ class Cache:
         self._clock = parts.clock
         self._warmers = parts.warmers
         self._full_keys: dict[tuple[str, str | None], str] = {}
+        self._default_ttl = validate_ttl(None, parts.settings.default_ttl_seconds)
+        self._unyielded_sets = 0
 
     @property
     def keyspace(self) -> KeySpace:
@@ -192,8 +201,35 @@ class Cache:
         drop their copies.
         """
         full = self._full(key, prefix)
-        message = self._set_message(full, value, ttl_seconds, stale_seconds, tags)
-        await (await self._ref().ask(message)).wait()
+        settings = self._settings
+        payload, encoding = encode_value(value, max_value_bytes=settings.max_value_bytes)
+        if ttl_seconds is None:
+            ttl = self._default_ttl
+        elif ttl_seconds.__class__ is float and 0.0 < ttl_seconds <= MAX_TTL_SECONDS:
+            ttl = ttl_seconds  # what validate_ttl accepts, at a fraction of its cost
+        else:
+            ttl = validate_ttl(ttl_seconds, settings.default_ttl_seconds)
+        stale = 0.0 if stale_seconds == 0 else validate_stale(stale_seconds)
+        valid_tags = () if tags == () else validate_tags(tags)
+        while True:
+            writes = self._table.writes
+            if writes is None:
+                raise Rejected("unavailable", "the cache actor is not running; retry shortly")
+            writer = writes.writer
+            if writer is None or not writer.full:
+                break
+            await writer.wait_for_room()  # backpressure, before L1 changes
+        # From here to send(): no await, so L1's order is the writer's order.
+        put = writes.set(full, value, payload, encoding, ttl, stale, valid_tags)
+        if put is not None and writer is not None:
+            await writer.send(put)
+            return
+        # Without an L2 nothing above awaits: a caller setting in a tight loop still lets the
+        # other tasks run (a health check, say) every _SETS_PER_CHECKPOINT sets.
+        self._unyielded_sets += 1
+        if self._unyielded_sets >= _SETS_PER_CHECKPOINT:
+            self._unyielded_sets = 0
+            await anyio.lowlevel.checkpoint()
 
     async def delete(self, *keys: str, prefix: str | None = None) -> int:
         """Delete ``keys`` on every layer and node; return how many existed (in Redis, or L1)."""
@@ -326,25 +362,6 @@ class Cache:
         return await self._ref().ask(CacheStats())
 
     # -- helpers ----------------------------------------------------------------------------
-
-    def _set_message(
-        self,
-        full: str,
-        value: object,
-        ttl_seconds: float | None,
-        stale_seconds: float,
-        tags: Iterable[str],
-    ) -> _PreparedSet:
-        payload, encoding = encode_value(value, max_value_bytes=self._settings.max_value_bytes)
-        return _PreparedSet(
-            key=full,
-            value=value,
-            payload=payload,
-            encoding=encoding,
-            ttl_seconds=validate_ttl(ttl_seconds, self._settings.default_ttl_seconds),
-            stale_seconds=validate_stale(stale_seconds),
-            tags=validate_tags(tags),
-        )
 
     def _fill(self, fill: _Fill) -> None:
         ref = self._table.ref

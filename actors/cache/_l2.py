@@ -27,20 +27,21 @@ naming the operation (``"cache get"``, ``"cache set"``, ...), and callers degrad
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import math
 import secrets
-from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Final, Protocol, cast
 
 import anyio.lowlevel
+import redis.exceptions
 
-from ._keys import compile_glob
+from ._operations import Put
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
 
-    from runtime import Clock, RedisLink
+    from runtime import RedisLink
+
+    from ._operations import Delete
 
 __all__ = ["L2Store", "MemoryL2", "RedisL2"]
 
@@ -93,6 +94,18 @@ class L2Store(Protocol):
         """Delete ``keys``; return how many existed."""
         ...
 
+    async def write(
+        self, operations: Sequence[Put | Delete], *, publish: tuple[str, bytes] | None = None
+    ) -> list[int]:
+        """Perform ``operations`` in order, in one round trip where the store has trips.
+
+        Returns one result per operation: how many keys a ``Delete`` removed, 0
+        for a ``Put``. ``publish`` is a Redis ``(channel, payload)`` to ``PUBLISH``
+        after the writes, in the same round trip; only a store on the fanout's own
+        Redis takes it (:class:`RedisL2`; the memory store refuses it).
+        """
+        ...
+
     async def exists(self, key: str) -> bool:
         """Whether ``key`` exists (of any kind: entry, tag set or lock)."""
         ...
@@ -141,6 +154,31 @@ end
 return #KEYS - 1
 """
 
+# The write path's one round trip: _SET_TAGGED_LUA (no tags: a plain SET), then an optional
+# PUBLISH of the invalidation (ARGV[4] channel, ARGV[5] payload), so a write and the news of
+# it travel together. KEYS and ARGV[1..3] as in _SET_TAGGED_LUA.
+_PUT_LUA: Final = """
+local ttl = tonumber(ARGV[2])
+local samples = tonumber(ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+for i = 2, #KEYS do
+  local tag = KEYS[i]
+  for _, member in ipairs(redis.call('SRANDMEMBER', tag, samples)) do
+    if member ~= KEYS[1] and redis.call('EXISTS', member) == 0 then
+      redis.call('SREM', tag, member)
+    end
+  end
+  redis.call('SADD', tag, KEYS[1])
+  if redis.call('PTTL', tag) < ttl then
+    redis.call('PEXPIRE', tag, ttl)
+  end
+end
+if ARGV[4] then
+  redis.call('PUBLISH', ARGV[4], ARGV[5])
+end
+return #KEYS - 1
+"""
+
 # Compare-and-delete: only the owner releases its lock.
 _UNLOCK_LUA: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -169,8 +207,19 @@ class RedisL2:
         self._link = link
         client = link.client
         self._set_tagged = client.register_script(_SET_TAGGED_LUA)
+        self._put = client.register_script(_PUT_LUA)
+        # The node's client offers a lane (one connection, no per-command bookkeeping) for a
+        # caller that writes one batch at a time: the cache's ordered writer, through write().
+        make_lane = getattr(client, "lane", None)
+        self._lane: _Lane | None = make_lane() if callable(make_lane) else None
+        self._lane_busy = False
         self._unlock = client.register_script(_UNLOCK_LUA)
         self._snapshot = client.register_script(_SNAPSHOT_LUA)
+
+    @property
+    def link(self) -> RedisLink:
+        """The Redis link this store reads and writes through."""
+        return self._link
 
     @property
     def available(self) -> bool:
@@ -210,6 +259,79 @@ class RedisL2:
         with self._link.map_errors("cache delete"):
             removed: int = await self._link.client.unlink(*keys)
         return removed
+
+    async def write(
+        self, operations: Sequence[Put | Delete], *, publish: tuple[str, bytes] | None = None
+    ) -> list[int]:
+        """Perform ``operations`` in order, then ``PUBLISH`` ``publish``: one round trip.
+
+        One ``Put`` is one ``EVALSHA`` (the write and the publish in one script);
+        anything else is one pipeline without ``MULTI`` on one connection, so Redis
+        applies the commands in order. A script Redis forgot (it restarted) is
+        loaded again and the whole batch resent: every command in it is idempotent.
+        """
+        if not operations:
+            return []
+        with self._link.map_errors("cache write"):
+            try:
+                return await self._write_once(operations, publish)
+            except redis.exceptions.NoScriptError:
+                await self._link.client.script_load(_PUT_LUA)
+                return await self._write_once(operations, publish)
+
+    async def _write_once(
+        self, operations: Sequence[Put | Delete], publish: tuple[str, bytes] | None
+    ) -> list[int]:
+        lane = self._lane
+        if lane is not None and not self._lane_busy:
+            self._lane_busy = True
+            try:
+                replies = await lane.execute(self._commands(operations, publish))
+            finally:
+                self._lane_busy = False
+            return _results(operations, replies, publish)
+        client = self._link.client
+        sha = self._put.sha
+        if len(operations) == 1 and isinstance(operations[0], Put):
+            put = operations[0]
+            numkeys, arguments = _put_arguments(put, publish)
+            await client.evalsha(sha, numkeys, *arguments)
+            return [0]
+        async with client.pipeline(transaction=False) as pipe:
+            for operation in operations:
+                if not isinstance(operation, Put):
+                    pipe.unlink(*operation.keys)
+                elif operation.tag_keys:
+                    numkeys, arguments = _put_arguments(operation, None)
+                    pipe.evalsha(sha, numkeys, *arguments)
+                else:
+                    pipe.set(operation.key, operation.blob, px=_ttl_ms(operation.ttl_seconds))
+            if publish is not None:
+                pipe.publish(*publish)
+            replies = await pipe.execute(raise_on_error=False)
+        return _results(operations, replies, publish)
+
+    def _commands(
+        self, operations: Sequence[Put | Delete], publish: tuple[str, bytes] | None
+    ) -> list[tuple[str | bytes | int, ...]]:
+        """The raw commands of :meth:`write`, in order (as the pipeline sends them)."""
+        sha = self._put.sha
+        if len(operations) == 1 and isinstance(operations[0], Put):
+            numkeys, arguments = _put_arguments(operations[0], publish)
+            return [("EVALSHA", sha, numkeys, *arguments)]
+        commands: list[tuple[str | bytes | int, ...]] = []
+        for operation in operations:
+            if not isinstance(operation, Put):
+                commands.append(("UNLINK", *operation.keys))
+            elif operation.tag_keys:
+                numkeys, arguments = _put_arguments(operation, None)
+                commands.append(("EVALSHA", sha, numkeys, *arguments))
+            else:
+                ttl_ms = _ttl_ms(operation.ttl_seconds)
+                commands.append(("SET", operation.key, operation.blob, "PX", ttl_ms))
+        if publish is not None:
+            commands.append(("PUBLISH", *publish))
+        return commands
 
     async def exists(self, key: str) -> bool:
         """Whether ``key`` exists (of any kind: entry, tag set or lock)."""
@@ -283,199 +405,44 @@ class RedisL2:
         return f"RedisL2({self._link!r})"
 
 
-# -- memory -------------------------------------------------------------------------------
+class _Lane(Protocol):
+    """What :meth:`RedisL2.write` needs of the client's lane (``runtime``'s ``CommandLane``)."""
 
-V = TypeVar("V")
-
-
-class _Item(Generic[V]):
-    __slots__ = ("deadline", "value")
-
-    def __init__(self, value: V, deadline: float) -> None:
-        self.value = value
-        self.deadline = deadline
+    async def execute(self, commands: Sequence[tuple[str | bytes | int, ...]]) -> list[object]:
+        """Send ``commands`` in one write; their raw replies, a refused one as its error."""
+        ...
 
 
-class _Table(Generic[V]):
-    """Keys with deadlines: lazy expiry, and past ``max_items`` the soonest deadline goes."""
-
-    def __init__(self, max_items: int) -> None:
-        self.items: dict[str, _Item[V]] = {}
-        self._max_items = max_items
-        self._heap: list[tuple[float, str]] = []  # (deadline, key); stale rows are skipped
-
-    def live(self, key: str, now: float) -> _Item[V] | None:
-        item = self.items.get(key)
-        if item is not None and item.deadline <= now:
-            del self.items[key]
-            return None
-        return item
-
-    def put(self, key: str, item: _Item[V]) -> list[_Item[V]]:
-        """Store ``item`` (a changed deadline must be put again); return what was evicted."""
-        self.items[key] = item
-        heapq.heappush(self._heap, (item.deadline, key))
-        evicted: list[_Item[V]] = []
-        while len(self.items) > self._max_items:
-            deadline, victim = heapq.heappop(self._heap)
-            current = self.items.get(victim)
-            if current is not None and current.deadline == deadline:
-                del self.items[victim]
-                evicted.append(current)
-        if len(self._heap) > 2 * len(self.items) + 64:
-            self._heap = [(entry.deadline, k) for k, entry in self.items.items()]
-            heapq.heapify(self._heap)
-        return evicted
+def _results(
+    operations: Sequence[Put | Delete], replies: Sequence[object], publish: object
+) -> list[int]:
+    """Each operation's result from its reply; the first error among the replies is raised."""
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    if len(operations) == 1 and isinstance(operations[0], Put):
+        return [0]
+    return [
+        0 if isinstance(operation, Put) else int(reply)  # type: ignore[call-overload]
+        for operation, reply in zip(operations, replies, strict=False)
+    ]
 
 
-class MemoryL2:
-    """:class:`L2Store` in process memory, for nodes without Redis and for tests.
+def _put_arguments(
+    put: Put, publish: tuple[str, bytes] | None
+) -> tuple[int, list[str | bytes | int]]:
+    """``numkeys`` and ``KEYS..., ARGV...`` of :data:`_PUT_LUA` for ``put``."""
+    tag_keys = _check_tags(put.tag_keys) if put.tag_keys else []
+    arguments: list[str | bytes | int] = [
+        put.key,
+        *tag_keys,
+        put.blob,
+        _ttl_ms(put.ttl_seconds),
+        PRUNE_SAMPLES,
+    ]
+    if publish is not None:
+        arguments += publish
+    return 1 + len(tag_keys), arguments
 
-    Same semantics as :class:`RedisL2`, on ``clock.monotonic()`` time: a key is
-    gone once its deadline is reached. Entries, tag sets and locks are each
-    bounded by ``max_entries``. Past the bound, the item that expires soonest
-    is dropped (Redis's ``volatile-ttl`` policy); a dropped tag set takes its
-    entries with it, so an invalidation is never missed, and a dropped lock
-    merely allows a second filler.
-    """
 
-    def __init__(self, clock: Clock, *, max_entries: int = 100_000) -> None:
-        if max_entries < 1:
-            raise ValueError(f"MemoryL2 max_entries must be >= 1, got {max_entries!r}")
-        self._clock = clock
-        self._entries: _Table[bytes] = _Table(max_entries)
-        self._locks: _Table[str] = _Table(max_entries)
-        self._tags: _Table[dict[str, None]] = _Table(max_entries)
-        self._tables = (self._entries, self._locks, self._tags)
-
-    @property
-    def available(self) -> bool:
-        """Whether the layer is believed reachable now; callers skip it while it is not."""
-        return True
-
-    def __len__(self) -> int:
-        """Entries held, including expired ones not yet dropped."""
-        return len(self._entries.items)
-
-    def _delete_one(self, key: str, now: float) -> int:
-        removed = 0
-        for table in self._tables:
-            if table.live(key, now) is not None:
-                del table.items[key]
-                removed = 1
-        return removed
-
-    def _get_string(self, key: str, now: float) -> bytes | None:
-        if (entry := self._entries.live(key, now)) is not None:
-            return entry.value
-        if (lock := self._locks.live(key, now)) is not None:
-            return lock.value.encode()
-        return None
-
-    async def get(self, key: str) -> bytes | None:
-        """The blob stored at ``key``, or ``None``."""
-        return self._get_string(key, self._clock.monotonic())
-
-    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        """The blobs of ``keys`` in order (``None`` where absent), in one round trip."""
-        now = self._clock.monotonic()
-        return [self._get_string(key, now) for key in keys]
-
-    async def set(
-        self, key: str, blob: bytes, *, ttl_seconds: float, tags: Collection[str] = ()
-    ) -> None:
-        """Store ``blob`` for ``ttl_seconds`` and index it under each tag key in ``tags``."""
-        now = self._clock.monotonic()
-        deadline = now + _ttl_ms(ttl_seconds) / 1000
-        tag_keys = _check_tags(tags)
-        self._locks.items.pop(key, None)  # SET replaces a key of any kind
-        self._tags.items.pop(key, None)
-        self._entries.put(key, _Item(bytes(blob), deadline))
-        for tag_key in tag_keys:
-            index: _Item[dict[str, None]] | None = self._tags.live(tag_key, now)
-            if index is None:
-                index = _Item({}, deadline)
-            else:
-                self._prune(index.value, key, now)
-            index.value[key] = None
-            index.deadline = max(index.deadline, deadline)
-            for dropped in self._tags.put(tag_key, index):
-                for member in dropped.value:
-                    self._entries.items.pop(member, None)
-
-    def _prune(self, members: dict[str, None], key: str, now: float) -> None:
-        """Check the oldest members (round robin): drop the dead, move the live to the end."""
-        for member in list(itertools.islice(members, PRUNE_SAMPLES)):
-            if member == key:
-                continue
-            del members[member]
-            if any(table.live(member, now) is not None for table in self._tables):
-                members[member] = None
-
-    async def delete(self, keys: Sequence[str]) -> int:
-        """Delete ``keys``; return how many existed."""
-        now = self._clock.monotonic()
-        return sum(self._delete_one(key, now) for key in keys)
-
-    async def exists(self, key: str) -> bool:
-        """Whether ``key`` exists (of any kind: entry, tag set or lock)."""
-        now = self._clock.monotonic()
-        return any(table.live(key, now) is not None for table in self._tables)
-
-    async def delete_matching(self, pattern: str, *, batch_size: int = 1000) -> int:
-        """Delete every key matching the Redis glob ``pattern``, in batches; return the count."""
-        _check_batch(batch_size)
-        matches = compile_glob(pattern)
-        snapshot = [key for table in self._tables for key in table.items]
-        removed = 0
-        for start in range(0, len(snapshot), batch_size):
-            now = self._clock.monotonic()
-            for key in snapshot[start : start + batch_size]:
-                if matches(key):
-                    removed += self._delete_one(key, now)
-            await anyio.lowlevel.checkpoint()
-        return removed
-
-    async def delete_tagged(self, tag_key: str, *, batch_size: int = 1000) -> int:
-        """Delete the keys indexed under ``tag_key``, then the index; return the entries removed."""
-        _check_batch(batch_size)
-        index = self._tags.live(tag_key, self._clock.monotonic())
-        if index is None:
-            return 0
-        del self._tags.items[tag_key]  # the snapshot: later tagged writes start a new set
-        members = list(index.value)
-        removed = 0
-        for start in range(0, len(members), batch_size):
-            now = self._clock.monotonic()
-            batch = members[start : start + batch_size]
-            removed += sum(self._delete_one(key, now) for key in batch)
-            await anyio.lowlevel.checkpoint()
-        return removed
-
-    async def try_lock(self, lock_key: str, owner: str, ttl_seconds: float) -> bool:
-        """Take ``lock_key`` for ``owner`` unless it exists; it expires after ``ttl_seconds``."""
-        now = self._clock.monotonic()
-        deadline = now + _ttl_ms(ttl_seconds) / 1000
-        if any(table.live(lock_key, now) is not None for table in self._tables):
-            return False
-        self._locks.put(lock_key, _Item(owner, deadline))
-        return True
-
-    async def unlock(self, lock_key: str, owner: str) -> bool:
-        """Release ``lock_key`` if ``owner`` holds it; return whether it did."""
-        lock = self._locks.live(lock_key, self._clock.monotonic())
-        if lock is None or lock.value != owner:
-            return False
-        del self._locks.items[lock_key]
-        return True
-
-    async def ttl_seconds(self, key: str) -> float | None:
-        """Seconds until ``key`` expires; ``None`` if absent, ``math.inf`` if it never expires."""
-        now = self._clock.monotonic()
-        for table in self._tables:
-            if (item := table.live(key, now)) is not None:
-                return item.deadline - now
-        return None
-
-    def __repr__(self) -> str:
-        return f"MemoryL2({len(self._entries.items)} entries, {len(self._tags.items)} tags)"
+from ._l2_memory import MemoryL2  # noqa: E402  (re-exported: the memory twin lives there)

@@ -15,6 +15,10 @@ which costs a few nanoseconds and never waits: recording never slows a get.
 The write epoch lets a reader's L2 fill lose to a write that happened while
 the reader was waiting for Redis: a fill carries the epoch seen before the
 read, and the owner drops it if the key was written or invalidated since.
+
+Writers other than the owner go through the owner's :class:`~._writes.Writes`
+(``writes``), which changes L1 and queues the Redis side in one synchronous
+step, exactly as the owner's handler would.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ if TYPE_CHECKING:
     from runtime import ActorRef
 
     from ._l1 import L1Hit, L1Store
+    from ._writes import Writes
 
 __all__ = ["CacheTable"]
 
@@ -39,6 +44,7 @@ class CacheTable:
     def __init__(self) -> None:
         self.l1: L1Store | None = None
         self.ref: ActorRef[Any] | None = None  # the owner's ref; valid across its restarts
+        self.writes: Writes | None = None  # the running incarnation's write path
         self.epoch = 0
         self._bulk_epoch = 0  # last pattern/tag/everything invalidation
         self._floor_epoch = 0  # the newest epoch forgotten from _written
@@ -55,15 +61,17 @@ class CacheTable:
 
     # -- owner only ---------------------------------------------------------------------
 
-    def attach(self, l1: L1Store, ref: ActorRef[Any]) -> None:
-        """Install the store of a new actor incarnation (owner only)."""
+    def attach(self, l1: L1Store, ref: ActorRef[Any], writes: Writes | None = None) -> None:
+        """Install the store (and write path) of a new actor incarnation (owner only)."""
         self.l1 = l1
         self.ref = ref
+        self.writes = writes
         self.wrote_everything()
 
     def detach(self) -> None:
         """Remove the store when the actor stops; readers then miss (owner only)."""
         self.l1 = None
+        self.writes = None
         self.wrote_everything()
 
     def wrote(self, key: str) -> None:
