@@ -16,10 +16,13 @@ log off on both (the node's own access log is a DEBUG record, off at its
 default INFO level). The node pays what it keeps on every request: request
 ids, the JSON error shape, per-status counters, bearer-token auth.
 
-Each run measures the three targets back to back, in a rotated order, after
-one warm-up pass over all of them; a ratio is the node's req/s over the peer's
-in the same run, and the tables print medians of per-run ratios. wrk's p99
-comes from ``--latency``.
+Each run measures the three contenders in turns, after one warm-up pass over
+all of them: ``--slices`` rounds, each giving every contender
+``duration / slices`` seconds of wrk in a rotated order, so load from other
+jobs on a shared machine falls on all of them alike. A contender's req/s in a
+run is its requests over its seconds; its p99 is the median of its slices'
+(wrk ``--latency``). A ratio is the node's req/s over the peer's in the same
+run, and the tables print medians of per-run ratios.
 
     python bench/bench_http.py [--runs 3] [--duration 10] [--connections 50]
 
@@ -67,10 +70,11 @@ def bare_app() -> object:
 
 @dataclass
 class Sample:
-    """One wrk pass."""
+    """One wrk pass (or a run's passes of one contender, summed)."""
 
     rps: float
     p99_ms: float
+    seconds: float = 0.0
 
 
 @dataclass
@@ -107,7 +111,14 @@ def wrk(
         raise RuntimeError(f"cannot read wrk's output:\n{out}")
     if errors := _ERRORS.findall(out):
         raise RuntimeError(f"{contender.name}: {'; '.join(errors)}\n{out}")
-    return Sample(float(rps.group(1)), float(p99.group(1)) * _UNITS[p99.group(2)])
+    return Sample(float(rps.group(1)), float(p99.group(1)) * _UNITS[p99.group(2)], duration)
+
+
+def combined(slices: list[Sample]) -> Sample:
+    """A run's slices of one contender: all its requests over all its seconds, median p99."""
+    seconds = sum(s.seconds for s in slices)
+    requests = sum(s.rps * s.seconds for s in slices)
+    return Sample(requests / seconds, median([s.p99_ms for s in slices]), seconds)
 
 
 # -- the servers ------------------------------------------------------------------------------
@@ -188,9 +199,14 @@ def measure(args: argparse.Namespace) -> tuple[list[Contender], str]:
         progress(f"warm-up: {args.warmup:g}s each; {note}")
         for contender in contenders:
             wrk(contender, duration=args.warmup, **options)
+        part = args.duration / args.slices
         for run in range(args.runs):
-            for contender in rotated(contenders, run):
-                sample = wrk(contender, duration=args.duration, **options)
+            slices: dict[str, list[Sample]] = {c.name: [] for c in contenders}
+            for turn in range(args.slices):
+                for contender in rotated(contenders, run + turn):
+                    slices[contender.name].append(wrk(contender, duration=part, **options))
+            for contender in contenders:
+                sample = combined(slices[contender.name])
                 contender.samples.append(sample)
                 progress(
                     f"run {run + 1}/{args.runs} {contender.name}: {sample.rps:,.0f} req/s, "
@@ -235,8 +251,9 @@ def report(contenders: list[Contender], args: argparse.Namespace, note: str) -> 
     ]
     targets = markdown_table(["Path", "ratio", "target", "verdict"], target_rows, "lrrl")
     setup = (
-        f"- wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s --latency, "
-        f"{args.runs} interleaved runs after a {args.warmup:g}s warm-up; {note}",
+        f"- wrk -t{args.threads} -c{args.connections} --latency, {args.duration:g}s per contender "
+        f"and run in {args.slices} interleaved slices, {args.runs} runs after a "
+        f"{args.warmup:g}s warm-up; {note}",
         "- both servers: Hypercorn on uvloop, default keep-alive, Hypercorn access log off; "
         "the node at its default log level (its DEBUG access log off), no Redis",
     )
@@ -261,6 +278,12 @@ def main() -> None:
         "--connections", type=int, default=50, help="wrk connections (default 50)"
     )
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
+    parser.add_argument(
+        "--slices",
+        type=int,
+        default=5,
+        help="turns per run: each contender gets duration/slices seconds a turn (default 5)",
+    )
     parser.add_argument(
         "--warmup", type=float, default=3.0, help="seconds of warm-up per contender (default 3)"
     )

@@ -27,6 +27,7 @@ from quart import (
     websocket,
 )
 from quart.ctx import _AppCtxGlobals
+from quart.globals import _cv_app, _cv_request
 from quart_cors import cors
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestTimeout
 from werkzeug.routing.exceptions import WebsocketMismatch
@@ -39,6 +40,7 @@ from ._health import health_blueprint
 from ._http_stats import REQUEST_ID_SCOPE_KEY, HttpCounters
 from ._index import index_blueprint
 from ._responses import error_response, json_response
+from ._route_memo import memoize_matches
 from ._ws_connection import (
     close_code_for_status,
     close_websocket,
@@ -169,17 +171,20 @@ def require_auth(role: str | None = None) -> Callable[[Handler], Handler]:
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            verifier = node_context().verifier
+            # The context variables behind Quart's proxies, read once (each proxy costs a lookup).
+            app_context = _cv_app.get()
+            verifier = app_context.app.extensions[_EXTENSION].verifier
             if has_websocket_context():
                 found = handshake_principal(verifier, _WEBSOCKET_SOURCES)
                 if found is None:
                     raise missing_token(_WEBSOCKET_SOURCES)
                 principal = found
             else:
-                principal = authenticate(verifier, request.headers.get("Authorization"))
-            if role is not None:
-                require_role(principal, role)
-            g.principal = principal
+                header = _cv_request.get().request.headers.get("Authorization")
+                principal = authenticate(verifier, header)
+            if role is not None and role not in principal.roles:
+                require_role(principal, role)  # raises insufficient_role
+            app_context.g.principal = principal
             return await handler(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
@@ -193,6 +198,7 @@ def create_app(context: NodeContext, blueprints: Sequence[Blueprint] = ()) -> Qu
     app = Quart("switchyard")
     app.request_class = _NodeRequest
     app.app_ctx_globals_class = _NodeGlobals
+    memoize_matches(app.url_map)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["BODY_TIMEOUT"] = settings.body_timeout_seconds
     app.config["JSON_SORT_KEYS"] = False
