@@ -19,7 +19,6 @@ from quart import (
     Quart,
     Request,
     Response,
-    current_app,
     g,
     has_request_context,
     has_websocket_context,
@@ -143,7 +142,10 @@ async def decode_body(kind: type[T]) -> T:
 
 def node_context() -> NodeContext:
     """The running node (settings, refs, Redis link) from inside a request."""
-    context: NodeContext = current_app.extensions[_EXTENSION]
+    app_context = _cv_app.get(None)  # Quart's current_app, without its proxy
+    if app_context is None:
+        raise RuntimeError("node_context() needs an app context (a request or WebSocket)")
+    context: NodeContext = app_context.app.extensions[_EXTENSION]
     return context
 
 

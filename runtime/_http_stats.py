@@ -81,7 +81,8 @@ class HttpCounters:
             async def watch(message: _Message) -> None:
                 if message["type"] == "http.response.start":
                     by_class[min(message["status"] // 100, 5)] += 1
-                    headers = [h for h in message["headers"] if h[0].lower() != _REQUEST_ID_HEADER]
+                    # Quart sends its header names in lower case (ASGI asks for it).
+                    headers = [h for h in message["headers"] if h[0] != _REQUEST_ID_HEADER]
                     headers.append(echoed)
                     message["headers"] = headers
                 await send(message)
