@@ -97,10 +97,10 @@ _ERRORS = re.compile(r"^\s+(Non-2xx or 3xx responses: \d+|Socket errors: .*)$", 
 
 
 def wrk(
-    contender: Contender, *, duration: float, connections: int, threads: int, pin: list[str]
+    contender: Contender, *, duration: int, connections: int, threads: int, pin: list[str]
 ) -> Sample:
-    """Run wrk once against ``contender``; raise if any response failed."""
-    command = [*pin, "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--latency"]
+    """Run wrk for ``duration`` whole seconds against ``contender``; raise if any failed."""
+    command = [*pin, "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency"]
     for header in contender.headers:
         command += ["-H", header]
     out = subprocess.run(
@@ -198,8 +198,8 @@ def measure(args: argparse.Namespace) -> tuple[list[Contender], str]:
         }
         progress(f"warm-up: {args.warmup:g}s each; {note}")
         for contender in contenders:
-            wrk(contender, duration=args.warmup, **options)
-        part = args.duration / args.slices
+            wrk(contender, duration=max(1, round(args.warmup)), **options)
+        part = max(1, round(args.duration / args.slices))  # wrk takes whole seconds
         for run in range(args.runs):
             slices: dict[str, list[Sample]] = {c.name: [] for c in contenders}
             for turn in range(args.slices):
@@ -251,8 +251,9 @@ def report(contenders: list[Contender], args: argparse.Namespace, note: str) -> 
     ]
     targets = markdown_table(["Path", "ratio", "target", "verdict"], target_rows, "lrrl")
     setup = (
-        f"- wrk -t{args.threads} -c{args.connections} --latency, {args.duration:g}s per contender "
-        f"and run in {args.slices} interleaved slices, {args.runs} runs after a "
+        f"- wrk -t{args.threads} -c{args.connections} --latency, {args.slices} interleaved "
+        f"slices of {max(1, round(args.duration / args.slices))}s per contender and run, "
+        f"{args.runs} runs after a "
         f"{args.warmup:g}s warm-up; {note}",
         "- both servers: Hypercorn on uvloop, default keep-alive, Hypercorn access log off; "
         "the node at its default log level (its DEBUG access log off), no Redis",
@@ -288,6 +289,12 @@ def main() -> None:
         "--warmup", type=float, default=3.0, help="seconds of warm-up per contender (default 3)"
     )
     args = parser.parse_args()
+    if min(args.runs, args.connections, args.threads, args.slices) < 1 or min(
+        args.duration, args.warmup
+    ) <= 0:
+        parser.error("--runs, --connections, --threads and --slices are >= 1; seconds are > 0")
+    if args.duration / args.slices < 1:
+        parser.error("each slice needs at least 1s (wrk takes whole seconds): raise --duration")
     if shutil.which("wrk") is None:
         print(
             "bench_http needs wrk on PATH: `./dev bench` installs it (Debian's package wrk), "
