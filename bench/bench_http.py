@@ -75,6 +75,12 @@ class Sample:
     rps: float
     p99_ms: float
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # the server's, during the pass
+
+    @property
+    def per_cpu_second(self) -> float:
+        """Requests per second of the server's CPU time: its cost, whatever else ran."""
+        return self.rps * self.seconds / self.cpu_seconds if self.cpu_seconds else 0.0
 
 
 @dataclass
@@ -83,9 +89,11 @@ class Contender:
 
     name: str
     url: str
+    pid: int
     headers: list[str] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
     ratios: list[float] = field(default_factory=list)
+    cpu_ratios: list[float] = field(default_factory=list)
 
 
 # -- wrk --------------------------------------------------------------------------------------
@@ -103,22 +111,32 @@ def wrk(
     command = [*pin, "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency"]
     for header in contender.headers:
         command += ["-H", header]
+    cpu_before = cpu_seconds(contender.pid)
     out = subprocess.run(
         [*command, contender.url], capture_output=True, text=True, check=True, timeout=duration + 60
     ).stdout
+    cpu = cpu_seconds(contender.pid) - cpu_before
     rps, p99 = _RPS.search(out), _P99.search(out)
     if rps is None or p99 is None:
         raise RuntimeError(f"cannot read wrk's output:\n{out}")
     if errors := _ERRORS.findall(out):
         raise RuntimeError(f"{contender.name}: {'; '.join(errors)}\n{out}")
-    return Sample(float(rps.group(1)), float(p99.group(1)) * _UNITS[p99.group(2)], duration)
+    p99_ms = float(p99.group(1)) * _UNITS[p99.group(2)]
+    return Sample(float(rps.group(1)), p99_ms, duration, cpu)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) the process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def combined(slices: list[Sample]) -> Sample:
     """A run's slices of one contender: all its requests over all its seconds, median p99."""
     seconds = sum(s.seconds for s in slices)
     requests = sum(s.rps * s.seconds for s in slices)
-    return Sample(requests / seconds, median([s.p99_ms for s in slices]), seconds)
+    cpu = sum(s.cpu_seconds for s in slices)
+    return Sample(requests / seconds, median([s.p99_ms for s in slices]), seconds, cpu)
 
 
 # -- the servers ------------------------------------------------------------------------------
@@ -185,11 +203,14 @@ def measure(args: argparse.Namespace) -> tuple[list[Contender], str]:
     node, bare = start_node(server_pin), start_bare(server_pin)
     try:
         put_value(node, token)
-        peer = Contender("bare Quart hello world", f"{bare.url}/")
+        peer = Contender("bare Quart hello world", f"{bare.url}/", bare.pid)
         cached = Contender(
-            "cached GET", f"{node.url}/api/cache/{KEY}", [f"Authorization: Bearer {token}"]
+            "cached GET",
+            f"{node.url}/api/cache/{KEY}",
+            node.pid,
+            [f"Authorization: Bearer {token}"],
         )
-        healthz = Contender("healthz", f"{node.url}/healthz")
+        healthz = Contender("healthz", f"{node.url}/healthz", node.pid)
         contenders = [peer, cached, healthz]
         options = {
             "connections": args.connections,
@@ -210,10 +231,13 @@ def measure(args: argparse.Namespace) -> tuple[list[Contender], str]:
                 contender.samples.append(sample)
                 progress(
                     f"run {run + 1}/{args.runs} {contender.name}: {sample.rps:,.0f} req/s, "
-                    f"p99 {sample.p99_ms:.2f} ms"
+                    f"p99 {sample.p99_ms:.2f} ms, {sample.per_cpu_second:,.0f} req per CPU-s"
                 )
             for contender in contenders:
-                contender.ratios.append(contender.samples[-1].rps / peer.samples[-1].rps)
+                mine, theirs = contender.samples[-1], peer.samples[-1]
+                contender.ratios.append(mine.rps / theirs.rps)
+                if theirs.per_cpu_second:
+                    contender.cpu_ratios.append(mine.per_cpu_second / theirs.per_cpu_second)
     finally:
         node.stop()
         bare.stop()
@@ -228,13 +252,23 @@ def report(contenders: list[Contender], args: argparse.Namespace, note: str) -> 
             f"{median([s.p99_ms for s in c.samples]):.2f}",
             f"{median(c.ratios):.2f}x",
             ", ".join(f"{r:.2f}" for r in c.ratios),
+            f"{median([s.per_cpu_second for s in c.samples]):,.0f}",
+            f"{median(c.cpu_ratios):.2f}x",
         ]
         for c in contenders
     ]
     results = markdown_table(
-        ["Contender", "req/s (median)", "p99 ms (median)", "ratio", "per-run ratios"],
+        [
+            "Contender",
+            "req/s (median)",
+            "p99 ms (median)",
+            "ratio",
+            "per-run ratios",
+            "req per server CPU-s",
+            "CPU ratio",
+        ],
         rows,
-        "lrrrl",
+        "lrrrlrr",
     )
     by_name = {c.name: c for c in contenders}
     target_rows = [
@@ -262,7 +296,9 @@ def report(contenders: list[Contender], args: argparse.Namespace, note: str) -> 
         [
             "## HTTP: the node against bare Quart/Hypercorn",
             results,
-            "Ratio: the contender's req/s over the bare app's, in the same run.",
+            "Ratio: the contender's req/s over the bare app's, in the same run (the targets' "
+            "measure). CPU ratio: the same for requests per second of the server process's "
+            "own CPU time (/proc), which other jobs on a shared machine disturb far less.",
             targets,
             "\n".join(environment_lines(setup)),
         ]
