@@ -12,6 +12,12 @@ HMAC secrets shorter than the hash are refused (RFC 8725 §3.5, RFC 7518 §3.2),
 are checked whenever configured. ``exp``, ``nbf`` and ``iat`` are
 checked here against the injected :class:`~runtime._clock.Clock` (pyjwt would
 read the system clock), so tests move time with ``ManualClock``.
+
+A verifier remembers the tokens it accepted (see :class:`TokenVerifier`,
+``cache_entries``): a repeated token costs a dict lookup and the time checks
+instead of a signature check and a JSON decode. Only a token that passed every
+check is remembered, never past its ``exp`` (plus leeway), and each hit
+repeats the ``exp``, ``nbf`` and ``iat`` comparisons against the clock.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import math
 import re
 import types
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, get_args
 
 import jwt
 import msgspec
@@ -51,6 +57,8 @@ AuthErrorCode = Literal[
 ]  # fmt: skip
 
 MAX_TOKEN_CHARS = 8 * 1024
+MAX_CACHED_TOKEN_CHARS = 2 * 1024  # a longer token is verified every time, never remembered
+DEFAULT_CACHE_ENTRIES = 1024  # at most ~2 MiB of tokens (and their claims) held
 MAX_SUBJECT_CHARS = 256
 MIN_SECRET_BYTES = 32  # RFC 7518 §3.2: an HS256 key is at least the hash size
 MIN_RSA_BITS = 2048  # RFC 7518 §3.3 and §3.5
@@ -219,6 +227,16 @@ class TokenVerifier:
         clock: the time source; ``clock.time()`` is wall-clock epoch seconds.
         roles_claim: the claim holding a list of roles. A single ``role``
             string claim is read as well.
+        cache_entries: how many accepted tokens (of at most
+            :data:`MAX_CACHED_TOKEN_CHARS` characters) are remembered with
+            their principal, the oldest forgotten first; ``0`` verifies every
+            token in full. A remembered token is served only while the clock
+            says it is valid (``nbf``/``iat`` reached, ``exp`` not, with the
+            leeway, the same comparisons as a full check); once past them it
+            is forgotten and checked in full, which names the error. A token
+            that fails a check is never remembered. The configuration is
+            fixed at construction (its attributes are read-only), so what was
+            remembered stays true.
 
     Raises:
         ConfigError: naming the argument at fault (never showing a key).
@@ -236,6 +254,7 @@ class TokenVerifier:
         max_lifetime_seconds: float = DEFAULT_MAX_LIFETIME_SECONDS,
         clock: Clock,
         roles_claim: str = "roles",
+        cache_entries: int = DEFAULT_CACHE_ENTRIES,
     ) -> None:
         algs = tuple(algorithms)
         if not algs or any(alg not in _ALGORITHMS for alg in algs):
@@ -265,12 +284,57 @@ class TokenVerifier:
             raise ConfigError(
                 "max_lifetime_seconds", max_lifetime_seconds, "expected a finite number > 0"
             )
+        if type(cache_entries) is not int or cache_entries < 0:
+            raise ConfigError("cache_entries", cache_entries, "expected an integer >= 0")
         self._key: Any = key if hmac else _prepare(algs[0], _pem(key))
         self._clock, self._hmac = clock, hmac
-        self.algorithms, self.audience, self.issuer = algs, audience, issuer
-        self.leeway_seconds, self.roles_claim = float(leeway_seconds), roles_claim
-        self.max_lifetime_seconds = float(max_lifetime_seconds)
-        self.min_secret_bytes = min_secret_bytes(algs) if hmac else 0
+        self._algorithms, self._audience, self._issuer = algs, audience, issuer
+        self._algorithm_list = list(algs)
+        self._leeway, self._roles_claim = float(leeway_seconds), roles_claim
+        self._max_lifetime = float(max_lifetime_seconds)
+        self._min_secret_bytes = min_secret_bytes(algs) if hmac else 0
+        self._cache_entries = cache_entries
+        self._accepted: dict[str, _Accepted] = {}
+
+    @property
+    def algorithms(self) -> tuple[str, ...]:
+        """The only algorithms a token header may name."""
+        return self._algorithms
+
+    @property
+    def audience(self) -> str | None:
+        """The audience ``aud`` must contain, or ``None`` (then no ``aud`` is accepted)."""
+        return self._audience
+
+    @property
+    def issuer(self) -> str | None:
+        """The issuer ``iss`` must equal, or ``None``."""
+        return self._issuer
+
+    @property
+    def leeway_seconds(self) -> float:
+        """The clock-skew allowance for ``exp``, ``nbf``, ``iat`` and the lifetime."""
+        return self._leeway
+
+    @property
+    def max_lifetime_seconds(self) -> float:
+        """The longest lifetime (``exp - iat``) accepted."""
+        return self._max_lifetime
+
+    @property
+    def roles_claim(self) -> str:
+        """The claim holding a list of roles."""
+        return self._roles_claim
+
+    @property
+    def min_secret_bytes(self) -> int:
+        """The shortest HMAC secret the pinned algorithms accept (0 for public-key ones)."""
+        return self._min_secret_bytes
+
+    @property
+    def cached_tokens(self) -> int:
+        """How many accepted tokens are remembered now (at most ``cache_entries``)."""
+        return len(self._accepted)
 
     def __repr__(self) -> str:
         return (
@@ -288,6 +352,10 @@ class TokenVerifier:
                 ``malformed_token`` for another scheme or no token, or any
                 error of :meth:`verify`.
         """
+        if value is not None and value[:7] == "Bearer ":  # the usual shape: one lookup
+            principal = self._remembered(value[7:])
+            if principal is not None:
+                return principal
         if value is None or not value.strip():
             raise AuthError("missing_token", "no Authorization header; send 'Bearer <token>'")
         scheme, _, token = value.strip().partition(" ")
@@ -306,6 +374,9 @@ class TokenVerifier:
         Raises:
             AuthError: 401 with the precise :data:`AuthErrorCode`.
         """
+        principal = self._remembered(token)
+        if principal is not None:
+            return principal
         if len(token) > MAX_TOKEN_CHARS:
             raise AuthError(
                 "malformed_token",
@@ -319,7 +390,7 @@ class TokenVerifier:
             claims = jwt.decode(
                 token,
                 self._key,
-                algorithms=list(self.algorithms),
+                algorithms=self._algorithm_list,
                 audience=self.audience,
                 issuer=self.issuer,
                 options={  # _principal checks these against self._clock, and sub precisely
@@ -332,7 +403,30 @@ class TokenVerifier:
             )
         except jwt.InvalidTokenError as exc:
             raise self._translate(exc, token) from None
-        return self._principal(claims)
+        principal, not_before = self._principal(claims)
+        self._remember(token, principal, not_before)
+        return principal
+
+    def _remembered(self, token: str) -> Principal | None:
+        """The principal of ``token`` if it was accepted and the clock says it still is."""
+        accepted = self._accepted.get(token) if len(token) <= MAX_CACHED_TOKEN_CHARS else None
+        if accepted is None:
+            return None
+        now, leeway = self._clock.time(), self._leeway
+        # The very comparisons _principal makes; the other checks do not depend on time.
+        if now >= accepted.principal.expires_at + leeway or accepted.not_before > now + leeway:
+            del self._accepted[token]  # checked in full again, which names the error
+            return None
+        return accepted.principal
+
+    def _remember(self, token: str, principal: Principal, not_before: float) -> None:
+        """Hold a token that passed every check, forgetting the oldest beyond the bound."""
+        if self._cache_entries == 0 or len(token) > MAX_CACHED_TOKEN_CHARS:
+            return
+        accepted = self._accepted
+        while len(accepted) >= self._cache_entries:
+            del accepted[next(iter(accepted))]
+        accepted[token] = _Accepted(principal, not_before)
 
     def issue(
         self,
@@ -411,8 +505,11 @@ class TokenVerifier:
             return AuthError("invalid_issuer", f"token issuer is not {self.issuer!r}")
         return AuthError("invalid_token", f"token was rejected ({type(exc).__name__})")
 
-    def _principal(self, claims: dict[str, Any]) -> Principal:
-        """Check the claims pyjwt leaves to us (types, times, roles) and build the principal."""
+    def _principal(self, claims: dict[str, Any]) -> tuple[Principal, float]:
+        """Check the claims pyjwt leaves to us (types, times, roles) and build the principal.
+
+        Returns it with its not-before instant: the latest of ``nbf`` and ``iat``.
+        """
         sub = claims["sub"]
         if not isinstance(sub, str) or not 0 < len(sub) <= MAX_SUBJECT_CHARS:
             got = f"{len(sub)} characters" if isinstance(sub, str) else _json_type(sub)
@@ -464,13 +561,21 @@ class TokenVerifier:
                     ),
                 )
             roles.update(items or ())
-        return Principal(
+        principal = Principal(
             subject=sub,
             roles=frozenset(roles),
             name=name,
             expires_at=times["exp"],
             claims=types.MappingProxyType(claims),
         )
+        return principal, max(times["iat"], times.get("nbf", -math.inf))
+
+
+class _Accepted(NamedTuple):
+    """A token that passed every check: its principal and the latest of its nbf and iat."""
+
+    principal: Principal
+    not_before: float
 
 
 def _numeric_date(value: object, claim: str) -> float:

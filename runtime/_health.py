@@ -18,6 +18,7 @@ from ._redis import RedisStatus
 __all__ = ["Readiness", "health_blueprint", "readiness"]
 
 health_blueprint = Blueprint("health", __name__)
+_OK = msgspec.json.encode({"status": "ok"})
 
 
 class Readiness(msgspec.Struct, frozen=True, kw_only=True):
@@ -60,7 +61,7 @@ def readiness(context: NodeContext) -> Readiness:
 @health_blueprint.get("/healthz")
 async def healthz() -> Response:
     """Liveness: the process serves HTTP."""
-    return json_response({"status": "ok"}, 200)
+    return Response(_OK, content_type="application/json")
 
 
 @health_blueprint.get("/readyz")

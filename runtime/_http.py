@@ -17,14 +17,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 from quart import (
     Quart,
+    Request,
     Response,
-    current_app,
     g,
     has_request_context,
     has_websocket_context,
     request,
     websocket,
 )
+from quart.ctx import _AppCtxGlobals
+from quart.globals import _cv_app, _cv_request
 from quart_cors import cors
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestTimeout
 from werkzeug.routing.exceptions import WebsocketMismatch
@@ -34,9 +36,10 @@ from ._auth import AuthError, Principal, require_role
 from ._edge_auth import authenticate, handshake_principal, missing_token
 from ._errors import ActorCrashed, ActorStopped, AskTimeout, Rejected
 from ._health import health_blueprint
-from ._http_stats import HttpCounters
+from ._http_stats import REQUEST_ID_SCOPE_KEY, HttpCounters
 from ._index import index_blueprint
 from ._responses import error_response, json_response
+from ._route_memo import memoize_matches
 from ._ws_connection import (
     close_code_for_status,
     close_websocket,
@@ -139,7 +142,10 @@ async def decode_body(kind: type[T]) -> T:
 
 def node_context() -> NodeContext:
     """The running node (settings, refs, Redis link) from inside a request."""
-    context: NodeContext = current_app.extensions[_EXTENSION]
+    app_context = _cv_app.get(None)  # Quart's current_app, without its proxy
+    if app_context is None:
+        raise RuntimeError("node_context() needs an app context (a request or WebSocket)")
+    context: NodeContext = app_context.app.extensions[_EXTENSION]
     return context
 
 
@@ -167,17 +173,20 @@ def require_auth(role: str | None = None) -> Callable[[Handler], Handler]:
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            verifier = node_context().verifier
+            # The context variables behind Quart's proxies, read once (each proxy costs a lookup).
+            app_context = _cv_app.get()
+            verifier = app_context.app.extensions[_EXTENSION].verifier
             if has_websocket_context():
                 found = handshake_principal(verifier, _WEBSOCKET_SOURCES)
                 if found is None:
                     raise missing_token(_WEBSOCKET_SOURCES)
                 principal = found
             else:
-                principal = authenticate(verifier, request.headers.get("Authorization"))
-            if role is not None:
-                require_role(principal, role)
-            g.principal = principal
+                header = _cv_request.get().request.headers.get("Authorization")
+                principal = authenticate(verifier, header)
+            if role is not None and role not in principal.roles:
+                require_role(principal, role)  # raises insufficient_role
+            app_context.g.principal = principal
             return await handler(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
@@ -189,17 +198,20 @@ def create_app(context: NodeContext, blueprints: Sequence[Blueprint] = ()) -> Qu
     """Build the node's Quart app around a running node; no module-level app exists."""
     settings = context.settings
     app = Quart("switchyard")
+    app.request_class = _NodeRequest
+    app.app_ctx_globals_class = _NodeGlobals
+    memoize_matches(app.url_map)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["BODY_TIMEOUT"] = settings.body_timeout_seconds
     app.config["JSON_SORT_KEYS"] = False
     app.extensions[_EXTENSION] = context
+    # HTTP request ids and counters: one ASGI layer, inside the access log (which reads
+    # the id from the response). A WebSocket's request id is assigned by hooks.
+    HttpCounters().install(app)
     install_access_log(app, context.clock)
     install_websocket_counters(app)
-    app.before_request(_assign_request_id)
     app.before_websocket(_assign_websocket_request_id)
     app.before_websocket(origin_guard(settings.cors_origins))
-    app.after_request(_echo_request_id)
-    HttpCounters().install(app)
     app.after_websocket(_echo_websocket_request_id)
     _register_error_handlers(app)
     app.register_blueprint(health_blueprint)
@@ -223,23 +235,52 @@ def create_app(context: NodeContext, blueprints: Sequence[Blueprint] = ()) -> Qu
     return app
 
 
+class _NodeRequest(Request):
+    """Quart's request, remembering its blueprint names (Quart asks three times a request)."""
+
+    _blueprints: tuple[object, list[str]] | None = None
+
+    @property
+    def blueprints(self) -> list[str]:
+        """The names of the current blueprints, innermost first (see Quart's ``Request``)."""
+        known, rule = self._blueprints, self.url_rule
+        if known is None or known[0] is not rule:
+            known = self._blueprints = (rule, super().blueprints)
+        return list(known[1])
+
+
+class _NodeGlobals(_AppCtxGlobals):
+    """Quart's ``g``; in an HTTP request, ``g.request_id`` reads the id the edge assigned."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "request_id":
+            found = _http_request_id()
+            if found is not None:
+                return found
+        return super().__getattr__(name)
+
+    def get(self, name: str, default: Any | None = None) -> Any:
+        """``g.name``, or ``default`` when it is unset."""
+        if name == "request_id" and "request_id" not in self.__dict__:
+            found = _http_request_id()
+            return default if found is None else found
+        return super().get(name, default)
+
+
+def _http_request_id() -> str | None:
+    """The id :meth:`HttpCounters.install` gave the current HTTP request, if in one."""
+    if not has_request_context():
+        return None
+    found = request.scope.get(REQUEST_ID_SCOPE_KEY)
+    return found if isinstance(found, str) else None
+
+
 def _request_id(inbound: str) -> str:
     return inbound if _REQUEST_ID.match(inbound) else uuid.uuid4().hex
 
 
-async def _assign_request_id() -> None:
-    g.request_id = _request_id(request.headers.get("X-Request-ID", ""))
-
-
 async def _assign_websocket_request_id() -> None:
     g.request_id = _request_id(websocket.headers.get("X-Request-ID", ""))
-
-
-async def _echo_request_id(response: Response) -> Response:
-    request_id = g.get("request_id")
-    if request_id:
-        response.headers["X-Request-ID"] = request_id
-    return response
 
 
 async def _echo_websocket_request_id(response: ResponseTypes | None) -> ResponseTypes | None:

@@ -1,7 +1,13 @@
-"""Counters of the HTTP edge, for the node's statistics registry (``runtime.http``)."""
+"""Counters of the HTTP edge, for the node's statistics registry (``runtime.http``).
+
+The same ASGI layer stamps every HTTP request with its request id (see
+:meth:`HttpCounters.install`), so a request pays one wrapper for both.
+"""
 
 from __future__ import annotations
 
+import os
+import re
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -14,10 +20,15 @@ if TYPE_CHECKING:
     _Receive = Callable[[], Awaitable[dict[str, Any]]]
     _Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-__all__ = ["HttpCounters", "HttpStatistics", "http_counters"]
+__all__ = ["REQUEST_ID_SCOPE_KEY", "HttpCounters", "HttpStatistics", "http_counters"]
 
 _Message = dict[str, Any]
 _EXTENSION = "switchyard.http_counters"
+
+#: Where an HTTP request's id (``str``) is kept in its ASGI scope.
+REQUEST_ID_SCOPE_KEY = "switchyard.request_id"
+_REQUEST_ID_HEADER = b"x-request-id"
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")
 
 
 class HttpStatistics(msgspec.Struct, frozen=True, kw_only=True):
@@ -42,11 +53,17 @@ class HttpCounters:
         self.by_class = [0, 0, 0, 0, 0, 0]  # index: status // 100
 
     def install(self, app: Quart) -> None:
-        """Count every HTTP request of ``app``, as ASGI middleware around it.
+        """Count every HTTP request of ``app`` and give it a request id, as ASGI middleware.
+
+        The id is the client's ``X-Request-ID`` when it is 1 to 64 characters
+        of ``[A-Za-z0-9._-]``, else 32 random hex digits; it is kept in the
+        scope under :data:`REQUEST_ID_SCOPE_KEY` and sent back as the
+        response's ``X-Request-ID`` (replacing one the app may have set).
 
         Middleware rather than Quart hooks: it costs one counter, one closure
-        and one check per response message, and sees the status of every
-        response, error responses included.
+        and one check per response message, and sees every response, error
+        responses included. It must be the innermost layer that reads the
+        response headers (the access log reads the id there).
         """
         app.extensions[_EXTENSION] = self
         inner = app.asgi_app
@@ -57,10 +74,17 @@ class HttpCounters:
                 await inner(scope, receive, send)  # type: ignore[arg-type]
                 return
             self.started += 1
+            request_id = _request_id(scope["headers"])
+            scope[REQUEST_ID_SCOPE_KEY] = request_id.decode("ascii")
+            echoed = (_REQUEST_ID_HEADER, request_id)
 
             async def watch(message: _Message) -> None:
                 if message["type"] == "http.response.start":
                     by_class[min(message["status"] // 100, 5)] += 1
+                    # Quart sends its header names in lower case (ASGI asks for it).
+                    headers = [h for h in message["headers"] if h[0] != _REQUEST_ID_HEADER]
+                    headers.append(echoed)
+                    message["headers"] = headers
                 await send(message)
 
             try:
@@ -81,6 +105,16 @@ class HttpCounters:
             responses_4xx=by_class[4],
             responses_5xx=by_class[5],
         )
+
+
+def _request_id(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The client's ``X-Request-ID`` if well formed, else a new random one (as bytes)."""
+    for name, value in headers:
+        if name == _REQUEST_ID_HEADER or name.lower() == _REQUEST_ID_HEADER:
+            if _REQUEST_ID.fullmatch(value):
+                return bytes(value)
+            break
+    return os.urandom(16).hex().encode()
 
 
 def http_counters(app: Quart) -> HttpCounters:

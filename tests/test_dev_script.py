@@ -5,7 +5,7 @@ is a stub that passes the version check and, for ``-m venv DIR``, creates
 ``DIR/bin/python``, ``ruff`` and ``mypy`` stubs. Every stub appends its name and
 argv to a log, so a test reads what ``./dev`` ran (no real pip, no network).
 ``PATH`` holds only the tools the script needs and the stubs a test puts there,
-so ``redis-server``, ``apt-get``, ``sudo`` and ``id`` are whatever the test says.
+so ``redis-server``, ``wrk``, ``apt-get``, ``sudo`` and ``id`` are whatever the test says.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ class Project:
         self.python.write_text(PYTHON_STUB)
         self.python.chmod(0o755)
         self.stub("redis-server")
+        self.stub("wrk")
 
     def stub(self, name: str, script: str = STUB) -> None:
         """Put an executable ``name`` on the PATH (by default one that logs and succeeds)."""
@@ -195,6 +196,32 @@ exec "$@"
         "apt-get install -y -qq redis-server",
     ]
     assert calls[-1] == "python -m pytest"  # then the tests run
+
+
+def test_bench_installs_wrk_when_it_is_missing(project: Project) -> None:
+    project.remove("wrk")
+    project.stub("id", f"#!{BASH}\necho 0\n")  # root: apt-get directly
+    project.stub("apt-get")
+    done = project.dev("bench")
+    assert done.returncode == 0, done.stderr
+    assert "installing wrk (Debian package, for the HTTP benchmark)" in done.stderr
+    calls = project.calls()
+    assert [call for call in calls if call.startswith("apt-get")] == [
+        "apt-get update -qq",
+        "apt-get install -y -qq wrk",
+    ]
+
+
+def test_bench_without_wrk_or_a_way_to_install_it_names_the_package(project: Project) -> None:
+    project.remove("wrk")
+    project.stub("id", f"#!{BASH}\necho 1000\n")  # not root, and no sudo on this PATH
+    done = project.dev("bench")
+    assert done.returncode == 1
+    assert done.stderr.endswith(
+        "the HTTP benchmark loads its servers with wrk, and none is on PATH; install the "
+        "package wrk (as root: apt-get install wrk), then run again\n"
+    )
+    assert not any("bench_" in call for call in project.calls())  # stopped before the benches
 
 
 def test_an_unknown_command_prints_the_usage(project: Project) -> None:

@@ -855,3 +855,175 @@ def test_a_node_given_a_public_key_verifies_es256_tokens_over_http(
         hs = sign_raw({"alg": "HS256"}, {"sub": "ops", "roles": ["admin"], "iat": now,
                                         "exp": now + 60}, key=public_pem(ec_key))  # fmt: skip
         assert status(hs) == (401, "invalid_token")
+
+
+# -- the cache of accepted tokens ----------------------------------------------------------
+
+
+class SteppedClock(ManualClock):
+    """A ManualClock whose wall time can also be stepped back (as NTP may do)."""
+
+    def __init__(self) -> None:
+        super().__init__(wall_start=NOW)
+        self.step = 0.0
+
+    def time(self) -> float:
+        return super().time() + self.step
+
+
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every token pyjwt decodes (a full verification), in order."""
+    seen: list[str] = []
+    decode = jwt.decode
+
+    def counting(token: str, *args: Any, **kwargs: Any) -> Any:
+        seen.append(token)
+        return decode(token, *args, **kwargs)
+
+    monkeypatch.setattr("runtime._auth.jwt.decode", counting)
+    return seen
+
+
+def test_a_repeated_token_is_verified_once_and_gets_the_same_principal(
+    verifier: TokenVerifier, decodes: list[str]
+) -> None:
+    token = sign(claims(roles=["admin"]))
+    first = verifier.verify(token)
+    assert verifier.verify(token) is first
+    assert verifier.verify_authorization_header(f"Bearer {token}") is first
+    assert verifier.verify_authorization_header(f"bearer  {token} ") is first  # the slow parse
+    assert decodes == [token]
+    assert verifier.cached_tokens == 1
+
+
+def test_a_remembered_token_expires_exactly_when_a_fresh_check_says(
+    clock: ManualClock, decodes: list[str]
+) -> None:
+    verifier = TokenVerifier(SECRET, clock=clock, leeway_seconds=5)
+    token = sign(claims())  # exp NOW + 60
+    verifier.verify(token)
+    clock.advance(64.75)  # within exp + leeway: still served from memory
+    assert verifier.verify(token).subject == "alice"
+    assert decodes == [token]
+    clock.advance(0.25)  # exp + leeway reached
+    assert (rejects(verifier, token).code, verifier.cached_tokens) == ("token_expired", 0)
+    error = rejects(verifier, token)  # never served again: checked in full each time
+    assert (error.code, error.message) == (
+        "token_expired",
+        "token expired 5s ago (leeway 5s); get a new one",
+    )
+    assert decodes == [token] * 3
+
+
+def test_a_remembered_token_is_refused_when_the_clock_steps_back_before_nbf(
+    decodes: list[str],
+) -> None:
+    clock = SteppedClock()
+    verifier = TokenVerifier(SECRET, clock=clock, leeway_seconds=2)
+    token = sign(claims(nbf=NOW + 10, exp=NOW + 100))
+    assert rejects(verifier, token).code == "token_not_yet_valid"
+    assert verifier.cached_tokens == 0  # a failed token is never remembered
+    clock.advance(8)  # nbf - leeway: valid now
+    verifier.verify(token)
+    assert verifier.cached_tokens == 1
+    clock.step = -0.5  # the wall clock steps back below nbf - leeway
+    error = rejects(verifier, token)
+    assert (error.code, error.message) == (
+        "token_not_yet_valid",
+        "token is not valid until 2.5s from now (leeway 2s); check the issuer's clock",
+    )
+    assert verifier.cached_tokens == 0
+
+
+def test_iat_in_the_future_bounds_a_remembered_token_too(decodes: list[str]) -> None:
+    clock = SteppedClock()
+    verifier = TokenVerifier(SECRET, clock=clock)
+    token = sign(claims(iat=NOW, exp=NOW + 60))
+    verifier.verify(token)
+    clock.step = -1
+    assert rejects(verifier, token).code == "token_not_yet_valid"
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        sign(claims(), key="x" * 32),  # another key: bad signature
+        sign(claims(exp=NOW - 1)),  # expired
+        sign(claims(roles=[1])),  # a claim of the wrong type
+        sign(claims(aud="elsewhere")),  # an audience this verifier does not expect
+    ],
+)
+def test_a_token_that_fails_is_never_remembered(
+    verifier: TokenVerifier, decodes: list[str], token: str
+) -> None:
+    first = rejects(verifier, token)
+    second = rejects(verifier, token)
+    assert (second.code, second.message) == (first.code, first.message)
+    assert verifier.cached_tokens == 0
+    assert decodes == [token, token]
+
+
+def test_the_cache_is_bounded_and_forgets_the_oldest_first(
+    clock: ManualClock, decodes: list[str]
+) -> None:
+    verifier = TokenVerifier(SECRET, clock=clock, cache_entries=3)
+    tokens = [sign(claims(sub=f"user-{i}")) for i in range(5)]
+    for token in tokens:
+        verifier.verify(token)
+    assert verifier.cached_tokens == 3
+    decodes.clear()
+    for token in tokens[2:]:
+        verifier.verify(token)
+    assert decodes == []  # the three newest are remembered
+    verifier.verify(tokens[0])
+    assert decodes == [tokens[0]]  # the oldest was forgotten and is checked in full
+    assert verifier.cached_tokens == 3
+
+
+def test_a_long_token_is_verified_every_time_and_never_held(
+    verifier: TokenVerifier, decodes: list[str]
+) -> None:
+    token = sign(claims(pad="p" * 3000))
+    assert len(token) > 2048
+    verifier.verify(token)
+    verifier.verify(token)
+    assert (verifier.cached_tokens, decodes) == (0, [token, token])
+
+
+def test_cache_entries_zero_verifies_every_token_in_full(
+    clock: ManualClock, decodes: list[str]
+) -> None:
+    verifier = TokenVerifier(SECRET, clock=clock, cache_entries=0)
+    token = sign(claims())
+    verifier.verify(token)
+    verifier.verify(token)
+    assert (verifier.cached_tokens, decodes) == (0, [token, token])
+
+
+@pytest.mark.parametrize("entries", [-1, True, 1.5, "8"])
+def test_cache_entries_must_be_a_count(clock: ManualClock, entries: Any) -> None:
+    with pytest.raises(ConfigError) as info:
+        TokenVerifier(SECRET, clock=clock, cache_entries=entries)
+    assert str(info.value) == (
+        f"cache_entries has value {entries!r}; expected an integer >= 0"
+    )
+
+
+def test_each_verifier_remembers_only_its_own_tokens(clock: ManualClock) -> None:
+    mine = TokenVerifier(SECRET, clock=clock)
+    other = TokenVerifier("o" * 32, clock=clock)
+    token = sign(claims())
+    mine.verify(token)
+    assert rejects(other, token).code == "invalid_token"
+
+
+@pytest.mark.parametrize(
+    "attribute",
+    ["algorithms", "audience", "issuer", "leeway_seconds", "max_lifetime_seconds", "roles_claim"],
+)
+def test_the_configuration_cannot_change_under_remembered_tokens(
+    verifier: TokenVerifier, attribute: str
+) -> None:
+    with pytest.raises(AttributeError):
+        setattr(verifier, attribute, getattr(verifier, attribute))

@@ -8,12 +8,15 @@ errors Hypercorn answers itself before the app is called.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -278,3 +281,64 @@ async def test_an_app_ending_without_a_response_gets_json_500_not_hypercorns_emp
     errors = [r for r in caplog.records if r.name == "runtime.http" and r.levelname == "ERROR"]
     assert len(errors) == 1, errors
     assert errors[0].getMessage().startswith(f"GET {path} ")
+
+
+class _PendingRequest:
+    """One GET as a server hands it to an app: the request, then a receive that never ends."""
+
+    def __init__(self) -> None:
+        self.first = True
+        self.sent: list[MutableMapping[str, Any]] = []
+        self.received: list[MutableMapping[str, Any]] = []
+
+    async def receive(self) -> MutableMapping[str, Any]:
+        if self.first:
+            self.first = False
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await anyio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def send(self, message: MutableMapping[str, Any]) -> None:
+        self.sent.append(message)
+
+    async def app(self, scope: Any, receive: Any, send: Any) -> None:
+        """An app waiting for the client, as Quart's reader does while a handler runs."""
+        while True:
+            message = await receive()
+            self.received.append(message)
+            if message["type"] == "http.disconnect":
+                return
+
+
+_SCOPE: dict[str, Any] = {"type": "http", "method": "GET", "path": "/wait", "headers": []}
+
+
+async def test_a_cut_answers_a_pending_receive_with_a_disconnect_then_503() -> None:
+    pending = _PendingRequest()
+    drain = RequestDrain(pending.app)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(drain, dict(_SCOPE), pending.receive, pending.send)
+        await anyio.wait_all_tasks_blocked()
+        assert drain.in_flight == 1
+        assert drain.cut() == 1
+    assert [m["type"] for m in pending.received] == ["http.request", "http.disconnect"]
+    assert pending.sent[0]["status"] == 503
+    assert drain.in_flight == 0
+
+
+@pytest.mark.parametrize("also_cut", [False, True])
+async def test_a_cancellation_that_is_not_only_the_cuts_propagates(also_cut: bool) -> None:
+    # The server (Hypercorn) or Quart cancels the request's task: a cut at the same
+    # moment must not swallow that cancellation.
+    pending = _PendingRequest()
+    drain = RequestDrain(pending.app)
+    task = asyncio.ensure_future(drain(dict(_SCOPE), pending.receive, pending.send))
+    await anyio.wait_all_tasks_blocked()
+    if also_cut:
+        assert drain.cut() == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [m["type"] for m in pending.received] == ["http.request"]
+    assert pending.sent == []
+    assert drain.in_flight == 0

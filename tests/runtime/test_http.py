@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 import msgspec
 import pytest
-from quart import Blueprint, Quart, abort
+from quart import Blueprint, Quart, abort, g
 
 from runtime import (
     ApiError,
@@ -68,6 +68,10 @@ def _routes() -> Blueprint:
     @bp.get("/slow-down")
     async def slow_down() -> dict[str, str]:
         raise ApiError(429, "rate_limited", "too many requests; retry in 1s")
+
+    @bp.get("/own-request-id")
+    async def own_request_id() -> tuple[dict[str, object], dict[str, str]]:
+        return {"g": g.request_id, "get": g.get("request_id")}, {"X-Request-ID": "the-app-s"}
 
     @bp.get("/lookup/<key>")
     async def lookup(key: str) -> dict[str, object]:
@@ -268,6 +272,23 @@ async def test_request_id_is_generated_or_echoed() -> None:
         assert echoed.headers["X-Request-ID"] == "abc-123"
         generated = await client.get("/healthz", headers={"X-Request-ID": "bad id with spaces"})
         assert len(generated.headers["X-Request-ID"]) == 32
+        assert int(generated.headers["X-Request-ID"], 16) >= 0  # hex digits
+        too_long = await client.get("/healthz", headers={"X-Request-ID": "a" * 65})
+        assert len(too_long.headers["X-Request-ID"]) == 32
+        other = await client.get("/healthz")
+        assert other.headers["X-Request-ID"] != generated.headers["X-Request-ID"]
+
+
+async def test_the_request_id_is_gs_in_the_handler_and_replaces_the_apps_own() -> None:
+    async with node_app() as app:
+        client = app.test_client()
+        response = await client.get("/own-request-id", headers={"X-Request-ID": "req-9"})
+        assert await response.get_json() == {"g": "req-9", "get": "req-9"}
+        assert response.headers.getlist("X-Request-ID") == ["req-9"]
+        generated = await client.get("/own-request-id")
+        body = await generated.get_json()
+        assert generated.headers.getlist("X-Request-ID") == [body["g"]]
+        assert len(body["g"]) == 32
 
 
 async def test_cors_allows_only_configured_origins() -> None:
