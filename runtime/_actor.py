@@ -206,6 +206,8 @@ async def serve(actor: Actor[Any], mailbox: Mailbox) -> None:
                         future.set_result(result)
                     except InvalidStateError:
                         pass  # the asker timed out or was cancelled: nobody waits
+                finally:
+                    item.deadlines.pop(item, None)  # settled: its deadline no longer matters
             else:
                 try:
                     await handle(item)

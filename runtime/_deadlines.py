@@ -6,10 +6,13 @@ insertion-ordered dict per timeout value: every ask of a group waits the
 same number of seconds and the clock never goes backwards, so insertion
 order is deadline order and the first entry has the earliest deadline. One
 timer per group fires at that first deadline; it fails every ask whose
-deadline has passed and is armed again for the next one. An ask that
-completes (or is cancelled) removes its own entry and leaves the timer
-alone: the timer is only ever re-armed when it fires, and a group with
-nothing left to watch when it fires is dropped.
+deadline has passed (with AskTimeout) and is armed again for the next one.
+Whoever settles an ask first removes its entry: the actor's loop when it
+answers, the timer when it fails it, ``Mailbox.close()`` when it stops it.
+An ask whose asker gave up (cancelled) stays until one of those reaches it,
+at the latest its deadline. The timer is left alone when an ask completes:
+it is only ever re-armed when it fires, and a group with nothing left to
+watch when it fires is dropped.
 
 An ask therefore fails at its deadline, late only by the event loop's own
 latency in running a due timer (no coarse slack), and reads the clock
@@ -21,15 +24,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
 
     from ._clock import Clock, TimerHandle
+    from ._errors import AskTimeout
     from ._mailbox import Ask
 
-__all__ = ["AskDeadlines", "Expired"]
-
-
-class Expired(Exception):
-    """Set on the future of an ask whose deadline passed; the ask raises AskTimeout."""
+__all__ = ["AskDeadlines"]
 
 
 class AskDeadlines(dict["Ask", float]):
@@ -40,12 +41,19 @@ class AskDeadlines(dict["Ask", float]):
     an ask to a closed mailbox fails before it reaches its group.
     """
 
-    __slots__ = ("_clock", "_groups", "_timer", "timeout")
+    __slots__ = ("_clock", "_groups", "_timed_out", "_timer", "timeout")
 
-    def __init__(self, groups: dict[float, AskDeadlines], timeout: float, clock: Clock) -> None:
+    def __init__(
+        self,
+        groups: dict[float, AskDeadlines],
+        timeout: float,
+        clock: Clock,
+        timed_out: Callable[[object, float], AskTimeout],
+    ) -> None:
         super().__init__()
         self._groups = groups
         self._clock = clock
+        self._timed_out = timed_out
         self.timeout = timeout
         groups[timeout] = self
         # Its first ask is added right after, with a deadline ``timeout`` from now.
@@ -63,7 +71,7 @@ class AskDeadlines(dict["Ask", float]):
                 return
             del self[ask]
             if not ask.future.done():
-                ask.future.set_exception(Expired())
+                ask.future.set_exception(self._timed_out(ask.message, self.timeout))
         if self._groups.get(self.timeout) is self:
             del self._groups[self.timeout]
 

@@ -53,6 +53,9 @@ class Ask(msgspec.Struct, eq=False):
 
     message: object
     future: asyncio.Future[Any]
+    # The group watching its deadline (see _deadlines): whoever settles the
+    # future (the loop, the group's timer, close()) removes the ask from it.
+    deadlines: dict[Ask, float]
 
 
 class Mailbox:
@@ -111,7 +114,10 @@ class Mailbox:
                 item = self.receive.receive_nowait()
             except (anyio.WouldBlock, anyio.EndOfStream):
                 break
-            if type(item) is Ask and not item.future.done():
-                item.future.set_exception(ActorStopped(self.actor_id, message_tag(item.message)))
+            if type(item) is Ask:
+                item.deadlines.pop(item, None)
+                if not item.future.done():
+                    error = ActorStopped(self.actor_id, message_tag(item.message))
+                    item.future.set_exception(error)
         # Closing the receiving end also wakes senders blocked on a full mailbox.
         self.receive.close()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 import anyio
 
 from ._clock import SystemClock
-from ._deadlines import AskDeadlines, Expired
+from ._deadlines import AskDeadlines
 from ._errors import ActorStopped, AskTimeout, MailboxFull
 from ._mailbox import ActorStatistics, Ask, Mailbox
 from ._protocol import message_tag
@@ -53,11 +53,6 @@ def _completed() -> asyncio.Future[None]:
 
 _QUEUED = _completed()
 _Future = asyncio.Future
-
-
-def _expire(future: asyncio.Future[Any]) -> None:
-    if not future.done():
-        future.set_exception(Expired())
 
 
 class ActorRef(Generic[M]):
@@ -128,13 +123,13 @@ class ActorRef(Generic[M]):
             raise self._stopped(message) from None
 
     @overload
-    async def ask(self, message: Request[R], *, timeout_seconds: float | None = None) -> R: ...
+    def ask(self, message: Request[R], *, timeout_seconds: float | None = None) -> Awaitable[R]: ...
 
     @overload
-    async def ask(self, message: M, *, timeout_seconds: float | None = None) -> object: ...
+    def ask(self, message: M, *, timeout_seconds: float | None = None) -> Awaitable[object]: ...
 
-    async def ask(self, message: Any, *, timeout_seconds: float | None = None) -> Any:
-        """Send ``message`` and wait for the handler's return value.
+    def ask(self, message: Any, *, timeout_seconds: float | None = None) -> Awaitable[Any]:
+        """Send ``message`` and wait for the handler's return value: ``await ref.ask(message)``.
 
         A :class:`~runtime.Request` ``[R]`` is typed as returning ``R``; the
         reply to any other message is typed ``object`` (narrow it, or make the
@@ -143,6 +138,12 @@ class ActorRef(Generic[M]):
         The timeout covers both waiting for room in the mailbox and waiting
         for the reply. A :class:`~runtime.Rejected` raised by the handler is
         raised here; the actor carries on.
+
+        When the mailbox has room, the call itself queues the message and
+        returns the future the actor resolves (no coroutine in between); when
+        it is full, it returns a coroutine that waits for room. Either way,
+        await it at once; cancelling the wait abandons the ask (the actor
+        skips its reply).
 
         Raises:
             AskTimeout: no reply within ``timeout_seconds`` (default: the system's).
@@ -153,32 +154,29 @@ class ActorRef(Generic[M]):
         timeout = self._ask_timeout_seconds if timeout_seconds is None else timeout_seconds
         # Bound to the running loop (what loop.create_future() does, minus a call).
         future: asyncio.Future[Any] = _Future()
-        call = Ask(message, future)
-        try:
-            self._send_nowait(call)
-        except anyio.WouldBlock:
-            return await self._ask_when_room(call, timeout)
-        except _STREAM_GONE:
-            raise self._stopped(message) from None
         # No timer of its own: the group of asks with this timeout has one (see _deadlines).
         deadlines = self._deadlines.get(timeout)
         if deadlines is None:
-            deadlines = AskDeadlines(self._deadlines, timeout, self._clock)
-        deadlines[call] = self._monotonic() + timeout
+            deadlines = AskDeadlines(self._deadlines, timeout, self._clock, self._timeout)
+        call = Ask(message, future, deadlines)
         try:
-            return await future
-        except Expired:
-            raise self._timeout(message, timeout) from None
-        finally:
-            # Gone already if the deadline passed: the group's timer removed it.
-            deadlines.pop(call, None)
+            self._send_nowait(call)
+        except anyio.WouldBlock:
+            return self._ask_when_room(call, timeout)
+        except _STREAM_GONE:
+            future.set_exception(self._stopped(message))
+            return future
+        # Removed by whoever settles the ask: the actor, the group's timer, or close().
+        deadlines[call] = self._monotonic() + timeout
+        return future
 
     async def _ask_when_room(self, call: Ask, timeout_seconds: float) -> Any:
         """The rest of an ask that found the mailbox full: wait for room, then for the reply.
 
-        Both within ``timeout_seconds``. Rare (the mailbox is full), so it keeps a timer of
-        its own: its deadline is earlier than those of asks sent since it started
-        waiting, which would break the deadline order of a group.
+        Both within ``timeout_seconds``. Rare (the mailbox is full), so it keeps a
+        timer of its own, and stays out of its group (whose entries the actor
+        removes, so removing this absent one is a no-op): its deadline is earlier
+        than those of asks sent while it waited, which would break the group's order.
         """
         clock = self._clock
         started = clock.monotonic()
@@ -190,13 +188,17 @@ class ActorRef(Generic[M]):
         if room.cancelled_caught:
             raise self._timeout(call.message, timeout_seconds)
         remaining = max(0.0, timeout_seconds - (clock.monotonic() - started))
-        timer = clock.call_later(remaining, functools.partial(_expire, call.future))
+        timer = clock.call_later(
+            remaining, functools.partial(self._expire, call, timeout_seconds)
+        )
         try:
             return await call.future
-        except Expired:
-            raise self._timeout(call.message, timeout_seconds) from None
         finally:
             timer.cancel()
+
+    def _expire(self, call: Ask, timeout_seconds: float) -> None:
+        if not call.future.done():
+            call.future.set_exception(self._timeout(call.message, timeout_seconds))
 
     def _stopped(self, message: object) -> ActorStopped:
         """The one mapping of a closed mailbox: ActorStopped naming the actor and the message."""
