@@ -8,14 +8,16 @@ owns the loop: it takes one message at a time from the mailbox, calls
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from asyncio import InvalidStateError
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, TypeVarTuple
 
 import anyio
-import anyio.lowlevel
 
 from ._errors import ActorCrashed, ActorStopped, Rejected
 from ._extensions import Extensions
+from ._mailbox import Ask
 from ._protocol import message_tag
 
 if TYPE_CHECKING:
@@ -163,56 +165,77 @@ async def serve(actor: Actor[Any], mailbox: Mailbox) -> None:
 
     Returns normally when the actor calls ``stop()``; re-raises the exception
     that crashed the actor after logging it once with the message's tag.
+
+    A told message arrives as itself, an ask as an :class:`Ask` carrying the
+    message and its asker's future. The loop is the hot path of every actor:
+    it keeps to locals and one branch per kind of item.
     """
     receive = mailbox.receive
+    receive_nowait = receive.receive_nowait
     handle = actor.handle
     actor_id = mailbox.actor_id
+    handled = mailbox.handled
     actor._stop_requested = False
     with anyio.CancelScope() as stop_scope:
         actor._stop_scope = stop_scope
-        since_checkpoint = 0
         while not actor._stop_requested:
             try:
-                envelope = receive.receive_nowait()
-                since_checkpoint += 1
-                if since_checkpoint >= _CHECKPOINT_EVERY:
-                    # A busy actor still lets other tasks run now and then.
-                    since_checkpoint = 0
-                    await anyio.lowlevel.checkpoint()
+                item = receive_nowait()
             except anyio.WouldBlock:
                 # Only an idle actor is interrupted by stop(); a busy one finishes its message.
-                since_checkpoint = 0
                 actor._idle = True
-                envelope = await receive.receive()
+                item = await receive.receive()
                 actor._idle = False
-            message, reply = envelope.message, envelope.reply
-            try:
-                result = await handle(message)
-            except Rejected as rejection:
-                if reply is not None:
-                    reply.fail(rejection)
+            if type(item) is Ask:
+                message, future = item.message, item.future
+                try:
+                    result = await handle(message)
+                except Rejected as rejection:
+                    if not future.done():
+                        future.set_exception(rejection)
+                except Exception as exc:
+                    _crashed(mailbox, message, exc, future)
+                    raise
+                except BaseException:
+                    # Cancelled mid-message (the system is stopping): the asker must not hang.
+                    if not future.done():
+                        future.set_exception(ActorStopped(actor_id, message_tag(message)))
+                    raise
                 else:
-                    logger.info(
-                        "actor %s rejected told %s: %s", actor_id, message_tag(message), rejection
-                    )
-            except Exception as exc:
-                mailbox.record_crash(exc)
-                logger.error(
-                    "actor %s crashed handling %s", actor_id, message_tag(message), exc_info=exc
-                )
-                if reply is not None:
-                    crash = ActorCrashed(actor_id, message_tag(message), exc)
-                    crash.__cause__ = exc
-                    reply.fail(crash)
-                raise
-            except BaseException:
-                # Cancelled mid-message (the system is stopping): the asker must not hang.
-                if reply is not None:
-                    reply.fail(ActorStopped(actor_id, message_tag(message)))
-                raise
+                    try:
+                        future.set_result(result)
+                    except InvalidStateError:
+                        pass  # the asker timed out or was cancelled: nobody waits
+                finally:
+                    item.deadlines.pop(item, None)  # settled: its deadline no longer matters
             else:
-                if reply is not None:
-                    reply.succeed(result)
-            mailbox.handled += 1
+                try:
+                    await handle(item)
+                except Rejected as rejection:
+                    logger.info(
+                        "actor %s rejected told %s: %s", actor_id, message_tag(item), rejection
+                    )
+                except Exception as exc:
+                    _crashed(mailbox, item, exc, None)
+                    raise
+            handled += 1
+            mailbox.handled = handled
+            if not handled % _CHECKPOINT_EVERY:
+                # A busy actor still lets other tasks run now and then (anyio's
+                # checkpoint on asyncio, which the runtime runs on, minus its dispatch).
+                await asyncio.sleep(0)
     actor._idle = False
     actor._stop_scope = None
+
+
+def _crashed(
+    mailbox: Mailbox, message: object, exc: Exception, future: asyncio.Future[Any] | None
+) -> None:
+    """Record and log a crash once, with the message's tag; fail the asker with ActorCrashed."""
+    mailbox.record_crash(exc)
+    tag = message_tag(message)
+    logger.error("actor %s crashed handling %s", mailbox.actor_id, tag, exc_info=exc)
+    if future is not None and not future.done():
+        crash = ActorCrashed(mailbox.actor_id, tag, exc)
+        crash.__cause__ = exc
+        future.set_exception(crash)

@@ -20,7 +20,7 @@ from ._protocol import message_tag
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-__all__ = ["ActorState", "ActorStatistics", "Envelope", "Mailbox", "Reply"]
+__all__ = ["ActorState", "ActorStatistics", "Ask", "Mailbox"]
 
 ActorState = Literal["starting", "running", "restarting", "stopped"]
 
@@ -38,43 +38,24 @@ class ActorStatistics(msgspec.Struct, frozen=True, kw_only=True):
     last_crash_reason: str | None
 
 
-class Reply:
-    """A one-shot slot an asker waits on; the actor's loop fills it at most once.
+class Ask(msgspec.Struct, eq=False):
+    """An ask in transit: the message and the future its asker waits on.
 
-    It wraps an asyncio future: the runtime is asyncio-only (Quart and
-    Hypercorn are), and a future is the cheapest one-shot wake-up there is.
-    A slot whose asker has gone (timed out or cancelled) ignores the reply.
+    A tell travels as the message itself; only an ask needs this wrapper, so
+    the receive loop tells them apart with ``type(item) is Ask`` (the live
+    future stays out of the frozen message Structs). The loop resolves the
+    future at most once, and leaves a future that is already done (the ask
+    timed out or was cancelled) alone. It is an asyncio future: the runtime is
+    asyncio-only (Quart and Hypercorn are), and a future is the cheapest
+    one-shot wake-up there is. A Struct because one is built per ask, and a
+    Struct is built at C speed.
     """
 
-    __slots__ = ("future",)
-
-    def __init__(self) -> None:
-        self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-
-    @property
-    def done(self) -> bool:
-        return self.future.done()
-
-    def succeed(self, value: object) -> None:
-        if not self.future.done():
-            self.future.set_result(value)
-
-    def fail(self, error: BaseException) -> None:
-        if not self.future.done():
-            self.future.set_exception(error)
-
-
-class Envelope:
-    """A message in transit, with the reply slot of an ask (``None`` for a tell).
-
-    Live objects such as the reply slot stay out of the frozen message Structs.
-    """
-
-    __slots__ = ("message", "reply")
-
-    def __init__(self, message: object, reply: Reply | None) -> None:
-        self.message = message
-        self.reply = reply
+    message: object
+    future: asyncio.Future[Any]
+    # The group watching its deadline (see _deadlines): whoever settles the
+    # future (the loop, the group's timer, close()) removes the ask from it.
+    deadlines: dict[Ask, float]
 
 
 class Mailbox:
@@ -88,9 +69,10 @@ class Mailbox:
             )
         self.actor_id = actor_id
         self.capacity = capacity
-        send, receive = anyio.create_memory_object_stream[Envelope](capacity)
-        self.send: MemoryObjectSendStream[Envelope] = send
-        self.receive: MemoryObjectReceiveStream[Envelope] = receive
+        # Tells travel as the bare message, asks as an ``Ask``.
+        send, receive = anyio.create_memory_object_stream[object](capacity)
+        self.send: MemoryObjectSendStream[object] = send
+        self.receive: MemoryObjectReceiveStream[object] = receive
         self.state: ActorState = "starting"
         self.handled = 0
         self.crashes = 0
@@ -129,10 +111,13 @@ class Mailbox:
         self.send.close()
         while True:
             try:
-                envelope = self.receive.receive_nowait()
+                item = self.receive.receive_nowait()
             except (anyio.WouldBlock, anyio.EndOfStream):
                 break
-            if envelope.reply is not None:
-                envelope.reply.fail(ActorStopped(self.actor_id, message_tag(envelope.message)))
+            if type(item) is Ask:
+                item.deadlines.pop(item, None)
+                if not item.future.done():
+                    error = ActorStopped(self.actor_id, message_tag(item.message))
+                    item.future.set_exception(error)
         # Closing the receiving end also wakes senders blocked on a full mailbox.
         self.receive.close()
