@@ -39,7 +39,7 @@ T = TypeVar("T")
 
 # Messages an actor handles back to back, when its mailbox never runs dry,
 # before it yields to the event loop once.
-_CHECKPOINT_EVERY = 64
+_CHECKPOINT_EVERY = 256
 PosArgs = TypeVarTuple("PosArgs")
 
 
@@ -178,6 +178,7 @@ async def serve(actor: Actor[Any], mailbox: Mailbox) -> None:
     actor._stop_requested = False
     with anyio.CancelScope() as stop_scope:
         actor._stop_scope = stop_scope
+        streak = 0  # messages taken since the loop last let other tasks run
         while not actor._stop_requested:
             try:
                 item = receive_nowait()
@@ -186,6 +187,7 @@ async def serve(actor: Actor[Any], mailbox: Mailbox) -> None:
                 actor._idle = True
                 item = await receive.receive()
                 actor._idle = False
+                streak = 0
             if type(item) is Ask:
                 message, future = item.message, item.future
                 try:
@@ -220,7 +222,9 @@ async def serve(actor: Actor[Any], mailbox: Mailbox) -> None:
                     raise
             handled += 1
             mailbox.handled = handled
-            if not handled % _CHECKPOINT_EVERY:
+            streak += 1
+            if streak >= _CHECKPOINT_EVERY:
+                streak = 0
                 # A busy actor still lets other tasks run now and then (anyio's
                 # checkpoint on asyncio, which the runtime runs on, minus its dispatch).
                 await asyncio.sleep(0)

@@ -234,3 +234,21 @@ def test_repr_of_refs_names_the_actor() -> None:
             supervisor.refs["hub"]
     finally:
         supervisor.close()
+
+
+async def test_a_busy_actor_lets_other_tasks_run_before_its_mailbox_runs_dry() -> None:
+    probe = Probe(reply="ok")
+    seen_by_other_task: list[int] = []
+    async with open_system([ChildSpec("probe", lambda: probe, mailbox_size=1024)]) as refs:
+        for n in range(1000):  # queued without a single suspension
+            refs["probe"].tell_nowait(Ping(n=n))
+
+        async def other_task() -> None:
+            seen_by_other_task.append(len(probe.received))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(other_task)
+        assert await refs["probe"].ask(Ping(n=-1)) == "ok"
+    # The other task ran while the actor was still working through the 1,000 messages.
+    assert len(seen_by_other_task) == 1
+    assert 0 < seen_by_other_task[0] < 1000
