@@ -184,12 +184,17 @@ class DeadlineRedis(redis.asyncio.Redis):
         """A pipeline whose ``execute()`` is one command here: queued, gated, under the deadline."""
         return DeadlinePipeline(self, transaction, shard_hint)
 
-    async def _execute_pipeline(
-        self, stack: tuple[Any, ...], execute: Callable[[], Awaitable[list[Any]]]
+    async def _run_gated(
+        self, name: tuple[Any, ...], execute: Callable[[], Awaitable[list[Any]]]
     ) -> list[Any]:
-        """Run a pipeline's ``execute`` as :meth:`execute_command` runs one command."""
+        """Run a batch (a pipeline, a lane's commands) as :meth:`execute_command` runs one command.
+
+        Refused while the link is closed, in line for a slot, under one deadline;
+        ``name`` names the batch in the errors. (:meth:`execute_command` keeps its
+        own copy of these steps inline: it is the hot path, and a call more shows.)
+        """
         if not self._is_open():
-            await self._refuse(stack)
+            await self._refuse(name)
         slots = self._slots
         if slots.value > 0:
             slots.acquire_nowait()
@@ -203,7 +208,7 @@ class DeadlineRedis(redis.asyncio.Redis):
         except TimeoutError:
             if not deadline.expired():
                 raise
-            raise self._missed(stack) from None
+            raise self._missed(name) from None
         finally:
             slots.release()
 
@@ -256,9 +261,7 @@ class DeadlinePipeline(redis.asyncio.client.Pipeline):
         if not self.command_stack and not self.watching:
             return []
         execute = super().execute
-        return await self._client._execute_pipeline(
-            ("a pipeline",), lambda: execute(raise_on_error)
-        )
+        return await self._client._run_gated(("a pipeline",), lambda: execute(raise_on_error))
 
 
 class CommandLane:
@@ -287,39 +290,26 @@ class CommandLane:
         """
         client = self._client
         name = commands[0] if commands else ()
-        if not client._is_open():
-            await client._refuse(name)
-        slots = client._slots
-        if slots.value > 0:
-            slots.acquire_nowait()
-            remaining = client._deadline_seconds
-        else:
-            remaining = await client._wait_for_slot()
+        return await client._run_gated(name, lambda: self._send(commands))
+
+    async def _send(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Write ``commands`` on the lane's connection and read their replies, in order."""
         connection = self._connection
         if connection is None:
-            connection = self._connection = client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
-        deadline = asyncio.timeout(remaining)
-        try:
-            async with deadline:
-                # As the pool checks a connection it hands out: one the server closed (or
-                # that holds unread data) is dropped, and send_packed_command connects again.
-                if connection.is_connected and await connection.can_read():
-                    await connection.disconnect()
-                # (Both calls drop the connection on any failure, cancellation included.)
-                await connection.send_packed_command(connection.pack_commands(commands))
-                replies: list[Any] = []
-                for _ in commands:
-                    try:
-                        replies.append(await connection.read_response())
-                    except redis.exceptions.ResponseError as exc:
-                        replies.append(exc)
-                return replies
-        except TimeoutError:
-            if not deadline.expired():
-                raise
-            raise client._missed(name) from None
-        finally:
-            slots.release()
+            connection = self._connection = self._client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+        # As the pool checks a connection it hands out: one the server closed (or that holds
+        # unread data) is dropped, and send_packed_command connects again.
+        if connection.is_connected and await connection.can_read():
+            await connection.disconnect()
+        # (Both calls drop the connection on any failure, cancellation included.)
+        await connection.send_packed_command(connection.pack_commands(commands))
+        replies: list[Any] = []
+        for _ in commands:
+            try:
+                replies.append(await connection.read_response())
+            except redis.exceptions.ResponseError as exc:
+                replies.append(exc)
+        return replies
 
     async def aclose(self) -> None:
         """Close the lane's connection (the next :meth:`execute` would open another)."""

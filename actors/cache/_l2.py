@@ -133,30 +133,12 @@ class L2Store(Protocol):
 
 # -- Redis --------------------------------------------------------------------------------
 
-# KEYS[1]: the entry; KEYS[2..]: its tag keys. ARGV: blob, TTL in ms, members to sample.
+# A write in one round trip: SET with a TTL, the entry indexed under each tag (members whose
+# entry expired are pruned from a sample first), then an optional PUBLISH of the
+# invalidation, so a write and the news of it travel together.
+# KEYS[1]: the entry; KEYS[2..]: its tag keys. ARGV: blob, TTL in ms, members to sample,
+# and optionally the channel and the payload to publish.
 # Sampled members are entry keys not listed in KEYS: fine on a single Redis, not on a cluster.
-_SET_TAGGED_LUA: Final = """
-local ttl = tonumber(ARGV[2])
-local samples = tonumber(ARGV[3])
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
-for i = 2, #KEYS do
-  local tag = KEYS[i]
-  for _, member in ipairs(redis.call('SRANDMEMBER', tag, samples)) do
-    if member ~= KEYS[1] and redis.call('EXISTS', member) == 0 then
-      redis.call('SREM', tag, member)
-    end
-  end
-  redis.call('SADD', tag, KEYS[1])
-  if redis.call('PTTL', tag) < ttl then
-    redis.call('PEXPIRE', tag, ttl)
-  end
-end
-return #KEYS - 1
-"""
-
-# The write path's one round trip: _SET_TAGGED_LUA (no tags: a plain SET), then an optional
-# PUBLISH of the invalidation (ARGV[4] channel, ARGV[5] payload), so a write and the news of
-# it travel together. KEYS and ARGV[1..3] as in _SET_TAGGED_LUA.
 _PUT_LUA: Final = """
 local ttl = tonumber(ARGV[2])
 local samples = tonumber(ARGV[3])
@@ -206,7 +188,6 @@ class RedisL2:
     def __init__(self, link: RedisLink) -> None:
         self._link = link
         client = link.client
-        self._set_tagged = client.register_script(_SET_TAGGED_LUA)
         self._put = client.register_script(_PUT_LUA)
         # The node's client offers a lane (one connection, no per-command bookkeeping) for a
         # caller that writes one batch at a time: the cache's ordered writer, through write().
@@ -248,7 +229,7 @@ class RedisL2:
         tag_keys = _check_tags(tags)
         with self._link.map_errors("cache set"):
             if tag_keys:
-                await self._set_tagged(keys=[key, *tag_keys], args=[blob, ttl_ms, PRUNE_SAMPLES])
+                await self._put(keys=[key, *tag_keys], args=[blob, ttl_ms, PRUNE_SAMPLES])
             else:
                 await self._link.client.set(key, blob, px=ttl_ms)
 
