@@ -168,7 +168,10 @@ class ClientCore:
                 "unreachable", f"no hub at {self._urls} accepted the connection: {problem}"
             ) from problem
         self._socket = socket
-        self._runner = asyncio.create_task(self._run(socket, welcome))
+        joins = self._plan_rejoin(welcome)  # none: tracks the personal room from its welcome
+        if not joins:
+            self._ready.set()
+        self._runner = asyncio.create_task(self._run(socket, joins))
         return welcome
 
     async def _shutdown(self) -> None:
@@ -223,11 +226,11 @@ class ClientCore:
         self._welcome = opened[1]
         return opened
 
-    async def _run(self, socket: ClientConnection, welcome: Welcome) -> None:
+    async def _run(self, socket: ClientConnection, joins: list[JoinRoom]) -> None:
         error: HubClientError | None = None
         try:
             while True:
-                ended = await self._serve(socket, welcome)
+                ended = await self._serve(socket, joins)
                 self._close = (ended.code, ended.reason)
                 if self._closing:
                     return
@@ -248,6 +251,7 @@ class ClientCore:
                     )
                     return
                 socket, welcome = await self._reopen(ended)
+                joins = self._plan_rejoin(welcome)
                 self._counts["reconnects"] += 1
         except HubClientError as exc:
             error = exc
@@ -286,10 +290,9 @@ class ClientCore:
             self._counts["failed_attempts"] += 1
             self._advance_url()
 
-    async def _serve(self, socket: ClientConnection, welcome: Welcome) -> _Ended:
+    async def _serve(self, socket: ClientConnection, joins: list[JoinRoom]) -> _Ended:
         self._socket = socket
         self._reconnect_at = None
-        joins = self._plan_rejoin(welcome)
         tasks: list[asyncio.Task[None]] = []
         if joins:
             tasks.append(asyncio.create_task(self._rejoin(socket, joins)))
