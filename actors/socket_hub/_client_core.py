@@ -178,6 +178,7 @@ class ClientCore:
         if self._closed and self._runner is None:
             return
         self._closing = True
+        self._buffer.close()  # a reader waiting for room reads on: the close handshake completes
         socket = self._socket
         if socket is not None:
             await socket.close(1000, "client_closed")

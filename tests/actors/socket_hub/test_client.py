@@ -656,3 +656,16 @@ async def test_next_times_out_on_the_clients_clock_and_close_ends_events() -> No
         assert [frame async for frame in ann.events()] == []
         with pytest.raises(HubClientError, match="closed"):
             await ann.ping()
+
+
+async def test_closing_a_client_whose_application_stopped_reading_is_prompt() -> None:
+    async with fake_hub() as hub:
+        ann = HubClient(hub.url, "tok-ann", buffer_size=1, connect_timeout=60.0)
+        await ann.connect()
+        await ann.join("public:a")
+        for n in range(200):
+            await hub.post("public:a", f"m{n}")
+        await until(lambda: ann.statistics().buffer_pauses >= 1, "the reader paused")
+        async with asyncio.timeout(WAIT):  # not the 60 s close timeout
+            await ann.aclose()
+        assert ann.closed and ann.error is None
