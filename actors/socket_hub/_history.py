@@ -203,8 +203,7 @@ def splice_offset(template: bytes, offset: int) -> bytes:
     Raises:
         ValueError: ``template`` does not start with ``{``.
     """
-    if template[:1] != b"{":
-        raise ValueError(f"a frame template must be a JSON object, got {template[:40]!r}")
+    check_template(template)
     if template == b"{}":
         return b'{"offset":%d}' % offset
     return b'{"offset":%d,' % offset + template[1:]
