@@ -19,7 +19,7 @@ import msgspec
 from runtime import Actor, CloseCode, Gap, RedisUnavailable, Rejected
 
 from ._frames import Reconnect, RoomJoined, TokenExpiring, UserJoinedRoom, UserLeftRoom, Welcome
-from ._history import parse_remote
+from ._history import echo_prefix, parse_remote
 from ._messages import (
     Broadcast,
     Connect,
@@ -91,6 +91,7 @@ class HubActor(Actor["HubMessage"]):
         self._presence = LocalPresence()
         self._appends: MemoryObjectSendStream[SendToRoom] | None = None
         self._stopping = False
+        self._echo = echo_prefix(parts.node_id)  # what this node's own publishes start with
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -335,7 +336,7 @@ class HubActor(Actor["HubMessage"]):
         with scope:
             channel = parts.keys.channel(name)
             async with parts.fanout.subscribe(
-                channel, buffer_size=self._settings.outbox_size
+                channel, buffer_size=self._settings.outbox_size, skip_prefix=self._echo
             ) as sub:
                 position: Position | None = None
                 error: str | None = None
@@ -497,8 +498,9 @@ class HubActor(Actor["HubMessage"]):
             logger.info("broadcast reached this node only: %s", exc)
 
     async def _broadcast_reader(self) -> None:
-        prefix = self._parts.node_id.encode() + b"\n"
-        async with self._parts.fanout.subscribe(BROADCAST_CHANNEL, skip_prefix=prefix) as events:  # type: ignore[call-arg]
+        async with self._parts.fanout.subscribe(
+            BROADCAST_CHANNEL, skip_prefix=self._echo
+        ) as events:
             async for item in events:
                 if isinstance(item, bytes):
                     _, _, frame = item.partition(b"\n")

@@ -374,7 +374,7 @@ class _NoFanout:
         raise AssertionError("not used")
 
     def subscribe(
-        self, channel: str, *, buffer_size: int = 1024
+        self, channel: str, *, buffer_size: int = 1024, skip_prefix: bytes = b""
     ) -> AbstractAsyncContextManager[Subscription]:
         raise AssertionError("not used")
 
