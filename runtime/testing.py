@@ -278,7 +278,8 @@ async def serve_app(
     config.graceful_timeout = graceful_timeout_seconds
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
-    context = app.extensions.get("switchyard")
+    extensions = getattr(app, "extensions", {})  # a bare ASGI callable has none
+    context = extensions.get("switchyard")
     if isinstance(context, NodeContext):  # the node's own limit, as run_node sets it
         config.websocket_max_message_size = context.settings.websocket_max_message_bytes
     stop, done = anyio.Event(), anyio.Event()
