@@ -14,6 +14,7 @@ import itertools
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
@@ -21,6 +22,8 @@ import pytest
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+import actors.socket_hub
+from actors.socket_hub import HUB, HUB_SETTINGS, Hub, HubSettings
 from actors.socket_hub._client_buffer import EventBuffer
 from actors.socket_hub._client_policy import (
     CloseAction,
@@ -49,10 +52,12 @@ from actors.socket_hub._frames import (
     ServerFrame,
     TaskProgress,
     TokenExpiring,
+    UserJoinedRoom,
     Welcome,
 )
-from actors.socket_hub.client import HubClient, HubClientError
-from runtime.testing import ManualClock
+from actors.socket_hub.client import AuthMode, HubClient, HubClientError
+from runtime import NodeContext, Secret, Settings, SystemClock, TokenVerifier
+from runtime.testing import FaultProxy, ManualClock, open_app, serve_app
 
 WAIT = 10.0  # generous: the machine is shared
 
@@ -405,6 +410,17 @@ async def texts(client: HubClient, count: int, room: str) -> list[str]:
     return got
 
 
+async def collect(client: HubClient, last: Callable[[ServerFrame], bool]) -> list[ServerFrame]:
+    """Every frame ``client`` delivers up to and including the first that ``last`` accepts."""
+    seen: list[ServerFrame] = []
+    async with asyncio.timeout(WAIT):
+        async for frame in client.events():
+            seen.append(frame)
+            if last(frame):
+                return seen
+    raise AssertionError(f"the client stopped before the frame awaited; it saw {seen}")
+
+
 @pytest.mark.parametrize("auth", ["query", "header", "frame"])
 async def test_the_client_authenticates_each_way_and_gets_its_welcome(auth: str) -> None:
     async with fake_hub() as hub, HubClient(hub.url, "tok-ann", auth=auth) as client:  # type: ignore[arg-type]
@@ -669,3 +685,174 @@ async def test_closing_a_client_whose_application_stopped_reading_is_prompt() ->
         async with asyncio.timeout(WAIT):  # not the 60 s close timeout
             await ann.aclose()
         assert ann.closed and ann.error is None
+
+
+# -- integration: the real hub on Hypercorn over TCP -------------------------------------------
+
+SECRET = "hub-client-test-secret-" + "x" * 24
+VERIFIER = TokenVerifier(SECRET, clock=SystemClock())
+
+
+def hub_token(user: str, **claims: Any) -> str:
+    return VERIFIER.issue(user, name=user.title(), **claims)
+
+
+@dataclass
+class LiveHub:
+    """One in-memory hub node served by Hypercorn: its ``/ws`` URL, facade and context."""
+
+    url: str
+    hub: Hub
+    context: NodeContext
+
+
+@asynccontextmanager
+async def live_hub(**settings: Any) -> AsyncIterator[LiveHub]:
+    sections = {HUB_SETTINGS: HubSettings(**settings)}
+    async with (
+        open_app(
+            Settings(jwt_secret=Secret(SECRET)),
+            compose=actors.socket_hub.install,
+            sections=sections,
+        ) as (app, context),
+        serve_app(app) as url,
+    ):
+        yield LiveHub(url.replace("http", "ws") + "/ws", context.get(HUB), context)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("auth", ["query", "header", "frame"])
+async def test_the_real_hub_accepts_each_way_of_authenticating(auth: AuthMode) -> None:
+    async with live_hub() as node, HubClient(node.url, hub_token("ann"), auth=auth) as ann:
+        assert ann.welcome is not None
+        assert (ann.welcome.user_id, ann.welcome.user_name, ann.welcome.room) == (
+            "ann", "Ann", "user:ann"
+        )  # fmt: skip
+        assert list(ann.positions) == ["user:ann"]
+        assert await ann.ping() >= 0
+        await node.hub.send_to_user("ann", "for you")
+        mine = await ann.next(NewMessage, timeout=WAIT)
+        assert (mine.room, mine.message, mine.kind) == ("user:ann", "for you", "notification")
+        assert ann.positions["user:ann"][1] == mine.offset
+
+
+@pytest.mark.e2e
+async def test_the_real_hub_refuses_a_forged_token_with_4001_and_no_reconnect() -> None:
+    async with live_hub() as node:
+        forged = TokenVerifier("another-secret-of-32-bytes-or-more!!", clock=SystemClock()).issue(
+            "ann"
+        )
+        ways: list[AuthMode] = ["query", "frame"]
+        for auth in ways:
+            with pytest.raises(HubClientError) as refused:
+                await HubClient(node.url, forged, auth=auth).connect()
+            assert refused.value.close_code == 4001, auth
+
+
+@pytest.mark.e2e
+async def test_the_real_hub_joins_sends_acks_delivers_and_refuses() -> None:
+    async with (
+        live_hub() as node,
+        HubClient(node.url, hub_token("ann")) as ann,
+        HubClient(node.url, hub_token("bob")) as bob,
+    ):
+        joined = await ann.join("public:lobby")
+        assert (joined.room, joined.recovered) == ("public:lobby", None)
+        presence = await ann.next(PresenceFrame, timeout=WAIT)
+        assert [m.user_id for m in presence.members] == ["ann"]
+        await bob.join("public:lobby")
+        arrived = await ann.next(UserJoinedRoom, timeout=WAIT)
+        assert arrived.user_id == "bob"
+        ack = await bob.send("public:lobby", "hello")
+        assert ack.offset == joined.offset + 1 and ack.id
+        got = await ann.next(NewMessage, timeout=WAIT, where=lambda m: m.room == "public:lobby")
+        assert (got.message, got.user_id, got.user_name, got.offset, got.id) == (
+            "hello", "bob", "Bob", ack.offset, ack.id
+        )  # fmt: skip
+        with pytest.raises(HubClientError) as refused:
+            await ann.send("public:elsewhere", "x")
+        assert refused.value.code == "not_in_room"
+        with pytest.raises(HubClientError) as forbidden:
+            await ann.join("admin:ops")
+        assert forbidden.value.code == "forbidden"
+        with pytest.raises(HubClientError) as personal:
+            await ann.leave("user:ann")
+        assert personal.value.code == "personal_room"
+        await ann.refresh(hub_token("ann"))
+        assert ann.statistics().token_refreshes == 1
+        await ann.leave("public:lobby")
+        assert ann.rooms == [] and "public:lobby" not in ann.positions
+
+
+@pytest.mark.e2e
+async def test_a_real_drop_while_another_client_sends_resumes_every_message_once_in_order() -> None:
+    async with live_hub() as node:
+        host, port = urlsplit(node.url).hostname, urlsplit(node.url).port
+        assert host is not None and port is not None
+        async with (
+            FaultProxy(host, port) as proxy,
+            HubClient(
+                proxy.url_for("ws", "/ws"),
+                hub_token("ann"),
+                backoff_base=0.01,
+                backoff_max=0.2,
+                rng=lambda: 0.5,
+            ) as ann,
+            HubClient(node.url, hub_token("bob")) as bob,
+        ):
+            await ann.join("public:chat")
+            await bob.join("public:chat")
+            for n in range(5):
+                await bob.send("public:chat", f"m{n}")
+            assert await texts(ann, 5, "public:chat") == [f"m{n}" for n in range(5)]
+            proxy.refuse()  # ann stays away until the heal
+            assert proxy.cut(reset=True) == 1
+            for n in range(5, 15):
+                await bob.send("public:chat", f"m{n}")
+            await node.hub.task_progress("ann", "job-1", 50.0, stage="halfway")
+            await until(lambda: ann.statistics().failed_attempts >= 1, "ann tried and failed")
+            proxy.heal()
+            seen = await collect(ann, lambda f: isinstance(f, NewMessage) and f.message == "m14")
+            for n in range(15, 20):  # live again
+                await bob.send("public:chat", f"m{n}")
+            seen += await collect(ann, lambda f: isinstance(f, NewMessage) and f.message == "m19")
+            chat = [
+                f.message for f in seen if isinstance(f, NewMessage) and f.room == "public:chat"
+            ]
+            assert chat == [f"m{n}" for n in range(5, 20)]
+            progress = [f for f in seen if isinstance(f, TaskProgress)]
+            assert [(p.task_id, p.percentage, p.stage) for p in progress] == [
+                ("job-1", 50.0, "halfway")
+            ]
+            stats = ann.statistics()
+            assert stats.reconnects == 1 and stats.gaps == 0 and stats.failed_attempts >= 1
+            assert ann.close_code == 1006
+            served = await node.hub.statistics()
+            assert served.replays == 2 and served.replays_unrecovered == 0  # chat + personal
+            last = (await bob.send("public:chat", "x")).offset
+            assert last is not None and ann.positions["public:chat"][1] == last - 1
+
+
+@pytest.mark.e2e
+async def test_the_real_hubs_reconnect_frame_is_honoured_and_the_client_moves_on() -> None:
+    async with (
+        live_hub(reconnect_max_ms=100) as leaving,
+        live_hub() as staying,
+        HubClient([leaving.url, staying.url], hub_token("ann"), rng=lambda: 0.0) as ann,
+    ):
+        await ann.join("public:chat")
+        await leaving.hub.send_to_room("public:chat", "before")
+        assert await texts(ann, 1, "public:chat") == ["before"]
+        leaving.context.stopping.set()
+        notice = await ann.next(Reconnect, timeout=WAIT)
+        assert 0 <= notice.after_ms <= 100
+        assert notice.positions["public:chat"] == ann.positions["public:chat"]
+        # The other node keeps its own (memory) history: a new epoch, said plainly per room.
+        seen = await collect(ann, lambda f: isinstance(f, RoomJoined) and f.room == "public:chat")
+        fresh = sorted((f.room, f.recovered) for f in seen if isinstance(f, RoomJoined))
+        assert fresh == [("public:chat", False), ("user:ann", False)]
+        assert ann.url == staying.url and ann.close_code == 1001
+        assert ann.close_reason == "node_stopping"
+        await staying.hub.send_to_room("public:chat", "after")
+        assert await texts(ann, 1, "public:chat") == ["after"]
+        assert ann.statistics().reconnects == 1
