@@ -49,7 +49,7 @@ _DECODER: msgspec.json.Decoder[ServerFrame] = msgspec.json.Decoder(ServerFrame)
 class HubClientError(Exception):
     """The hub refused a request (``error {code, message}``) or the client had to stop.
 
-    ``code`` is the hub's error code (``forbidden``, ``not_joined``...) or one of
+    ``code`` is the hub's error code (``forbidden``, ``not_in_room``...) or one of
     the client's own: ``timeout``, ``disconnected`` (the connection dropped
     before the answer), ``closed`` (the client is closed), ``protocol`` (an
     unexpected answer) and, for a fatal close, the close reason (or

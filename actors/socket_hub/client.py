@@ -210,7 +210,8 @@ class HubClient(ClientCore):
         """Leave ``room`` and forget its position.
 
         Raises:
-            HubClientError: the hub refused (``not_joined``...) or the request failed.
+            HubClientError: the hub refused (``not_in_room``, ``personal_room``...) or the
+                request failed.
         """
         self._rooms.pop(room, None)
         self._tracker.forget(room)
@@ -220,7 +221,7 @@ class HubClient(ClientCore):
         """Post ``message`` to ``room``; the ``ack`` carries its ``id`` and ``offset``.
 
         Raises:
-            HubClientError: the hub refused (``not_joined``, ``message_too_long``,
+            HubClientError: the hub refused (``not_in_room``, ``message_too_long``,
                 ``rate_limited``...) or the request failed.
         """
         reply = await self._request(SendMessage(room=room, message=message, kind=kind))

@@ -355,7 +355,7 @@ class FakeHub:
                 reply = RoomLeft(room=name, ref=ref)
             case SendMessage(room=name, message=text, ref=ref):
                 if ws not in self.room(name).members:
-                    reply = HubError(code="not_joined", message=f"join {name} first", ref=ref)
+                    reply = HubError(code="not_in_room", message=f"join {name} first", ref=ref)
                 else:
                     posted = await self.post(name, text, user_id=user)
                     reply = Ack(ref=ref, id=posted.id, offset=posted.offset)
@@ -449,7 +449,7 @@ async def test_join_send_and_receive_between_two_clients_with_acks_and_errors() 
         assert ann.positions["public:lobby"] == ("e1", 1)
         with pytest.raises(HubClientError) as refused:
             await ann.send("public:elsewhere", "x")
-        assert refused.value.code == "not_joined" and "join public:elsewhere" in str(refused.value)
+        assert refused.value.code == "not_in_room" and "join public:elsewhere" in str(refused.value)
         with pytest.raises(HubClientError, match="forbidden: admin:ops needs admin"):
             await ann.join("admin:ops")
         assert ann.rooms == ["public:lobby"]
