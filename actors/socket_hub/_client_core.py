@@ -461,8 +461,15 @@ class ClientCore:
             await socket.send(encode(msgspec.structs.replace(frame, ref=ref)), text=True)
             with self._clock.move_on_after(self._request_timeout):
                 return await future
+            why = ""
+            if self._buffer.paused:
+                why = (
+                    f"; the events buffer is full ({self._buffer.size} frames): the client "
+                    "stops reading the socket, answers included, until events() is read"
+                )
             raise HubClientError(
-                "timeout", f"no answer to {type(frame).__name__} within {self._request_timeout:g}s"
+                "timeout",
+                f"no answer to {type(frame).__name__} within {self._request_timeout:g}s{why}",
             )
         except ConnectionClosed as closed:
             code, _ = close_of(closed)

@@ -856,3 +856,20 @@ async def test_the_real_hubs_reconnect_frame_is_honoured_and_the_client_moves_on
         await staying.hub.send_to_room("public:chat", "after")
         assert await texts(ann, 1, "public:chat") == ["after"]
         assert ann.statistics().reconnects == 1
+
+
+async def test_a_request_timing_out_behind_a_full_buffer_says_the_application_must_read() -> None:
+    clock = ManualClock()
+    async with fake_hub() as hub:
+        ann = HubClient(hub.url, "tok-ann", buffer_size=2, clock=clock, heartbeat_seconds=None)
+        await ann.connect()
+        await ann.join("public:a")
+        for n in range(5):
+            await hub.post("public:a", f"m{n}")
+        await until(lambda: ann.statistics().buffer_pauses == 1, "the reader paused")
+        sending = asyncio.create_task(ann.send("public:a", "stuck"))
+        await until(lambda: clock.pending_timers >= 1, "the send waits for its answer")
+        clock.advance(10.0)
+        with pytest.raises(HubClientError, match=r"the events buffer is full \(2 frames\)"):
+            await sending
+        await ann.aclose()
