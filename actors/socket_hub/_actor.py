@@ -187,6 +187,11 @@ class HubActor(Actor["HubMessage"]):
             return
         self._parts.connections.discard(connection)
         self._counters.disconnects += 1
+        session = connection.session
+        self._counters.coalesced += session.statistics().coalesced
+        closing = session.closing
+        if closing is not None and closing.code == CloseCode.SLOW_CONSUMER:
+            self._counters.slow_disconnects += 1
         for room in list(connection.rooms):
             self._leave(connection, room, explicit=False)
         mine = self._users.get(connection.user_id)
@@ -647,6 +652,9 @@ class HubActor(Actor["HubMessage"]):
                 connection.session.close(CloseCode.GOING_AWAY, "idle_timeout")
                 continue
             expires_at = connection.principal.expires_at
+            if expires_at <= now:
+                connection.session.close(CloseCode.UNAUTHORIZED, "token_expired")
+                continue
             if not connection.warned_expiry and expires_at - now <= warn:
                 connection.warned_expiry = True
                 self._counters.expiry_warnings += 1

@@ -11,8 +11,10 @@ class HubStatistics(msgspec.Struct, frozen=True, kw_only=True):
     """A snapshot of one node's hub.
 
     ``deliveries`` counts frames queued to connections; ``coalesced`` progress
-    frames replaced in an outbox by a later one; ``slow_disconnects``
-    connections closed because their outbox overflowed (4008); ``duplicates``
+    frames replaced in an outbox by a later one (ended and open connections);
+    ``slow_disconnects`` connections closed because their outbox overflowed
+    (4008); bad frames are counted by the WebSocket edge (``runtime.websocket``
+    ``error_frames``); ``duplicates``
     frames that reached a room twice (fanout and history) and were dropped once;
     ``refills`` history reads that filled a gap, ``lost`` offsets neither the
     fanout nor the history could supply; ``degraded_sends`` messages delivered
@@ -35,7 +37,6 @@ class HubStatistics(msgspec.Struct, frozen=True, kw_only=True):
     slow_disconnects: int
     rate_limited: int
     rate_limit_closes: int
-    bad_frames: int
     expiry_warnings: int
     idle_closes: int
     refreshes: int
@@ -67,7 +68,6 @@ class HubCounters:
         self.slow_disconnects = 0
         self.rate_limited = 0
         self.rate_limit_closes = 0
-        self.bad_frames = 0
         self.expiry_warnings = 0
         self.idle_closes = 0
         self.refreshes = 0
