@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -707,13 +708,14 @@ class LiveHub:
 
 
 @asynccontextmanager
-async def live_hub(**settings: Any) -> AsyncIterator[LiveHub]:
+async def live_hub(*, clock: ManualClock | None = None, **settings: Any) -> AsyncIterator[LiveHub]:
     sections = {HUB_SETTINGS: HubSettings(**settings)}
     async with (
         open_app(
             Settings(jwt_secret=Secret(SECRET)),
             compose=actors.socket_hub.install,
             sections=sections,
+            clock=clock,
         ) as (app, context),
         serve_app(app) as url,
     ):
@@ -873,3 +875,37 @@ async def test_a_request_timing_out_behind_a_full_buffer_says_the_application_mu
         with pytest.raises(HubClientError, match=r"the events buffer is full \(2 frames\)"):
             await sending
         await ann.aclose()
+
+
+@pytest.mark.e2e
+async def test_on_the_real_hub_a_provider_refreshes_before_expiry_and_no_provider_means_4001() -> (
+    None
+):
+    clock = ManualClock(wall_start=time.time())
+    verifier = TokenVerifier(SECRET, clock=clock)
+    issued: list[str] = []
+
+    async def provider() -> str:
+        issued.append(verifier.issue("ann", ttl_seconds=120))
+        return issued[-1]
+
+    async with (
+        live_hub(clock=clock, idle_timeout_seconds=86_400) as node,
+        HubClient(node.url, token_provider=provider, clock=clock, heartbeat_seconds=None) as ann,
+        HubClient(
+            node.url, verifier.issue("bob", ttl_seconds=120), clock=clock, heartbeat_seconds=None
+        ) as bob,
+    ):
+        clock.advance(61)  # the tokens expire within the hub's 60 s warning
+        warned = await ann.next(TokenExpiring, timeout=WAIT)
+        assert warned.expires_at == pytest.approx(clock.time() + 59, abs=1.5)
+        await until(lambda: ann.statistics().token_refreshes == 1, "ann refreshed by itself")
+        assert len(issued) == 2
+        assert (await bob.next(TokenExpiring, timeout=WAIT)).expires_at == warned.expires_at
+        clock.advance(70)  # past the first tokens' expiry
+        with pytest.raises(HubClientError) as expired:
+            await bob.next(NewMessage, timeout=WAIT)
+        assert (expired.value.close_code, expired.value.code) == (4001, "token_expired")
+        await node.hub.send_to_user("ann", "still here")
+        assert (await ann.next(NewMessage, timeout=WAIT)).message == "still here"
+        assert ann.statistics().reconnects == 0 and not ann.closed
