@@ -49,7 +49,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Self, TypeVar
 
-from ._client_core import ClientCore, expect
+from ._client_core import expect
+from ._client_loop import ClientLoop
 from ._client_wire import AuthMode, HubClientError, HubClientStatistics
 from ._frames import (
     Ack,
@@ -71,7 +72,7 @@ __all__ = ["AuthMode", "HubClient", "HubClientError", "HubClientStatistics"]
 _F = TypeVar("_F", bound=ServerFrame)
 
 
-class HubClient(ClientCore):
+class HubClient(ClientLoop):
     """A resumable connection to the socket hub (an async context manager).
 
     Args:
