@@ -244,9 +244,11 @@ class RedisPresence:
         async with self._lock:
             if room not in self._occupied:  # vacated while this call waited
                 return
+            # Written whole now. (If this fails, the next heartbeat finds the room missing
+            # and writes it whole then.)
+            self._forget_dirty(room)
             with self._link.map_errors("presence room_occupied"):
                 await self._rewrite([room])
-            self._forget_dirty(room)  # written whole just now
 
     async def room_vacated(self, room: str) -> None:
         """Remove this node from ``room`` (its entry and its hash); never raises for Redis.

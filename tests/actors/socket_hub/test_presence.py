@@ -23,6 +23,7 @@ import pytest
 import redis.asyncio
 
 from actors.socket_hub import HubKeys, HubSettings
+from actors.socket_hub import _presence_redis as presence_redis
 from actors.socket_hub._frames import PresenceMember
 from actors.socket_hub._presence import (
     LocalPresence,
@@ -334,6 +335,27 @@ async def test_changes_are_coalesced_per_user(link: RedisLink) -> None:
         assert await raw_presence(link.client, "public:lobby", "node-a") == {"u1": 1000}
         with pytest.raises(ValueError, match="connections"):
             store.changed("public:lobby", "u1", "Ada", -1)
+
+
+@pytest.mark.redis
+async def test_too_many_pending_changes_turn_into_one_rewrite(
+    link: RedisLink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(presence_redis, "MAX_PENDING", 10)
+    store = redis_store(link, "node-a", clock=ManualClock())
+    await store.room_occupied("public:lobby")  # the service does not run yet: nothing is sent
+    for index in range(25):
+        store.changed("public:lobby", f"u{index}", None, 1)
+        assert store.statistics().pending <= 10
+    for index in range(5):
+        store.changed("public:lobby", f"u{index}", None, 0)
+    assert store.statistics().pending == 0  # dropped: the mirror holds the truth
+    assert store.statistics().members == 20
+    async with running(store):
+        await eventually(lambda: store.statistics().resyncs == 1)
+        await flushed(store)
+        expected = {f"u{index}": 1 for index in range(5, 25)}
+        assert await raw_presence(link.client, "public:lobby", "node-a") == expected
 
 
 @pytest.mark.redis
