@@ -173,7 +173,8 @@ class PresenceStatistics(msgspec.Struct, frozen=True, kw_only=True):
         pending: (room, user) changes waiting for the writer (coalesced, bounded).
         heartbeats: heartbeats that refreshed every room of this node.
         heartbeat_failures: heartbeats that could not reach Redis.
-        heartbeat_round_trips: Redis round trips the heartbeats took, all together.
+        heartbeat_round_trips: Redis round trips the heartbeats took, all together (their
+            refreshes, and the repairs and full rewrites they made).
         writes: batches of changes the writer wrote (one round trip each).
         written: (room, user) changes those batches carried.
         write_failures: batches that could not reach Redis (kept, and written later).
@@ -213,7 +214,15 @@ class PresenceStore(Protocol):
         ...
 
     async def room_vacated(self, room: str) -> None:
-        """This node has no member left in ``room``: its entries leave the cluster view."""
+        """This node has no member left in ``room``: its entries leave the cluster view.
+
+        It never raises for Redis: while Redis cannot be reached the removal waits
+        for it, and the entries expire within two heartbeats anyway.
+        """
+        ...
+
+    async def vacate_all(self) -> None:
+        """Take this node out of every room: for a hub that (re)starts with an empty tally."""
         ...
 
     def changed(self, room: str, user_id: str, user_name: str | None, connections: int) -> None:
@@ -255,6 +264,10 @@ class MemoryPresence:
 
     async def room_vacated(self, room: str) -> None:
         """Nothing to remove: the node's tally already forgot the room."""
+        await anyio.lowlevel.checkpoint()
+
+    async def vacate_all(self) -> None:
+        """Nothing to remove: the store holds nothing but the tally it reads."""
         await anyio.lowlevel.checkpoint()
 
     def changed(self, room: str, user_id: str, user_name: str | None, connections: int) -> None:

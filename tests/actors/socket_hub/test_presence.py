@@ -321,6 +321,30 @@ async def test_rooms_with_no_members_leave_no_keys(link: RedisLink) -> None:
 
 
 @pytest.mark.redis
+async def test_vacate_all_takes_a_restarting_node_out_of_every_room(link: RedisLink) -> None:
+    stores = [redis_store(link, f"node-{index}", clock=ManualClock()) for index in range(2)]
+    a, b = HubNode(stores[0]), HubNode(stores[1])
+    async with running(*stores):
+        for index in range(1500):  # two round trips' worth of rooms
+            await a.join(f"public:{index}", "u1")
+        await b.join("public:0", "u2")
+        await flushed(*stores)
+        await stores[0].vacate_all()  # the hub restarted: its tally is gone
+        assert as_counts(await stores[1].members("public:0")) == {"u2": 1}
+        assert sorted(await link.client.keys("sw:hub:*")) == sorted(
+            [KEYS.nodes("public:0").encode(), KEYS.presence("public:0", "node-1").encode()]
+        )
+        assert stores[0].statistics() == PresenceStatistics(
+            redis=True,
+            rooms=0,
+            members=0,
+            heartbeats=stores[0].statistics().heartbeats,
+            writes=stores[0].statistics().writes,
+            written=stores[0].statistics().written,
+        )
+
+
+@pytest.mark.redis
 async def test_changes_are_coalesced_per_user(link: RedisLink) -> None:
     store = redis_store(link, "node-a", clock=ManualClock())
     async with running(store):
@@ -412,6 +436,7 @@ async def test_a_heartbeat_of_5000_rooms_takes_a_few_round_trips(link: RedisLink
         await link.client.pexpire(KEYS.presence(rooms[-1], "node-a"), 3000)
         calls_before = await command_calls(link.client)
         trips_before = store.statistics().heartbeat_round_trips
+        assert trips_before == 0  # the first heartbeat had no room; registrations are not beats
         clock.advance(5.0)
         await eventually(lambda: store.statistics().heartbeats == 2)
         calls = await command_calls(link.client)
