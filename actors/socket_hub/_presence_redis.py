@@ -500,7 +500,8 @@ class RedisPresence:
             self._start_resync()
             raise
         self._resyncs += 1
-        logger.info("presence of node %s rewritten in %s rooms", self._node_id, len(rooms))
+        if rooms:
+            logger.info("presence of node %s rewritten in %s rooms", self._node_id, len(rooms))
 
     async def _write_loop(self) -> None:
         retry = self._interval * RETRY_FRACTION
