@@ -217,6 +217,8 @@ class Hub:
             rooms=len(rooms),
             fanout_deaf=canary.deaf if canary is not None else False,
             canary_round_trip_ms=canary.round_trip_ms if canary is not None else None,
+            history=parts.history.statistics(),
+            presence=parts.presence.statistics(),
             **figures,
         )
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import msgspec
 
+from ._history import HistoryStatistics
+from ._presence import PresenceStatistics
+
 __all__ = ["HubCounters", "HubStatistics"]
 
 
@@ -49,6 +52,8 @@ class HubStatistics(msgspec.Struct, frozen=True, kw_only=True):
     degraded_sends: int
     fanout_deaf: bool
     canary_round_trip_ms: float | None
+    history: HistoryStatistics
+    presence: PresenceStatistics
 
 
 class HubCounters:
