@@ -60,6 +60,9 @@ from actors.socket_hub.client import AuthMode, HubClient, HubClientError
 from runtime import NodeContext, Secret, Settings, SystemClock, TokenVerifier
 from runtime.testing import FaultProxy, ManualClock, open_app, serve_app
 
+from .nodes_support import serve_nodes
+from .nodes_support import token as nodes_token
+
 WAIT = 10.0  # generous: the machine is shared
 
 
@@ -909,3 +912,32 @@ async def test_on_the_real_hub_a_provider_refreshes_before_expiry_and_no_provide
         await node.hub.send_to_user("ann", "still here")
         assert (await ann.next(NewMessage, timeout=WAIT)).message == "still here"
         assert ann.statistics().reconnects == 0 and not ann.closed
+
+
+@pytest.mark.e2e
+@pytest.mark.redis
+async def test_a_deploy_moves_the_client_to_another_node_on_redis_without_loss(
+    redis_url: str,
+) -> None:
+    async with serve_nodes(2, redis_url, hub=HubSettings(reconnect_max_ms=300)) as (old, new):
+        mover = HubClient([old.url, new.url], nodes_token("mover"), rng=lambda: 0.0)
+        async with mover, HubClient(new.url, nodes_token("talker")) as talker:
+            await mover.join("public:deploy")
+            await talker.join("public:deploy")
+            for n in range(5):
+                await talker.send("public:deploy", f"m{n}")
+            await collect(mover, lambda f: isinstance(f, NewMessage) and f.message == "m4")
+            old.node.context.stopping.set()  # as SIGTERM does: reconnect frames, then 1001
+            notice = await mover.next(Reconnect, timeout=WAIT)
+            sent_while_moving = []
+            for n in range(5, 15):
+                sent_while_moving.append((await talker.send("public:deploy", f"m{n}")).offset)
+            seen = await collect(mover, lambda f: isinstance(f, NewMessage) and f.message == "m14")
+            chat = [f.message for f in seen if isinstance(f, NewMessage)]
+            assert chat == [f"m{n}" for n in range(5, 15)]  # once each, in order
+            assert not [f for f in seen if isinstance(f, RoomJoined) and not f.recovered]
+            assert mover.url == new.url and mover.close_code == 1001
+            assert mover.statistics().reconnects == 1
+            served = await new.node.context.get(HUB).statistics()
+            assert served.replays == 1 and served.replays_unrecovered == 0  # the room, from since
+            assert notice.positions["public:deploy"][1] <= min(o or 0 for o in sent_while_moving)
