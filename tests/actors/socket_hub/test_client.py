@@ -563,6 +563,7 @@ async def test_4001_with_a_token_provider_reconnects_with_a_fresh_token() -> Non
             await hub.close_all(4001, "token_expired")
             await until(lambda: ann.statistics().reconnects == 1, "reconnected")
             assert hub.tokens_seen == ["tok-ann", "tok-ann2"]
+            await until(lambda: len(hub.joins) == 2, "rejoined")
             assert not ann.closed and ann.close_code == 4001
             assert [(j.room, j.since) for j in hub.joins] == [("public:a", None), ("public:a", 0)]
 
