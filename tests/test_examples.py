@@ -34,6 +34,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import runtime.node
+from actors.socket_hub.client import HubClientError
 from examples import counter_package, greeter_node, hub_chat, websocket_echo
 from examples.counter_package import (
     COUNTER,
@@ -368,7 +369,7 @@ async def test_hub_chat_meets_in_a_project_room_behind_the_default_node() -> Non
             "Alice: lift-off at noon",
             "refused: forbidden",
         ]
-        with pytest.raises(hub_chat.HubClientError) as refused:  # not in the project
+        with pytest.raises(HubClientError) as refused:  # not in the project
             await hub_chat.chat(ws_url, carol, bob)
         assert refused.value.code == "forbidden"
 
