@@ -35,6 +35,7 @@ from ._messages import (
     _Appended,
     _GapTimeout,
     _Refilled,
+    _Relayed,
     _Remote,
     _Replayed,
     _RoomOpened,
@@ -144,6 +145,8 @@ class HubActor(Actor["HubMessage"]):
                 self._disconnect(connection)
             case Broadcast(frame=frame):
                 return self._broadcast(frame, publish=True)
+            case _Relayed(frame=frame):
+                self._broadcast(frame, publish=False)
             case RoomPresence(room=room):
                 return self._presence.members(room)
             case ListRooms():
@@ -515,7 +518,7 @@ class HubActor(Actor["HubMessage"]):
             async for item in events:
                 if isinstance(item, bytes):
                     _, _, frame = item.partition(b"\n")
-                    await self.self_ref.tell(Broadcast(frame=frame))  # published by another node
+                    await self.self_ref.tell(_Relayed(frame=frame))  # another node's broadcast
 
     async def _publish_ephemeral(self, room: str, frame: bytes) -> None:
         try:
