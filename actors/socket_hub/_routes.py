@@ -71,6 +71,11 @@ _FRAMES: FrameDecoder[ClientFrame] = FrameDecoder(ClientFrame)
 _encoder = msgspec.json.Encoder()
 
 
+def _text(frame: object) -> str:
+    """``frame`` as the text of a JSON text frame (``bytes`` would go out as a binary frame)."""
+    return _encoder.encode(frame).decode()
+
+
 class PostMessage(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """``POST /api/rooms/<room>/messages``: the message and its kind."""
 
@@ -135,7 +140,7 @@ class _Frames:
                 )
                 posted = await hub.post(room, _encoder.encode(message), connection)
                 ack = Ack(ref=ref, id=message.id, offset=posted.offset or None)
-                session.send_encoded(_encoder.encode(ack), priority=True)
+                session.send_encoded(_text(ack), priority=True)
             case JoinRoom(room=room, room_type=room_type, since=since, epoch=epoch, ref=ref):
                 await check_access(connection.principal, room, room_type, hub.project_policy)
                 await hub.join(connection, room, since=since, epoch=epoch, ref=ref)
@@ -143,12 +148,12 @@ class _Frames:
                 session.send(PresenceFrame(room=room, members=members))
             case LeaveRoom(room=room, ref=ref):
                 await hub.leave(connection, room)
-                session.send_encoded(_encoder.encode(RoomLeft(room=room, ref=ref)), priority=True)
+                session.send_encoded(_text(RoomLeft(room=room, ref=ref)), priority=True)
             case Ping(ref=ref):
-                session.send_encoded(_encoder.encode(Pong(ref=ref, ts=now)), priority=True)
+                session.send_encoded(_text(Pong(ref=ref, ts=now)), priority=True)
             case AuthRequest(token=token, ref=ref):
                 self._refresh(session, token)
-                session.send_encoded(_encoder.encode(Ack(ref=ref)), priority=True)
+                session.send_encoded(_text(Ack(ref=ref)), priority=True)
             case _:
                 assert_never(frame)
 
