@@ -208,8 +208,13 @@ class HubNode:
         token: str | None = None,
         **options: Any,
     ) -> ClientConnection:
-        """Open a raw connection with a header token (the caller closes it)."""
+        """Open a raw connection with a header token (the caller closes it).
+
+        Unless ``max_queue`` says otherwise the client buffers every frame it has
+        not read yet, so a test that leaves frames unread still closes at once.
+        """
         token = token or self.token(user, roles=roles)
+        options.setdefault("max_queue", None)
         headers = {"Authorization": f"Bearer {token}"}
         return await connect(
             self.ws_url, additional_headers=headers, open_timeout=WAIT, **options
