@@ -24,6 +24,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import actors.socket_hub
 from actors.socket_hub import HUB, HUB_SETTINGS, Connection, Hub, HubSettings, HubStatistics
+from quart import Quart
+
 from runtime import Clock, NodeContext, Secret, Settings, TokenVerifier
 from runtime.testing import ManualClock, open_app, serve_app
 
@@ -142,6 +144,7 @@ class HubNode:
     """One node with the socket hub, served over TCP."""
 
     url: str
+    app: Quart
     context: NodeContext
     clock: Clock
     hub: Hub
@@ -279,4 +282,4 @@ async def hub_node(
         clock=clock,
     ) as (app, context):
         async with serve_app(app) as url:
-            yield HubNode(url=url, context=context, clock=context.clock, hub=context.get(HUB))
+            yield HubNode(url=url, app=app, context=context, clock=context.clock, hub=context.get(HUB))

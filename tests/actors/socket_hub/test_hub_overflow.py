@@ -1,0 +1,139 @@
+"""The overflow policy over real Hypercorn and TCP: a stalled client is cut off (4008) without
+holding up the others; progress updates for one task coalesce for a slow reader.
+
+A client "stalls" by not reading: its ``websockets`` client buffers one frame
+(``max_queue=1``, and no compression, which would shrink the test's repetitive
+text to nothing), then stops reading the socket, the kernel buffers fill and
+the node's writes to it block; only then does its outbox fill. How much the
+kernel buffers is not known in advance, so the tests send until the hub shows
+the effect (the stalled connection gone, or frames waiting in its outbox), with
+a bound on how many frames they send.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from actors.socket_hub import HubSettings
+from runtime import websocket_statistics
+
+from .hub_support import WAIT, Client, HubNode, hub_node
+
+pytestmark = pytest.mark.e2e
+
+ROOM = "public:lobby"
+BIG = 60_000  # characters per chat message: the kernel buffers fill after a few hundred
+
+
+async def test_a_stalled_client_is_closed_4008_and_a_healthy_one_gets_everything() -> None:
+    settings = HubSettings(outbox_size=16, max_message_chars=BIG)
+    async with (
+        hub_node(settings) as node,
+        node.client("bob") as bob,
+        node.client("alice", max_queue=1, compression=None) as alice,
+    ):
+        await bob.join(ROOM)
+        await alice.join(ROOM)
+        await bob.expect("user_joined_room")
+        (stalled,) = node.connections("alice")
+        received: list[int] = []
+        left = anyio.Event()
+
+        async def read_bob() -> None:
+            while True:
+                frame = await bob.recv(timeout=30)
+                if frame["type"] == "new_message":
+                    received.append(frame["offset"])
+                elif frame["type"] == "user_left_room":
+                    left.set()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(read_bob)
+            sent = 0
+            with anyio.fail_after(30):
+                while stalled.session.closing is None:
+                    assert sent < 2000, "the stalled client was never cut off"
+                    await node.hub.send_to_room(ROOM, f"{sent:05d}" + "x" * (BIG - 5))
+                    sent += 1
+                assert stalled.session.closing.code == 4008
+                for _ in range(20):  # the room goes on without alice
+                    await node.hub.send_to_room(ROOM, "after")
+                    sent += 1
+                # alice reads again: what the kernel held, then the close
+                assert await alice.closed(timeout=30) == (4008, "slow_consumer")
+                await left.wait()
+                await node.wait_for(lambda: len(received) >= sent, timeout=30)
+            group.cancel_scope.cancel()
+        assert received == list(range(1, sent + 1))  # every one, in order
+        assert node.connections("alice") == []
+        assert websocket_statistics(node.app).outbox_overflows == 1
+        stats = await node.statistics()
+        assert stats.slow_disconnects == 1
+        await bob.quiet()
+
+
+async def _clog(node: HubNode, user: str, *, waiting: int) -> int:
+    """Send big messages to ``user`` until ``waiting`` frames wait in its outbox; return how many."""
+    (connection,) = node.connections(user)
+    sent = 0
+    with anyio.fail_after(30):
+        while connection.session.statistics().outbox_used < waiting:
+            assert sent < 2000, "the client's outbox never filled"
+            await node.hub.send_to_user(user, "y" * BIG)
+            sent += 1
+    return sent
+
+
+async def test_progress_of_one_task_coalesces_for_a_slow_reader_and_arrives_latest_first() -> None:
+    settings = HubSettings(outbox_size=256, max_message_chars=BIG)
+    async with hub_node(settings) as node, node.client("alice", max_queue=1, compression=None) as alice:
+        clogged = await _clog(node, "alice", waiting=2)
+        (connection,) = node.connections("alice")
+        before = connection.session.statistics().outbox_used
+        for step in range(1, 51):
+            await node.hub.task_progress("alice", "task-a", step * 2.0, stage=f"a{step}")
+            await node.hub.task_progress("alice", "task-b", step * 1.0, stage=f"b{step}")
+        session = connection.session.statistics()
+        assert session.outbox_used == before + 2  # one slot per task, however many updates
+        assert session.coalesced == 98
+        assert connection.session.closing is None
+        frames: list[dict[str, Any]] = []
+        with anyio.fail_after(WAIT * 3):
+            while sum(f["type"] == "task_progress" for f in frames) < 2:
+                frames.append(await alice.recv(timeout=30))
+        await alice.quiet()
+        chats = [f for f in frames if f["type"] == "new_message"]
+        progress = [f for f in frames if f["type"] == "task_progress"]
+        assert len(chats) == clogged
+        assert [(f["task_id"], f["percentage"], f["stage"]) for f in progress] == [
+            ("task-a", 100.0, "a50"),
+            ("task-b", 50.0, "b50"),
+        ]
+        # the offsets tell the client what it skipped: the history has every update
+        assert [f["offset"] for f in progress] == [clogged + 99, clogged + 100]
+        stats = await node.statistics()
+        assert stats.coalesced == 98
+        assert stats.slow_disconnects == 0
+
+
+async def test_chat_messages_never_coalesce() -> None:
+    settings = HubSettings(outbox_size=256, max_message_chars=BIG)
+    async with hub_node(settings) as node, node.client("alice", max_queue=1, compression=None) as alice:
+        await _clog(node, "alice", waiting=2)
+        (connection,) = node.connections("alice")
+        before = connection.session.statistics().outbox_used
+        for n in range(10):
+            await node.hub.send_to_user("alice", f"note {n}")
+        after = connection.session.statistics()
+        assert (after.outbox_used, after.coalesced) == (before + 10, 0)
+        client: Client = alice
+        notes: list[str] = []
+        with anyio.fail_after(WAIT * 3):
+            while len(notes) < 10:
+                frame = await client.recv(timeout=30)
+                if frame["message"].startswith("note"):
+                    notes.append(frame["message"])
+        assert notes == [f"note {n}" for n in range(10)]
