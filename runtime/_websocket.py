@@ -163,7 +163,12 @@ class SessionClosed(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class WebSocketSessionStatistics(msgspec.Struct, frozen=True, kw_only=True):
-    """One session's counters and the fill of its outbox."""
+    """One session's counters and the fill of its outbox.
+
+    ``bad_frames`` counts frames refused before their handler ran (not JSON,
+    binary, too large, not a frame of the union); ``error_frames`` counts every
+    error frame sent, these and the handler's refusals alike.
+    """
 
     frames_in: int
     frames_out: int
@@ -171,6 +176,7 @@ class WebSocketSessionStatistics(msgspec.Struct, frozen=True, kw_only=True):
     outbox_used: int
     outbox_size: int
     coalesced: int = 0
+    bad_frames: int = 0
 
 
 class WebSocketSession:
@@ -238,6 +244,7 @@ class WebSocketSession:
         self._principal_changed = Notifier()
         self._group: TaskGroup | None = None
         self._frames_in = self._frames_out = self._error_frames = self._coalesced = 0
+        self._bad_frames = 0
 
     def __repr__(self) -> str:
         who = self.principal.subject if self.principal is not None else None
@@ -335,6 +342,7 @@ class WebSocketSession:
             outbox_used=len(self._outbox),
             outbox_size=self.outbox_size,
             coalesced=self._coalesced,
+            bad_frames=self._bad_frames,
         )
 
     def _abort(self, code: int, reason: str) -> None:
@@ -363,6 +371,7 @@ class WebSocketSession:
                 frame = self._decode(decoder, data)
             except FrameError as exc:
                 errors += 1
+                self._bad_frames += 1
                 self.send_error(exc.code, exc.message)
                 if errors >= self.max_consecutive_errors:
                     self.close(CloseCode.POLICY_VIOLATION, "too_many_bad_frames")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from runtime import Extension, RedisUnavailable, Rejected
+from runtime import CloseCode, Extension, RedisUnavailable, Rejected
 
 from ._frames import NewMessage, TaskProgress
 from ._messages import (
@@ -209,13 +209,19 @@ class Hub:
         for connection in parts.connections:
             rooms.update(connection.rooms)
         canary = parts.canary
+        counts = {name: getattr(counters, name) for name in vars(counters)}
+        for connection in parts.connections:  # open sessions count what they did so far
+            if not connection.ended:
+                session = connection.session.statistics()
+                counts["coalesced"] += session.coalesced
+                counts["bad_frames"] += session.bad_frames
         return HubStatistics(
             connections=len(parts.connections),
             users=len(users),
             rooms=len(rooms),
             fanout_deaf=canary.deaf if canary is not None else False,
             canary_round_trip_ms=canary.round_trip_ms if canary is not None else None,
-            **{name: getattr(counters, name) for name in vars(counters)},
+            **counts,
         )
 
     # -- what the /ws route uses -------------------------------------------------------------
@@ -231,7 +237,20 @@ class Hub:
         await self._wait(reply)
 
     async def disconnect(self, connection: Connection) -> None:
-        """Unregister ``connection``; call it shielded, as the connection ends."""
+        """Unregister ``connection``; call it shielded, as the connection ends.
+
+        Its session's coalesced and bad frames join the hub's counters, and a
+        close for overflow (4008) counts as a slow disconnect.
+        """
+        if not connection.ended:
+            connection.ended = True
+            session, counters = connection.session, self._parts.counters
+            statistics = session.statistics()
+            counters.coalesced += statistics.coalesced
+            counters.bad_frames += statistics.bad_frames
+            closing = session.closing
+            if closing is not None and closing.code == CloseCode.SLOW_CONSUMER:
+                counters.slow_disconnects += 1
         ref = self._parts.ref
         if ref is not None:
             with self._parts.clock.move_on_after(5.0):
