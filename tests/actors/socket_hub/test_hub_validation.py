@@ -72,6 +72,7 @@ async def test_a_bad_frame_gets_its_error_and_the_connection_goes_on(
         assert error["code"] == code, error
         assert error["message"]
         await still_works(node, alice, bob)
+        assert (await node.statistics()).bad_frames == 1
 
 
 async def test_an_unknown_type_names_the_known_ones() -> None:
@@ -101,6 +102,7 @@ async def test_a_message_empty_or_over_the_limit_is_refused(message: str, code: 
         )
         assert (answer["type"], answer["code"]) == ("error", code)
         await still_works(node, alice, bob)
+        assert (await node.statistics()).bad_frames == 0  # refused by the hub, not malformed
 
 
 async def test_a_message_at_the_limit_is_accepted() -> None:
