@@ -65,7 +65,7 @@ if TYPE_CHECKING:
 
     from ._facade import Hub
 
-__all__ = ["PostMessage", "hub_blueprint"]
+__all__ = ["PostMessage", "PostedMessage", "hub_blueprint"]
 
 _FRAMES: FrameDecoder[ClientFrame] = FrameDecoder(ClientFrame)
 _encoder = msgspec.json.Encoder()
@@ -81,6 +81,15 @@ class PostMessage(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
 
     message: Annotated[str, Meta(min_length=1)]
     kind: MessageKind = "system"
+
+
+class PostedMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer to ``POST /api/rooms/<room>/messages``: where the message landed, and its id."""
+
+    room: str
+    epoch: str
+    offset: int
+    id: str
 
 
 def _hub() -> Hub:
@@ -237,14 +246,20 @@ def hub_blueprint() -> Blueprint:
             _check_message(hub, body.message)
         except Rejected as exc:
             raise ApiError(422, exc.code, exc.message) from None
-        posted = await hub.send_to_room(
-            room,
-            body.message,
-            kind=body.kind,
+        message = NewMessage(
+            id=message_id(),
+            room=room,
             user_id=principal.subject,
             user_name=principal.name,
+            message=body.message,
+            kind=body.kind,
+            ts=hub._parts.clock.time(),
         )
-        return json_response(posted, 201)
+        posted = await hub.post(room, _encoder.encode(message))
+        answer = PostedMessage(
+            room=posted.room, epoch=posted.epoch, offset=posted.offset, id=message.id
+        )
+        return json_response(answer, 201)
 
     @routes.get("/api/rooms/<path:room>/presence")
     @require_auth()
