@@ -19,13 +19,12 @@ from typing import Any
 
 import anyio
 import httpx
+from quart import Quart
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import actors.socket_hub
 from actors.socket_hub import HUB, HUB_SETTINGS, Connection, Hub, HubSettings, HubStatistics
-from quart import Quart
-
 from runtime import Clock, NodeContext, Secret, Settings, TokenVerifier
 from runtime.testing import ManualClock, open_app, serve_app
 
@@ -54,22 +53,22 @@ class Client:
         """Send a frame: a dict as JSON text, ``str`` as text, ``bytes`` as a binary frame."""
         await self.ws.send(json.dumps(frame) if isinstance(frame, dict) else frame)
 
-    async def recv(self, timeout: float = WAIT) -> dict[str, Any]:
+    async def recv(self, timeout_seconds: float = WAIT) -> dict[str, Any]:
         """The next frame, decoded; it must be a JSON text frame."""
-        with anyio.fail_after(timeout):
+        with anyio.fail_after(timeout_seconds):
             data = await self.ws.recv()
         assert isinstance(data, str), f"the hub sent a binary frame: {data!r}"
         frame: dict[str, Any] = json.loads(data)
         return frame
 
-    async def recv_many(self, count: int, timeout: float = WAIT) -> list[dict[str, Any]]:
+    async def recv_many(self, count: int, timeout_seconds: float = WAIT) -> list[dict[str, Any]]:
         """The next ``count`` frames."""
-        with anyio.fail_after(timeout):
-            return [await self.recv(timeout) for _ in range(count)]
+        with anyio.fail_after(timeout_seconds):
+            return [await self.recv(timeout_seconds) for _ in range(count)]
 
-    async def expect(self, kind: str, timeout: float = WAIT) -> dict[str, Any]:
+    async def expect(self, kind: str, timeout_seconds: float = WAIT) -> dict[str, Any]:
         """The next frame, which must be of type ``kind``."""
-        frame = await self.recv(timeout)
+        frame = await self.recv(timeout_seconds)
         assert frame["type"] == kind, frame
         return frame
 
@@ -87,9 +86,7 @@ class Client:
         answer = await self.expect("error")
         return answer
 
-    async def join(
-        self, room: str, **fields: Any
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    async def join(self, room: str, **fields: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         """Join ``room``; return its ``room_joined`` and ``presence`` frames."""
         joined = await self.request({"type": "join_room", "room": room, **fields})
         assert joined["type"] == "room_joined", joined
@@ -111,9 +108,9 @@ class Client:
         pong = await self.request({"type": "ping"})
         assert pong["type"] == "pong", pong
 
-    async def closed(self, timeout: float = WAIT) -> tuple[int | None, str | None]:
+    async def closed(self, timeout_seconds: float = WAIT) -> tuple[int | None, str | None]:
         """Wait for the close; return its code and reason (frames still queued are skipped)."""
-        with anyio.fail_after(timeout):
+        with anyio.fail_after(timeout_seconds):
             try:
                 while True:
                     await self.ws.recv()
@@ -121,10 +118,10 @@ class Client:
                 pass
         return self.ws.close_code, self.ws.close_reason
 
-    async def frames_until_close(self, timeout: float = WAIT) -> list[dict[str, Any]]:
+    async def frames_until_close(self, timeout_seconds: float = WAIT) -> list[dict[str, Any]]:
         """Every frame until the server closes the connection."""
         frames: list[dict[str, Any]] = []
-        with anyio.fail_after(timeout):
+        with anyio.fail_after(timeout_seconds):
             try:
                 while True:
                     data = await self.ws.recv()
@@ -203,6 +200,12 @@ class HubNode:
         finally:
             await ws.close()
 
+    @asynccontextmanager
+    async def anonymous(self, query: str = "") -> AsyncIterator[Client]:
+        """A client that connects without a header token (first-frame auth, or ``?token=``)."""
+        async with connect(self.ws_url + query, open_timeout=WAIT, max_queue=None) as ws:
+            yield Client(ws, None)
+
     async def open(
         self,
         user: str = "alice",
@@ -218,10 +221,8 @@ class HubNode:
         """
         token = token or self.token(user, roles=roles)
         options.setdefault("max_queue", None)
-        headers = {"Authorization": f"Bearer {token}"}
-        return await connect(
-            self.ws_url, additional_headers=headers, open_timeout=WAIT, **options
-        )
+        headers = {"Authorization": f"Bearer {token}"} | options.pop("additional_headers", {})
+        return await connect(self.ws_url, additional_headers=headers, open_timeout=WAIT, **options)
 
     async def refused(
         self, query: str = "", headers: dict[str, str] | None = None
@@ -251,10 +252,10 @@ class HubNode:
         """The hub's statistics."""
         return await self.hub.statistics()
 
-    async def wait_for(self, condition: Any, timeout: float = WAIT) -> None:
+    async def wait_for(self, condition: Any, timeout_seconds: float = WAIT) -> None:
         """Wait (checking often, never sleeping on the node's clock) until ``condition()``."""
-        with anyio.fail_after(timeout):
-            while not condition():
+        with anyio.fail_after(timeout_seconds):
+            while not condition():  # noqa: ASYNC110 - another task's state, no event to wait on
                 await anyio.sleep(0.005)
 
     def advance(self, seconds: float) -> None:
@@ -275,11 +276,13 @@ async def hub_node(
 ) -> AsyncIterator[HubNode]:
     """A node with the socket hub (``settings``), served on Hypercorn over loopback TCP."""
     node_settings = node or Settings(jwt_secret=Secret(SECRET))
-    async with open_app(
-        node_settings,
-        compose=actors.socket_hub.install,
-        sections={HUB_SETTINGS: settings or HubSettings()},
-        clock=clock,
-    ) as (app, context):
-        async with serve_app(app) as url:
-            yield HubNode(url=url, app=app, context=context, clock=context.clock, hub=context.get(HUB))
+    async with (
+        open_app(
+            node_settings,
+            compose=actors.socket_hub.install,
+            sections={HUB_SETTINGS: settings or HubSettings()},
+            clock=clock,
+        ) as (app, context),
+        serve_app(app) as url,
+    ):
+        yield HubNode(url=url, app=app, context=context, clock=context.clock, hub=context.get(HUB))

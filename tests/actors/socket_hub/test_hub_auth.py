@@ -8,13 +8,12 @@ from typing import Any
 
 import jwt
 import pytest
-from websockets.asyncio.client import connect
 
 from actors.socket_hub import HubSettings
 from runtime import Secret, Settings
 from runtime.testing import ManualClock
 
-from .hub_support import SECRET, WAIT, Client, HubNode, hub_node
+from .hub_support import SECRET, HubNode, hub_node
 
 pytestmark = pytest.mark.e2e
 
@@ -78,7 +77,9 @@ async def test_a_bad_header_token_refuses_the_upgrade_401_with_its_json_error(
         assert (await node.statistics()).connects == 0
 
 
-@pytest.mark.parametrize(("case", "code"), [("wrong_key", "invalid_token"), ("alg_none", "invalid_token")])
+@pytest.mark.parametrize(
+    ("case", "code"), [("wrong_key", "invalid_token"), ("alg_none", "invalid_token")]
+)
 async def test_a_bad_query_token_refuses_the_upgrade_401(case: str, code: str) -> None:
     async with hub_node(clock=ManualClock()) as node:
         status, body = await node.refused(query=f"?token={forged(node, case)}")
@@ -90,8 +91,7 @@ async def test_a_bad_first_frame_token_gets_an_error_frame_then_close_4001(
     case: str, code: str
 ) -> None:
     async with hub_node(clock=ManualClock()) as node:
-        async with connect(node.ws_url, open_timeout=WAIT) as ws:
-            client = Client(ws, None)
+        async with node.anonymous() as client:
             error = await client.error({"type": "auth", "token": forged(node, case)})
             assert error["code"] == code
             assert await client.closed() == (4001, code)
@@ -112,28 +112,25 @@ async def test_a_header_token_is_welcomed_into_the_personal_room() -> None:
 
 async def test_a_query_token_is_accepted() -> None:
     async with hub_node(clock=ManualClock()) as node:
-        async with connect(f"{node.ws_url}?token={node.token('bob')}", open_timeout=WAIT) as ws:
-            client = Client(ws, None)
+        query = f"?token={node.token('bob')}"
+        async with node.anonymous(query) as client:
             welcome = await client.expect("welcome")
             assert welcome["user_id"] == "bob"
-            await client.quiet()
+        assert (await node.statistics()).connects == 1
 
 
 async def test_a_first_frame_token_is_accepted() -> None:
-    async with hub_node(clock=ManualClock()) as node:
-        async with connect(node.ws_url, open_timeout=WAIT) as ws:
-            client = Client(ws, None)
-            await client.send({"type": "auth", "token": node.token("carol")})
-            welcome = await client.expect("welcome")
-            assert (welcome["user_id"], welcome["room"]) == ("carol", "user:carol")
-            joined, _ = await client.join("public:lobby")
-            assert joined["room"] == "public:lobby"
+    async with hub_node(clock=ManualClock()) as node, node.anonymous() as client:
+        await client.send({"type": "auth", "token": node.token("carol")})
+        welcome = await client.expect("welcome")
+        assert (welcome["user_id"], welcome["room"]) == ("carol", "user:carol")
+        joined, _ = await client.join("public:lobby")
+        assert joined["room"] == "public:lobby"
 
 
 async def test_no_auth_frame_within_the_timeout_closes_4001_missing_token() -> None:
     async with hub_node(CALM, clock=ManualClock()) as node:
-        async with connect(node.ws_url, open_timeout=WAIT) as ws:
-            client = Client(ws, None)
+        async with node.anonymous() as client:
             node.advance(5)
             error = await client.expect("error")
             assert error["code"] == "missing_token"
@@ -142,9 +139,8 @@ async def test_no_auth_frame_within_the_timeout_closes_4001_missing_token() -> N
 
 
 async def test_no_auth_frame_closes_4001_on_a_real_clock_with_a_short_timeout() -> None:
-    async with hub_node(HubSettings(auth_timeout_seconds=0.2)) as node:
-        async with connect(node.ws_url, open_timeout=WAIT) as ws:
-            assert await Client(ws, None).closed() == (4001, "missing_token")
+    async with hub_node(HubSettings(auth_timeout_seconds=0.2)) as node, node.anonymous() as client:
+        assert await client.closed() == (4001, "missing_token")
 
 
 async def test_a_token_of_a_subject_that_cannot_name_a_room_is_refused() -> None:
@@ -157,10 +153,10 @@ async def test_a_token_of_a_subject_that_cannot_name_a_room_is_refused() -> None
 # -- live tokens: refresh, warning, expiry ----------------------------------------------------
 
 
-async def test_a_refresh_for_the_same_subject_is_acked_and_the_connection_outlives_the_old_token(
-) -> None:
+async def test_a_refresh_for_the_same_subject_is_acked_and_outlives_the_old_token() -> None:
     async with hub_node(CALM, clock=ManualClock()) as node:
-        async with node.client("alice", token=node.token("alice", ttl_seconds=120)) as alice:
+        token = node.token("alice", ttl_seconds=120)
+        async with node.client("alice", token=token) as alice:
             node.advance(61)  # inside the 60 s warning window
             warning = await alice.expect("token_expiring")
             assert warning["expires_at"] == pytest.approx(node.clock.time() + 59, abs=2)
@@ -179,15 +175,12 @@ async def test_a_refresh_for_another_subject_is_refused_and_the_connection_goes_
         answer = await alice.request({"type": "auth", "token": node.token("bob")})
         assert (answer["type"], answer["code"]) == ("error", "subject_mismatch")
         await alice.quiet()
-        joined, presence = await alice.join("public:lobby")
-        assert presence["members"] == [
-            {"user_id": "alice", "user_name": "Alice", "connections": 1}
-        ]
+        _joined, presence = await alice.join("public:lobby")
+        assert presence["members"] == [{"user_id": "alice", "user_name": "Alice", "connections": 1}]
         assert (await node.statistics()).refreshes == 0
 
 
-async def test_a_refresh_with_a_bad_token_is_an_error_frame(
-) -> None:
+async def test_a_refresh_with_a_bad_token_is_an_error_frame() -> None:
     async with hub_node(CALM, clock=ManualClock()) as node, node.client("alice") as alice:
         answer = await alice.request({"type": "auth", "token": forged(node, "wrong_key")})
         assert (answer["type"], answer["code"]) == ("error", "invalid_token")
@@ -217,5 +210,5 @@ async def test_an_origin_outside_the_allow_list_is_refused_403_before_the_token(
         assert (status, body["error"]["code"]) == (403, "origin_not_allowed")
         assert node.connections() == []
         headers = node.bearer("alice") | {"Origin": ALLOWED_ORIGIN}
-        async with connect(node.ws_url, additional_headers=headers, open_timeout=WAIT) as ws:
-            assert (await Client(ws, None).expect("welcome"))["user_id"] == "alice"
+        async with node.client("alice", token=None, additional_headers=headers) as alice:
+            assert alice.welcome is not None and alice.welcome["user_id"] == "alice"

@@ -35,7 +35,9 @@ async def test_send_to_user_reaches_every_connection_of_the_user_and_no_one_else
         assert seen[0]["room"] == "user:alice"
         assert seen[0]["message"] == "your export is ready"
         assert (seen[0]["kind"], seen[0]["offset"], seen[0]["user_id"]) == (
-            "notification", 1, "system"
+            "notification",
+            1,
+            "system",
         )
         await bob.quiet()
         progress = await node.hub.task_progress("alice", "job-1", 40.0, stage="copy")
@@ -43,7 +45,10 @@ async def test_send_to_user_reaches_every_connection_of_the_user_and_no_one_else
         for client in (first, second, third):
             frame = await client.expect("task_progress")
             assert (frame["task_id"], frame["percentage"], frame["stage"], frame["offset"]) == (
-                "job-1", 40.0, "copy", 2
+                "job-1",
+                40.0,
+                "copy",
+                2,
             )
         await bob.quiet()
 
@@ -99,7 +104,7 @@ async def test_500_clients_in_one_room_all_receive_one_broadcast() -> None:
             async def delivered(ws: ClientConnection) -> dict[str, Any]:
                 client = Client(ws, None)
                 while True:  # presence events of later joiners come first
-                    frame = await client.recv(timeout=30)
+                    frame = await client.recv(timeout_seconds=30)
                     if frame["type"] == "new_message":
                         return frame
 
@@ -137,8 +142,13 @@ async def test_a_client_that_dropped_rejoins_with_since_and_gets_exactly_what_it
         async with node.client("alice") as alice:
             ref = "rejoin"
             await alice.send(
-                {"type": "join_room", "room": ROOM, "since": last["offset"],
-                 "epoch": await epoch_of(node, ROOM), "ref": ref}
+                {
+                    "type": "join_room",
+                    "room": ROOM,
+                    "since": last["offset"],
+                    "epoch": await epoch_of(node, ROOM),
+                    "ref": ref,
+                }
             )
             replayed = [await alice.expect("new_message") for _ in sent]
             assert [(f["id"], f["offset"]) for f in replayed] == [
@@ -149,7 +159,9 @@ async def test_a_client_that_dropped_rejoins_with_since_and_gets_exactly_what_it
             )
             joined = await alice.expect("room_joined")
             assert (joined["recovered"], joined["offset"], joined["ref"]) == (
-                True, sent[-1]["offset"], ref
+                True,
+                sent[-1]["offset"],
+                ref,
             )
             await alice.expect("presence")
             await bob.expect("user_joined_room")
@@ -199,7 +211,9 @@ async def test_a_history_trimmed_past_since_says_recovered_false() -> None:
                 {"type": "join_room", "room": ROOM, "since": 1, "epoch": epoch}
             )
             assert (joined["type"], joined["recovered"], joined["offset"]) == (
-                "room_joined", False, 6
+                "room_joined",
+                False,
+                6,
             )
             await alice.expect("presence")
             await alice.quiet()  # nothing replayed: the client resynchronises
@@ -218,7 +232,9 @@ async def test_a_rejoin_with_another_epoch_says_recovered_false() -> None:
                 {"type": "join_room", "room": ROOM, "since": 0, "epoch": "not-the-epoch"}
             )
             assert (joined["type"], joined["recovered"], joined["offset"]) == (
-                "room_joined", False, 1
+                "room_joined",
+                False,
+                1,
             )
             await alice.expect("presence")
             await alice.quiet()
@@ -234,7 +250,9 @@ async def test_a_rejoin_that_missed_nothing_is_recovered_with_no_frames() -> Non
                 {"type": "join_room", "room": ROOM, "since": echo["offset"], "epoch": epoch}
             )
             assert (joined["type"], joined["recovered"], joined["offset"]) == (
-                "room_joined", True, 1
+                "room_joined",
+                True,
+                1,
             )
             await alice.expect("presence")
             await alice.quiet()
@@ -257,12 +275,15 @@ async def test_progress_pushed_while_the_user_was_away_is_recovered_in_the_perso
             )
             frames = [await alice.expect("task_progress") for _ in range(3)]
             assert [(f["offset"], f["percentage"], f.get("state", "running")) for f in frames] == [
-                (1, 10.0, "running"), (2, 60.0, "running"), (3, 100.0, "completed")
+                (1, 10.0, "running"),
+                (2, 60.0, "running"),
+                (3, 100.0, "completed"),
             ]
             joined = await alice.expect("room_joined")
             assert (joined["room"], joined["recovered"], joined["offset"]) == (
-                "user:alice", True, 3
+                "user:alice",
+                True,
+                3,
             )
             await alice.expect("presence")
             await alice.quiet()
-

@@ -35,7 +35,10 @@ async def test_an_admin_or_service_post_reaches_members_and_the_history(role: st
         frame = await bob.expect("new_message")
         assert body == {"room": ROOM, "epoch": joined["epoch"], "offset": 1, "id": frame["id"]}
         assert (frame["message"], frame["kind"], frame["user_id"], frame["offset"]) == (
-            "maintenance at noon", "system", "ops", 1
+            "maintenance at noon",
+            "system",
+            "ops",
+            1,
         )
         await bob.quiet()
         async with node.client("carol") as carol:  # it is in the history
@@ -48,12 +51,14 @@ async def test_an_admin_or_service_post_reaches_members_and_the_history(role: st
 
 async def test_a_post_to_a_room_without_members_lands_in_its_history() -> None:
     async with hub_node(clock=ManualClock()) as node:
-        status, body = await post(node, "project:9", {"message": "built", "kind": "notification"},
-                                  "admin")
+        status, body = await post(
+            node, "project:9", {"message": "built", "kind": "notification"}, "admin"
+        )
         assert (status, body["offset"]) == (201, 1)
         async with node.client("alice") as alice:
-            await alice.send({"type": "join_room", "room": "project:9", "since": 0,
-                              "epoch": body["epoch"]})
+            await alice.send(
+                {"type": "join_room", "room": "project:9", "since": 0, "epoch": body["epoch"]}
+            )
             frame = await alice.expect("new_message")
             assert (frame["message"], frame["kind"]) == ("built", "notification")
 
@@ -114,23 +119,17 @@ async def test_presence_lists_the_rooms_members_for_those_who_may_join() -> None
         await alice_again.join(ROOM)
         await bob.join(ROOM)
         async with node.http() as http:
-            response = await http.get(
-                f"/api/rooms/{ROOM}/presence", headers=node.bearer("carol")
-            )
+            response = await http.get(f"/api/rooms/{ROOM}/presence", headers=node.bearer("carol"))
             assert response.status_code == 200
             body = response.json()
             assert body["room"] == ROOM
             assert sorted(
                 (m["user_id"], m["user_name"], m["connections"]) for m in body["members"]
             ) == [("alice", "Alice", 2), ("bob", "Bob", 1)]
-            response = await http.get(
-                "/api/rooms/admin:ops/presence", headers=node.bearer("carol")
-            )
+            response = await http.get("/api/rooms/admin:ops/presence", headers=node.bearer("carol"))
             assert (response.status_code, response.json()["error"]["code"]) == (403, "forbidden")
             response = await http.get("/api/rooms/lobby/presence", headers=node.bearer("carol"))
-            assert (response.status_code, response.json()["error"]["code"]) == (
-                422, "invalid_room"
-            )
+            assert (response.status_code, response.json()["error"]["code"]) == (422, "invalid_room")
             response = await http.get(f"/api/rooms/{ROOM}/presence")
             assert response.status_code == 401
 
@@ -154,10 +153,13 @@ async def test_the_room_list_is_for_admins_and_counts_members() -> None:
             rooms = {r["room"]: r for r in body["rooms"]}
             assert set(rooms) == {ROOM, "user:alice", "user:bob"}
             assert (rooms[ROOM]["users"], rooms[ROOM]["connections"], rooms[ROOM]["offset"]) == (
-                2, 3, 1
+                2,
+                3,
+                1,
             )
             assert (rooms["user:alice"]["users"], rooms["user:alice"]["connections"]) == (1, 2)
             response = await http.get("/api/rooms", headers=node.bearer("carol"))
             assert (response.status_code, response.json()["error"]["code"]) == (
-                403, "insufficient_role"
+                403,
+                "insufficient_role",
             )

@@ -44,7 +44,7 @@ async def test_a_stalled_client_is_closed_4008_and_a_healthy_one_gets_everything
 
         async def read_bob() -> None:
             while True:
-                frame = await bob.recv(timeout=30)
+                frame = await bob.recv(timeout_seconds=30)
                 if frame["type"] == "new_message":
                     received.append(frame["offset"])
                 elif frame["type"] == "user_left_room":
@@ -63,9 +63,9 @@ async def test_a_stalled_client_is_closed_4008_and_a_healthy_one_gets_everything
                     await node.hub.send_to_room(ROOM, "after")
                     sent += 1
                 # alice reads again: what the kernel held, then the close
-                assert await alice.closed(timeout=30) == (4008, "slow_consumer")
+                assert await alice.closed(timeout_seconds=30) == (4008, "slow_consumer")
                 await left.wait()
-                await node.wait_for(lambda: len(received) >= sent, timeout=30)
+                await node.wait_for(lambda: len(received) >= sent, timeout_seconds=30)
             group.cancel_scope.cancel()
         assert received == list(range(1, sent + 1))  # every one, in order
         assert node.connections("alice") == []
@@ -76,7 +76,7 @@ async def test_a_stalled_client_is_closed_4008_and_a_healthy_one_gets_everything
 
 
 async def _clog(node: HubNode, user: str, *, waiting: int) -> int:
-    """Send big messages to ``user`` until ``waiting`` frames wait in its outbox; return how many."""
+    """Send big messages to ``user`` until ``waiting`` frames wait in its outbox; say how many."""
     (connection,) = node.connections(user)
     sent = 0
     with anyio.fail_after(30):
@@ -89,7 +89,10 @@ async def _clog(node: HubNode, user: str, *, waiting: int) -> int:
 
 async def test_progress_of_one_task_coalesces_for_a_slow_reader_and_arrives_latest_first() -> None:
     settings = HubSettings(outbox_size=256, max_message_chars=BIG)
-    async with hub_node(settings) as node, node.client("alice", max_queue=1, compression=None) as alice:
+    async with (
+        hub_node(settings) as node,
+        node.client("alice", max_queue=1, compression=None) as alice,
+    ):
         clogged = await _clog(node, "alice", waiting=2)
         (connection,) = node.connections("alice")
         before = connection.session.statistics().outbox_used
@@ -103,7 +106,7 @@ async def test_progress_of_one_task_coalesces_for_a_slow_reader_and_arrives_late
         frames: list[dict[str, Any]] = []
         with anyio.fail_after(WAIT * 3):
             while sum(f["type"] == "task_progress" for f in frames) < 2:
-                frames.append(await alice.recv(timeout=30))
+                frames.append(await alice.recv(timeout_seconds=30))
         await alice.quiet()
         chats = [f for f in frames if f["type"] == "new_message"]
         progress = [f for f in frames if f["type"] == "task_progress"]
@@ -121,7 +124,10 @@ async def test_progress_of_one_task_coalesces_for_a_slow_reader_and_arrives_late
 
 async def test_chat_messages_never_coalesce() -> None:
     settings = HubSettings(outbox_size=256, max_message_chars=BIG)
-    async with hub_node(settings) as node, node.client("alice", max_queue=1, compression=None) as alice:
+    async with (
+        hub_node(settings) as node,
+        node.client("alice", max_queue=1, compression=None) as alice,
+    ):
         await _clog(node, "alice", waiting=2)
         (connection,) = node.connections("alice")
         before = connection.session.statistics().outbox_used
@@ -133,7 +139,7 @@ async def test_chat_messages_never_coalesce() -> None:
         notes: list[str] = []
         with anyio.fail_after(WAIT * 3):
             while len(notes) < 10:
-                frame = await client.recv(timeout=30)
+                frame = await client.recv(timeout_seconds=30)
                 if frame["message"].startswith("note"):
                     notes.append(frame["message"])
         assert notes == [f"note {n}" for n in range(10)]

@@ -51,17 +51,24 @@ BAD_FRAMES: list[tuple[str, str | bytes | dict[str, Any], str]] = [
     ("no_type", {"room": "public:lobby"}, "validation_error"),
     ("missing_field", {"type": "send_message", "room": "public:lobby"}, "validation_error"),
     ("wrong_type", {"type": "join_room", "room": 5}, "validation_error"),
-    ("bad_kind", {"type": "send_message", "room": "public:lobby", "message": "x", "kind": "yell"},
-     "validation_error"),
-    ("negative_since", {"type": "join_room", "room": "public:lobby", "since": -1},
-     "validation_error"),
+    (
+        "bad_kind",
+        {"type": "send_message", "room": "public:lobby", "message": "x", "kind": "yell"},
+        "validation_error",
+    ),
+    (
+        "negative_since",
+        {"type": "join_room", "room": "public:lobby", "since": -1},
+        "validation_error",
+    ),
     ("room_too_long", {"type": "join_room", "room": "public:" + "x" * 400}, "validation_error"),
     ("oversize", {"type": "ping", "pad": "x" * 2000}, "frame_too_large"),
 ]
 
 
 @pytest.mark.parametrize(
-    ("frame", "code"), [(frame, code) for _, frame, code in BAD_FRAMES],
+    ("frame", "code"),
+    [(frame, code) for _, frame, code in BAD_FRAMES],
     ids=[case for case, _, _ in BAD_FRAMES],
 )
 async def test_a_bad_frame_gets_its_error_and_the_connection_goes_on(
@@ -114,8 +121,17 @@ async def test_a_message_at_the_limit_is_accepted() -> None:
 
 @pytest.mark.parametrize(
     "room",
-    ["lobby", "public:", ":lobby", "Public:lobby", "public:a b", "public:{tag}", "public:a/b",
-     "public:a*", "x" * 33 + ":lobby"],
+    [
+        "lobby",
+        "public:",
+        ":lobby",
+        "Public:lobby",
+        "public:a b",
+        "public:{tag}",
+        "public:a/b",
+        "public:a*",
+        "x" * 33 + ":lobby",
+    ],
 )
 async def test_an_invalid_room_name_is_refused_for_join_and_send(room: str) -> None:
     async with pair() as (node, alice, bob):
@@ -152,7 +168,7 @@ async def test_leaving_the_personal_room_or_a_room_not_joined_is_refused() -> No
 
 
 async def test_leaving_a_room_stops_its_frames_and_tells_the_others() -> None:
-    async with pair() as (node, alice, bob):
+    async with pair() as (_node, alice, bob):
         left = await alice.request({"type": "leave_room", "room": "public:lobby"})
         assert left == {"type": "room_left", "room": "public:lobby", "ref": left["ref"]}
         event = await bob.expect("user_left_room")
