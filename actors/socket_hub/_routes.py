@@ -125,14 +125,17 @@ class _Frames:
             counters = hub._parts.counters
             counters.rate_limited += 1
             connection.strikes += 1
+            why = (
+                f"more than {settings.rate_per_second:g} frames a second "
+                f"(burst {settings.rate_burst}); slow down"
+            )
             if connection.strikes >= settings.rate_strikes:
                 counters.rate_limit_closes += 1
+                # the last error frame first: a closing session queues nothing more
+                session.send_error("rate_limited", why, ref=frame.ref)
                 session.close(CloseCode.RATE_LIMITED, "rate_limited")
-            raise Rejected(
-                "rate_limited",
-                f"more than {settings.rate_per_second:g} frames a second "
-                f"(burst {settings.rate_burst}); slow down",
-            )
+                return
+            raise Rejected("rate_limited", why)
         connection.strikes = 0
         match frame:
             case SendMessage(room=room, message=text, kind=kind, ref=ref):
