@@ -42,8 +42,12 @@ async def test_past_the_burst_frames_get_rate_limited_errors_then_a_4029_close()
             error = await alice.request({"type": "ping"})
             assert (error["type"], error["code"]) == ("error", "rate_limited"), strike
             assert "slow down" in error["message"]
-        await alice.send({"type": "send_message", "room": ROOM, "message": "spam"})
-        assert await alice.closed() == (4029, "rate_limited")
+        await alice.send({"type": "send_message", "room": ROOM, "message": "spam", "ref": "s"})
+        frames = await alice.frames_until_close()
+        assert [(f["type"], f["code"], f["ref"]) for f in frames] == [
+            ("error", "rate_limited", "s")
+        ]
+        assert (alice.ws.close_code, alice.ws.close_reason) == (4029, "rate_limited")
         assert (await bob.expect("user_left_room"))["user_id"] == "alice"
         await bob.quiet()  # the refused message never reached the room
         stats = await node.statistics()
