@@ -147,12 +147,13 @@ class Hub:
                 "stage": stage,
                 "message": message,
                 "state": state,
-                "result": msgspec.Raw(_encoder.encode(result)) if result is not None else None,
                 "error": error,
                 "ts": self._parts.clock.time(),
             },
             TaskProgress,
         )
+        if result is not None:  # convert() takes no Raw: the encoded result goes in after
+            frame = msgspec.structs.replace(frame, result=msgspec.Raw(_encoder.encode(result)))
         return await self.post(room, _encoder.encode(frame))
 
     async def post(
