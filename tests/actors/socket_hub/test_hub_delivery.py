@@ -287,3 +287,54 @@ async def test_progress_pushed_while_the_user_was_away_is_recovered_in_the_perso
             )
             await alice.expect("presence")
             await alice.quiet()
+
+
+async def test_a_rejoin_from_an_offset_ahead_of_the_room_says_recovered_false() -> None:
+    async with hub_node(clock=ManualClock()) as node, node.client("bob") as bob:
+        await bob.join(ROOM)
+        await bob.say(ROOM, "m0")
+        epoch = await epoch_of(node, ROOM)
+        async with node.client("alice") as alice:
+            joined = await alice.request(
+                {"type": "join_room", "room": ROOM, "since": 50, "epoch": epoch}
+            )
+            assert (joined["type"], joined["recovered"], joined["offset"]) == (
+                "room_joined",
+                False,
+                1,
+            )
+            await alice.expect("presence")
+            await bob.expect("user_joined_room")
+            live, _ = await bob.say(ROOM, "live")  # offset 2: not mistaken for seen
+            assert (await alice.expect("new_message"))["id"] == live["id"]
+
+
+async def test_a_broadcast_reaches_every_connection_of_the_node() -> None:
+    async with (
+        hub_node(clock=ManualClock()) as node,
+        node.client("alice") as alice,
+        node.client("bob") as bob,
+        node.client("bob") as bob_again,
+    ):
+        await alice.join(ROOM)
+        assert await node.hub.broadcast("restart at noon") == 3
+        frames = [await client.expect("new_message") for client in (alice, bob, bob_again)]
+        assert {(f["room"], f["message"], f["kind"], f["id"]) for f in frames} == {
+            ("*", "restart at noon", "system", frames[0]["id"])
+        }
+        for client in (alice, bob, bob_again):
+            await client.quiet()
+
+
+async def test_task_progress_carries_its_state_and_result() -> None:
+    async with hub_node(clock=ManualClock()) as node, node.client("alice") as alice:
+        await node.hub.task_progress(
+            "alice", "job-3", 100.0, state="completed", result={"rows": 12}, message="done"
+        )
+        frame = await alice.expect("task_progress")
+        assert (frame["state"], frame["result"], frame["message"], frame["room"]) == (
+            "completed",
+            {"rows": 12},
+            "done",
+            "user:alice",
+        )

@@ -130,3 +130,14 @@ async def test_a_connection_silent_past_the_idle_timeout_is_closed() -> None:
         await bob.quiet()
         await node.wait_for(lambda: node.connections("alice") == [])
         assert (await node.statistics()).idle_closes == 1
+
+
+async def test_a_first_frame_connection_past_the_limit_gets_an_error_then_4029() -> None:
+    settings = HubSettings(connections_per_user=1)
+    async with hub_node(settings, clock=ManualClock()) as node, node.client("alice") as alice:
+        async with node.anonymous() as again:
+            await again.send({"type": "auth", "token": node.token("alice")})
+            frames = await again.frames_until_close()
+            assert [(f["type"], f["code"]) for f in frames] == [("error", "too_many_connections")]
+            assert again.ws.close_code == 4029
+        await alice.quiet()
