@@ -146,13 +146,21 @@ async def _first_frame_principal(timeout_seconds: float) -> Principal:
 
 
 class _Coalesced:
-    """An outbox entry whose frame a later one with the same key may replace."""
+    """An outbox entry whose frame a later one with the same key may replace.
+
+    ``data`` is ``None`` once the entry is retired: a later frame with its key
+    was queued at the end instead (see :meth:`WebSocketSession.send_encoded`).
+    """
 
     __slots__ = ("data", "key")
 
     def __init__(self, key: Hashable, data: str | bytes) -> None:
         self.key = key
-        self.data = data
+        self.data: str | bytes | None = data
+
+
+def _is_retired(item: str | bytes | _Coalesced) -> bool:
+    return type(item) is _Coalesced and item.data is None
 
 
 class SessionClosed(msgspec.Struct, frozen=True, kw_only=True):
@@ -245,6 +253,7 @@ class WebSocketSession:
         self._group: TaskGroup | None = None
         self._frames_in = self._frames_out = self._error_frames = self._coalesced = 0
         self._bad_frames = 0
+        self._retired = 0  # coalesced entries still in the outbox but superseded
 
     def __repr__(self) -> str:
         who = self.principal.subject if self.principal is not None else None
@@ -276,8 +285,12 @@ class WebSocketSession:
         Args:
             data: the encoded frame.
             coalesce: a key (e.g. ``("task", task_id)``): while a frame queued
-                with the same key is still waiting, ``data`` replaces it in
-                place (only the latest is written) instead of queueing another.
+                with the same key is still waiting, only the latest is written.
+                ``data`` replaces it in place when nothing was queued after it;
+                otherwise the waiting one is dropped and ``data`` is queued last,
+                so it never overtakes frames queued before it (their order, such
+                as the offsets of a room's history, is kept). Either way the
+                outbox holds one frame per key.
             priority: an answer the client is owed (an ack, an error): it may
                 use a second ``outbox_size`` of room before the session overflows.
         """
@@ -286,10 +299,18 @@ class WebSocketSession:
         if coalesce is not None:
             waiting = self._coalescing.get(coalesce)
             if waiting is not None:
-                waiting.data = data
                 self._coalesced += 1
+                if self._outbox[-1] is waiting:
+                    waiting.data = data
+                    return True
+                self._retire(waiting)
+                slot = _Coalesced(coalesce, data)
+                self._coalescing[coalesce] = slot
+                self._outbox.append(slot)
+                self._outbox_changed.notify()
                 return True
-        if len(self._outbox) >= (2 * self.outbox_size if priority else self.outbox_size):
+        used = len(self._outbox) - self._retired
+        if used >= (2 * self.outbox_size if priority else self.outbox_size):
             self._counters.outbox_overflows += 1
             logger.info(
                 "websocket %s (request id %s): outbox of %d frames overflowed; closing",
@@ -307,6 +328,16 @@ class WebSocketSession:
             self._outbox.append(data)
         self._outbox_changed.notify()
         return True
+
+    def _retire(self, entry: _Coalesced) -> None:
+        """Drop a waiting coalesced frame; compact the outbox when retired entries pile up."""
+        entry.data = None
+        self._retired += 1
+        if self._retired > self.outbox_size:
+            kept = [item for item in self._outbox if not _is_retired(item)]
+            self._outbox.clear()  # in place: the writer holds this deque
+            self._outbox.extend(kept)
+            self._retired = 0
 
     def send_error(self, code: str, message: str, *, ref: str | int | None = None) -> bool:
         """Queue an error frame ``{"type": "error", "code": ..., "message": ...}``."""
@@ -339,7 +370,7 @@ class WebSocketSession:
             frames_in=self._frames_in,
             frames_out=self._frames_out,
             error_frames=self._error_frames,
-            outbox_used=len(self._outbox),
+            outbox_used=len(self._outbox) - self._retired,
             outbox_size=self.outbox_size,
             coalesced=self._coalesced,
             bad_frames=self._bad_frames,
@@ -352,6 +383,7 @@ class WebSocketSession:
             self._flush = False
             self._outbox.clear()
             self._coalescing.clear()
+            self._retired = 0
         if self._group is not None:
             self._group.cancel_scope.cancel()
 
@@ -411,10 +443,15 @@ class WebSocketSession:
         outbox = self._outbox
         while True:
             while outbox:
-                item = outbox.popleft()
-                if type(item) is _Coalesced:
-                    del self._coalescing[item.key]
-                    item = item.data
+                entry = outbox.popleft()
+                if isinstance(entry, _Coalesced):
+                    if entry.data is None:  # superseded by a later frame with its key
+                        self._retired -= 1
+                        continue
+                    del self._coalescing[entry.key]
+                    item: str | bytes = entry.data
+                else:
+                    item = entry
                 await self._websocket.send(item)
                 self._frames_out += 1
                 self._counters.frames_out += 1
