@@ -87,8 +87,12 @@ async def _clog(node: HubNode, user: str, *, waiting: int) -> int:
     return sent
 
 
-async def test_progress_of_one_task_coalesces_for_a_slow_reader_and_arrives_latest_first() -> None:
-    settings = HubSettings(outbox_size=256, max_message_chars=BIG)
+@pytest.mark.parametrize("outbox_size", [256, 8], ids=["roomy", "compacting"])
+async def test_progress_of_one_task_coalesces_for_a_slow_reader_and_arrives_latest_first(
+    outbox_size: int,
+) -> None:
+    # with 8, superseded updates outnumber the outbox many times over: it is compacted
+    settings = HubSettings(outbox_size=outbox_size, max_message_chars=BIG)
     async with (
         hub_node(settings) as node,
         node.client("alice", max_queue=1, compression=None) as alice,
@@ -143,3 +147,34 @@ async def test_chat_messages_never_coalesce() -> None:
                 if frame["message"].startswith("note"):
                     notes.append(frame["message"])
         assert notes == [f"note {n}" for n in range(10)]
+
+
+async def test_a_coalesced_update_never_overtakes_frames_queued_after_the_one_it_replaces() -> None:
+    """Offsets reach a slow reader in order even when progress coalesces: a client that
+    drops mid-way and rejoins from the last offset it saw must not skip a frame."""
+    settings = HubSettings(outbox_size=256, max_message_chars=BIG)
+    async with (
+        hub_node(settings) as node,
+        node.client("alice", max_queue=1, compression=None) as alice,
+    ):
+        clogged = await _clog(node, "alice", waiting=2)
+        await node.hub.task_progress("alice", "task-a", 10.0)
+        await node.hub.send_to_user("alice", "between")
+        await node.hub.task_progress("alice", "task-b", 10.0)
+        await node.hub.task_progress("alice", "task-a", 20.0)
+        await node.hub.task_progress("alice", "task-a", 30.0)  # right behind its last: in place
+        (connection,) = node.connections("alice")
+        assert connection.session.statistics().coalesced == 2
+        frames: list[dict[str, Any]] = []
+        with anyio.fail_after(WAIT * 3):
+            while len(frames) < clogged + 3:
+                frames.append(await alice.recv(timeout_seconds=30))
+        await alice.quiet()
+        offsets = [f["offset"] for f in frames]
+        assert offsets == sorted(offsets), offsets[-4:]
+        tail = [(f["type"], f.get("task_id"), f.get("percentage")) for f in frames[-3:]]
+        assert tail == [
+            ("new_message", None, None),
+            ("task_progress", "task-b", 10.0),
+            ("task_progress", "task-a", 30.0),
+        ]
