@@ -141,3 +141,16 @@ async def test_a_first_frame_connection_past_the_limit_gets_an_error_then_4029()
             assert [(f["type"], f["code"]) for f in frames] == [("error", "too_many_connections")]
             assert again.ws.close_code == 4029
         await alice.quiet()
+
+
+async def test_a_hub_that_is_not_running_refuses_the_upgrade_503_not_429() -> None:
+    async with hub_node(clock=ManualClock()) as node:
+        parts = node.hub._parts
+        ref, parts.ref = parts.ref, None  # as between two incarnations of the hub actor
+        try:
+            status, body = await node.refused(headers=node.bearer("alice"))
+        finally:
+            parts.ref = ref
+        assert (status, body["error"]["code"]) == (503, "unavailable")
+        async with node.client("alice") as alice:
+            await alice.quiet()
