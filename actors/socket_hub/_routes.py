@@ -205,7 +205,8 @@ async def _serve_socket() -> None:
     try:
         await hub.connect(connection)
     except Rejected as exc:
-        status = 503 if exc.code == "node_stopping" else 429
+        # only the per-user limit is the client's doing; the rest (stopping, restarting) is ours
+        status = 429 if exc.code == "too_many_connections" else 503
         raise ApiError(status, exc.code, exc.message) from None
     try:
         await run_session(session, _FRAMES, _Frames(hub, connection))
