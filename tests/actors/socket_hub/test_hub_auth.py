@@ -212,3 +212,31 @@ async def test_an_origin_outside_the_allow_list_is_refused_403_before_the_token(
         headers = node.bearer("alice") | {"Origin": ALLOWED_ORIGIN}
         async with node.client("alice", token=None, additional_headers=headers) as alice:
             assert alice.welcome is not None and alice.welcome["user_id"] == "alice"
+
+
+async def test_the_singular_role_claim_and_the_name_are_read() -> None:
+    async with hub_node(clock=ManualClock()) as node:
+        now = int(node.clock.time())
+        claims = {"sub": "root", "iat": now, "exp": now + 600, "role": "admin", "name": "Root"}
+        token = jwt.encode(claims, SECRET, algorithm="HS256")
+        async with node.client("root", token=token) as root:
+            assert root.welcome is not None and root.welcome["user_name"] == "Root"
+            joined, _ = await root.join("admin:ops")
+            assert joined["room"] == "admin:ops"
+
+
+async def test_a_configured_audience_and_issuer_are_required() -> None:
+    settings = Settings(jwt_secret=Secret(SECRET), jwt_audience="hub", jwt_issuer="auth.example")
+    async with hub_node(node=settings, clock=ManualClock()) as node:
+        now = int(node.clock.time())
+        claims = {"sub": "alice", "iat": now, "exp": now + 600}
+        for extra, code in (
+            ({}, "missing_claim"),
+            ({"aud": "other", "iss": "auth.example"}, "invalid_audience"),
+            ({"aud": "hub", "iss": "elsewhere"}, "invalid_issuer"),
+        ):
+            token = jwt.encode(claims | extra, SECRET, algorithm="HS256")
+            status, body = await node.refused(headers={"Authorization": f"Bearer {token}"})
+            assert (status, body["error"]["code"]) == (401, code), extra
+        async with node.client("alice") as alice:  # issue() sets both
+            assert alice.welcome is not None and alice.welcome["user_id"] == "alice"
