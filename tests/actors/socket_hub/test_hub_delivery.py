@@ -338,3 +338,17 @@ async def test_task_progress_carries_its_state_and_result() -> None:
             "done",
             "user:alice",
         )
+
+
+async def test_a_replay_longer_than_the_outbox_is_delivered_not_cut_off() -> None:
+    """A rejoin may replay up to ``history_size`` frames at once: more than ``outbox_size``
+    must not close the client as a slow consumer (it would rejoin and be cut off again)."""
+    settings = HubSettings(history_size=100, outbox_size=16)
+    async with hub_node(settings, clock=ManualClock()) as node:
+        posted = [await node.hub.send_to_room(ROOM, f"m{n}") for n in range(40)]
+        epoch = posted[-1].epoch
+        async with node.client("alice") as alice:
+            await alice.send({"type": "join_room", "room": ROOM, "since": 0, "epoch": epoch})
+            frames = [await alice.recv() for _ in range(41)]
+            assert [f["offset"] for f in frames[:40]] == list(range(1, 41))
+            assert (frames[40]["type"], frames[40]["recovered"]) == ("room_joined", True)
