@@ -240,3 +240,20 @@ async def test_a_configured_audience_and_issuer_are_required() -> None:
             assert (status, body["error"]["code"]) == (401, code), extra
         async with node.client("alice") as alice:  # issue() sets both
             assert alice.welcome is not None and alice.welcome["user_id"] == "alice"
+
+
+async def test_a_refreshed_token_is_warned_again_before_it_expires_in_turn() -> None:
+    async with hub_node(CALM, clock=ManualClock()) as node:
+        async with node.client("alice", token=node.token("alice", ttl_seconds=90)) as alice:
+            node.advance(31)
+            await alice.expect("token_expiring")
+            ack = await alice.request(
+                {"type": "auth", "token": node.token("alice", ttl_seconds=90)}
+            )
+            assert ack["type"] == "ack"
+            node.advance(31)  # past the first token's expiry, inside the new one's window
+            second = await alice.expect("token_expiring")
+            assert second["expires_at"] == pytest.approx(node.clock.time() + 59, abs=2)
+            node.advance(60)
+            assert await alice.closed() == (4001, "token_expired")
+        assert (await node.statistics()).expiry_warnings == 2
