@@ -159,7 +159,16 @@ class _Coalesced:
         self.data: str | bytes | None = data
 
 
-def _is_retired(item: str | bytes | _Coalesced) -> bool:
+class _Unbounded:
+    """An outbox entry queued outside the bound (``send_encoded(bounded=False)``)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: str | bytes) -> None:
+        self.data = data
+
+
+def _is_retired(item: str | bytes | _Coalesced | _Unbounded) -> bool:
     return type(item) is _Coalesced and item.data is None
 
 
@@ -243,7 +252,9 @@ class WebSocketSession:
         self._clock = node.clock
         self._stopping = node.stopping
         self._counters = counters_of_current_app()
-        self._outbox: collections.deque[str | bytes | _Coalesced] = collections.deque()
+        self._outbox: collections.deque[str | bytes | _Coalesced | _Unbounded] = (
+            collections.deque()
+        )
         self._coalescing: dict[Hashable, _Coalesced] = {}
         self._outbox_changed = Notifier()
         self._close: SessionClosed | None = None
@@ -254,6 +265,7 @@ class WebSocketSession:
         self._frames_in = self._frames_out = self._error_frames = self._coalesced = 0
         self._bad_frames = 0
         self._retired = 0  # coalesced entries still in the outbox but superseded
+        self._unbounded = 0  # entries queued with bounded=False, outside outbox_size
 
     def __repr__(self) -> str:
         who = self.principal.subject if self.principal is not None else None
@@ -275,7 +287,12 @@ class WebSocketSession:
         return self.send_encoded(encode_frame(frame))
 
     def send_encoded(
-        self, data: str | bytes, *, coalesce: Hashable | None = None, priority: bool = False
+        self,
+        data: str | bytes,
+        *,
+        coalesce: Hashable | None = None,
+        priority: bool = False,
+        bounded: bool = True,
     ) -> bool:
         """Queue an already-encoded frame (``str``: text frame, ``bytes``: binary frame).
 
@@ -293,9 +310,17 @@ class WebSocketSession:
                 outbox holds one frame per key.
             priority: an answer the client is owed (an ack, an error): it may
                 use a second ``outbox_size`` of room before the session overflows.
+            bounded: ``False`` for a burst the caller bounds itself (a history
+                replay of at most its history size): it is queued whatever the
+                fill, and neither counts against ``outbox_size`` nor overflows.
         """
         if self._close is not None:
             return False
+        if not bounded:
+            self._outbox.append(_Unbounded(data))
+            self._unbounded += 1
+            self._outbox_changed.notify()
+            return True
         if coalesce is not None:
             waiting = self._coalescing.get(coalesce)
             if waiting is not None:
@@ -309,7 +334,7 @@ class WebSocketSession:
                 self._outbox.append(slot)
                 self._outbox_changed.notify()
                 return True
-        used = len(self._outbox) - self._retired
+        used = len(self._outbox) - self._retired - self._unbounded
         if used >= (2 * self.outbox_size if priority else self.outbox_size):
             self._counters.outbox_overflows += 1
             logger.info(
@@ -370,7 +395,7 @@ class WebSocketSession:
             frames_in=self._frames_in,
             frames_out=self._frames_out,
             error_frames=self._error_frames,
-            outbox_used=len(self._outbox) - self._retired,
+            outbox_used=len(self._outbox) - self._retired - self._unbounded,
             outbox_size=self.outbox_size,
             coalesced=self._coalesced,
             bad_frames=self._bad_frames,
@@ -383,7 +408,7 @@ class WebSocketSession:
             self._flush = False
             self._outbox.clear()
             self._coalescing.clear()
-            self._retired = 0
+            self._retired = self._unbounded = 0
         if self._group is not None:
             self._group.cancel_scope.cancel()
 
@@ -450,6 +475,9 @@ class WebSocketSession:
                         continue
                     del self._coalescing[entry.key]
                     item: str | bytes = entry.data
+                elif isinstance(entry, _Unbounded):
+                    self._unbounded -= 1
+                    item = entry.data
                 else:
                     item = entry
                 await self._websocket.send(item)
