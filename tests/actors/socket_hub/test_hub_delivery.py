@@ -352,3 +352,8 @@ async def test_a_replay_longer_than_the_outbox_is_delivered_not_cut_off() -> Non
             frames = [await alice.recv() for _ in range(41)]
             assert [f["offset"] for f in frames[:40]] == list(range(1, 41))
             assert (frames[40]["type"], frames[40]["recovered"]) == ("room_joined", True)
+            await alice.expect("presence")
+            for n in range(10):  # live traffic right after is bounded as usual, and flows
+                await node.hub.send_to_room(ROOM, f"live {n}")
+            live = [await alice.expect("new_message") for _ in range(10)]
+            assert [f["offset"] for f in live] == list(range(41, 51))
