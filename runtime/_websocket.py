@@ -252,9 +252,7 @@ class WebSocketSession:
         self._clock = node.clock
         self._stopping = node.stopping
         self._counters = counters_of_current_app()
-        self._outbox: collections.deque[str | bytes | _Coalesced | _Unbounded] = (
-            collections.deque()
-        )
+        self._outbox: collections.deque[str | bytes | _Coalesced | _Unbounded] = collections.deque()
         self._coalescing: dict[Hashable, _Coalesced] = {}
         self._outbox_changed = Notifier()
         self._close: SessionClosed | None = None
