@@ -196,11 +196,6 @@ class HubActor(Actor["HubMessage"]):
             return
         self._parts.connections.discard(connection)
         self._counters.disconnects += 1
-        session = connection.session
-        self._counters.coalesced += session.statistics().coalesced
-        closing = session.closing
-        if closing is not None and closing.code == CloseCode.SLOW_CONSUMER:
-            self._counters.slow_disconnects += 1
         for room in list(connection.rooms):
             self._leave(connection, room, explicit=False)
         mine = self._users.get(connection.user_id)
@@ -414,7 +409,7 @@ class HubActor(Actor["HubMessage"]):
         if replay is not None and replay.recovered:
             for offset, frame in replay.frames:
                 if offset > last:
-                    session.send_encoded(frame.decode())
+                    session.send_encoded(frame.decode(), bounded=False)
                     last = offset
             last = max(last, replay.position.offset)
         else:
@@ -422,7 +417,7 @@ class HubActor(Actor["HubMessage"]):
             last = room.delivered
         for offset, frame in buffer:
             if offset > last:
-                session.send_encoded(frame.decode())
+                session.send_encoded(frame.decode(), bounded=False)
                 last = offset
         room.members[connection] = None
         if last > room.delivered:
