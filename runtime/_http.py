@@ -106,6 +106,7 @@ REJECTION_STATUS: dict[str, int] = {
     "value_too_large": 413,
     "validation_error": 422,
     "rate_limited": 429,
+    "busy": 503,
     "unavailable": 503,
 }
 

@@ -166,8 +166,25 @@ class _Frames:
             case AuthRequest(token=token, ref=ref):
                 self._refresh(session, token)
                 session.send_encoded(_text(Ack(ref=ref)), priority=True)
+                await self._recheck_rooms(session)
             case _:
                 assert_never(frame)
+
+    async def _recheck_rooms(self, session: WebSocketSession) -> None:
+        """A refreshed token may grant less: leave the rooms it no longer lets the user into."""
+        connection, hub = self.connection, self.hub
+        for room in list(connection.rooms):
+            if room == connection.personal_room:
+                continue
+            try:
+                await check_access(connection.principal, room, None, hub.project_policy)
+            except Rejected as refused:
+                await hub.leave(connection, room)
+                session.send_error(
+                    refused.code,
+                    f"the refreshed token does not allow room {room!r}: {refused.message}",
+                )
+                session.send_encoded(_text(RoomLeft(room=room)), priority=True)
 
     def _refresh(self, session: WebSocketSession, token: str) -> None:
         verifier = node_context().verifier

@@ -180,6 +180,27 @@ async def test_a_refresh_for_another_subject_is_refused_and_the_connection_goes_
         assert (await node.statistics()).refreshes == 0
 
 
+async def test_a_refresh_that_drops_a_role_leaves_the_rooms_it_guarded() -> None:
+    async with (
+        hub_node(CALM, clock=ManualClock()) as node,
+        node.client("root", roles=["admin"]) as root,
+    ):
+        await root.join("admin:ops")
+        await root.join("public:lobby")
+        ack = await root.request({"type": "auth", "token": node.token("root")})  # no admin
+        assert ack["type"] == "ack"
+        refused = await root.expect("error")
+        assert refused["code"] == "forbidden" and "admin:ops" in refused["message"]
+        assert await root.expect("room_left") == {"type": "room_left", "room": "admin:ops"}
+        answer = await root.request(
+            {"type": "send_message", "room": "admin:ops", "message": "still here?"}
+        )
+        assert (answer["type"], answer["code"]) == ("error", "not_in_room")
+        await root.send({"type": "send_message", "room": "public:lobby", "message": "here"})
+        assert (await root.expect("new_message"))["message"] == "here"  # public: still in
+        await root.expect("ack")
+
+
 async def test_a_refresh_with_a_bad_token_is_an_error_frame() -> None:
     async with hub_node(CALM, clock=ManualClock()) as node, node.client("alice") as alice:
         answer = await alice.request({"type": "auth", "token": forged(node, "wrong_key")})
