@@ -167,15 +167,19 @@ def check_room(
     room: str,
     acknowledged: Sequence[int],
     members: Sequence[Member],
+    *,
+    stored: Sequence[int] = (),
 ) -> HistoryReport:
     """Judge what ``members`` received in ``room`` against the ``acknowledged`` offsets.
 
-    Fails on duplicates, offsets going backwards, phantoms (offsets nobody
-    acknowledged), and acknowledged offsets a member never received.
+    Fails on duplicates, offsets going backwards, phantoms (offsets neither
+    acknowledged nor ``stored`` in the room's history: a send whose answer was
+    lost to a fault may still have been stored), and acknowledged offsets a
+    member never received.
     """
     history = History()
     now = history.now()
-    for offset in acknowledged:
+    for offset in sorted(set(acknowledged) | set(stored)):
         history.write("senders", room, offset, ok=True, started=now, acked=now)
     for member in members:
         for offset in member.delivered(room):
