@@ -45,9 +45,11 @@ task: the session's tasks end, and the route's ``finally`` runs.
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import functools
 import logging
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import msgspec
@@ -143,6 +145,29 @@ async def _first_frame_principal(timeout_seconds: float) -> Principal:
             f'first frame must be {{"type": "auth", "token": "..."}} ({exc.code}: {exc.message})',
         ) from None
     return verify_token(node.verifier, frame.token)
+
+
+# Frames a writer sends back to back before it lets other tasks run once.
+_FRAMES_PER_CHECKPOINT = 64
+
+
+def _asgi_send(socket: object) -> Callable[[dict[str, Any]], Awaitable[None]] | None:
+    """The ASGI ``send`` behind Quart's websocket, or ``None`` where it cannot be found.
+
+    Quart's ``websocket.send`` yields to the event loop before every frame
+    (``asyncio.sleep(0)``, for handlers that send in a tight loop) and fires a
+    signal nobody here listens to: a task switch per frame. The writer sends
+    through the ASGI callable itself and yields once per
+    ``_FRAMES_PER_CHECKPOINT`` frames instead. (Quart keeps the callable as the
+    first argument of the ``functools.partial`` it stores in ``_send``; if that
+    ever changes, the writer falls back to ``websocket.send``.)
+    """
+    bound = getattr(socket, "_send", None)
+    args: tuple[Any, ...] = getattr(bound, "args", ())
+    if isinstance(bound, functools.partial) and len(args) == 1 and callable(args[0]):
+        send: Callable[[dict[str, Any]], Awaitable[None]] = args[0]
+        return send
+    return None
 
 
 class _Coalesced:
@@ -464,6 +489,8 @@ class WebSocketSession:
 
     async def _write(self) -> None:
         outbox = self._outbox
+        send = _asgi_send(self._websocket)
+        written = 0
         while True:
             while outbox:
                 entry = outbox.popleft()
@@ -478,9 +505,17 @@ class WebSocketSession:
                     item = entry.data
                 else:
                     item = entry
-                await self._websocket.send(item)
+                if send is None:
+                    await self._websocket.send(item)
+                elif type(item) is str:
+                    await send({"type": "websocket.send", "bytes": None, "text": item})
+                else:
+                    await send({"type": "websocket.send", "bytes": item, "text": None})
                 self._frames_out += 1
                 self._counters.frames_out += 1
+                written += 1
+                if written % _FRAMES_PER_CHECKPOINT == 0:
+                    await asyncio.sleep(0)  # a long outbox still lets other tasks run
             if self._close is not None:
                 break  # closing, and the outbox is drained
             await self._outbox_changed.wait()
