@@ -309,6 +309,8 @@ class HubActor(Actor["HubMessage"]):
         self._close_if_empty(room)
 
     def _announce(self, room: Room, frame: UserJoinedRoom | UserLeftRoom) -> None:
+        if self._presence.users(room.name) > self._settings.presence_events_max_members:
+            return  # a big room: each event would go to every member (ask for presence instead)
         data = _encoder.encode(frame)
         self._counters.deliveries += room.send_live(data)
         if self._parts.distributed:

@@ -18,7 +18,7 @@ import msgspec
 
 from runtime import CloseCode, Extension, RedisUnavailable, Rejected
 
-from ._frames import NewMessage, TaskProgress
+from ._frames import NewMessage, PresenceFrame, TaskProgress
 from ._messages import (
     Broadcast,
     Connect,
@@ -196,6 +196,17 @@ class Hub:
         except RedisUnavailable:
             members: list[PresenceMember] = await self._ref().ask(RoomPresence(room=room))
             return members
+
+    async def presence_frame(self, room: str) -> PresenceFrame:
+        """The ``presence`` frame that follows a join (bounded for big rooms)."""
+        most = self._parts.settings.presence_frame_max_members
+        if self._parts.local.users(room) > most:  # big: this node's first members, no Redis read
+            local = self._parts.local.members(room)
+            return PresenceFrame(room=room, members=local[:most], partial=True)
+        members = await self.presence(room)
+        if len(members) > most:
+            return PresenceFrame(room=room, members=members[:most], partial=True)
+        return PresenceFrame(room=room, members=members)
 
     async def rooms(self) -> list[RoomInfo]:
         """Every room with members on this node, with counts and history positions."""

@@ -234,10 +234,16 @@ class PresenceMember(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
 
 
 class PresenceFrame(_Frame, tag="presence", frozen=True, kw_only=True):
-    """Who is in a room, across every node (sent after ``room_joined``)."""
+    """Who is in a room, across every node (sent after ``room_joined``).
+
+    In a room with more users than ``SWITCHYARD_HUB_PRESENCE_FRAME_MAX_MEMBERS``
+    the frame after a join lists only that many of this node's members and
+    sets ``partial``; ``GET /api/rooms/<room>/presence`` has the whole list.
+    """
 
     room: str
     members: list[PresenceMember]
+    partial: bool = False
 
 
 class TokenExpiring(_Frame, tag="token_expiring", frozen=True, kw_only=True):

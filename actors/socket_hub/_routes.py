@@ -156,8 +156,7 @@ class _Frames:
             case JoinRoom(room=room, room_type=room_type, since=since, epoch=epoch, ref=ref):
                 await check_access(connection.principal, room, room_type, hub.project_policy)
                 await hub.join(connection, room, since=since, epoch=epoch, ref=ref)
-                members = await hub.presence(room)
-                session.send(PresenceFrame(room=room, members=members))
+                session.send(await hub.presence_frame(room))
             case LeaveRoom(room=room, ref=ref):
                 await hub.leave(connection, room)
                 session.send_encoded(_text(RoomLeft(room=room, ref=ref)), priority=True)

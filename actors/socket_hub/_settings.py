@@ -116,6 +116,25 @@ class HubSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
             ),
         ),
     ] = 5.0
+    presence_events_max_members: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=1_000_000,
+            description=(
+                "Rooms with more users than this on a node get no user_joined_room / "
+                "user_left_room frames (each would go to every member)."
+            ),
+        ),
+    ] = 100
+    presence_frame_max_members: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=1_000_000,
+            description="Most members listed in the presence frame that follows a join.",
+        ),
+    ] = 100
     gap_wait_seconds: Annotated[
         float,
         Meta(
