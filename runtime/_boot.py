@@ -21,11 +21,14 @@ import functools
 import importlib
 import inspect
 import logging
+import secrets
 import signal
 import socket
+import sys
 from typing import TYPE_CHECKING, TypeVar
 
 import anyio
+import msgspec
 from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
 
@@ -41,6 +44,7 @@ from ._http_stats import http_counters
 from ._node_context import NodeContext
 from ._node_keys import FANOUT, REDIS, STATISTICS
 from ._redis import RedisLink
+from ._settings import Secret
 from ._statistics import StatisticsRegistry, statistics_blueprint
 from ._supervisor import ServiceSpec, Supervisor
 from ._ws_connection import websocket_statistics
@@ -54,6 +58,7 @@ if TYPE_CHECKING:
     from ._clock import Clock
     from ._extensions import Extension
     from ._fanout import Fanout
+    from ._node_context import ReadinessCheck
     from ._sections import S, SettingsSection
     from ._settings import Settings
     from ._statistics import StatisticsSource
@@ -99,6 +104,9 @@ class NodeSetup:
         self.blueprints: list[Blueprint] = []
         self.extensions = Extensions()
         self.statistics = StatisticsRegistry()
+        self.readiness_checks: dict[str, ReadinessCheck] = {}
+        self.stopping = anyio.Event()
+        """Set when the node starts to drain (SIGTERM): packages that hold connections watch it."""
 
     def section(self, section: SettingsSection[S]) -> S:
         """The validated value of a settings section (see :class:`~runtime.SettingsSection`).
@@ -122,6 +130,19 @@ class NodeSetup:
         It appears in ``GET /api/statistics`` and is what the metrics actor exports.
         """
         self.statistics.add(name, source)
+
+    def add_readiness_check(self, name: str, check: ReadinessCheck) -> None:
+        """Make ``/readyz`` fail with ``check()``'s reason whenever it returns one.
+
+        ``check`` is called on every readiness probe: keep it a cheap, synchronous
+        look at state the package already has (a flag, a timestamp).
+
+        Raises:
+            ValueError: a check of that name was added already.
+        """
+        if name in self.readiness_checks:
+            raise ValueError(f"a readiness check named {name!r} was added already")
+        self.readiness_checks[name] = check
 
     def provide(self, key: Extension[T], facade: T) -> None:
         """Make ``facade`` available to every package installed after this one, by ``key``."""
@@ -230,6 +251,8 @@ async def assemble_node(
         verifier=token_verifier(settings, clock),
         extensions=setup.extensions,
         statistics=setup.statistics,
+        stopping=setup.stopping,
+        readiness_checks=setup.readiness_checks,
     )
     app = create_app(context, [statistics_blueprint(), *setup.blueprints])
     _register_runtime_statistics(context, app)
@@ -265,8 +288,11 @@ async def run_node(
         task_status: receives the :class:`NodeContext` once the node listens.
     """
     configuration = settings if isinstance(settings, Configuration) else Configuration.of(settings)
-    settings = configuration.node
     clock = clock or SystemClock()
+    dev_secret = _without_keys(configuration.node)
+    if dev_secret is not None:
+        configuration.replace_node(dev_secret)
+    settings = configuration.node
     redis, fanout = node_services(settings, clock)
     builders = [compose, load_hook(settings.app) if settings.app else None]
     context, app = await assemble_node(
@@ -281,6 +307,7 @@ async def run_node(
     # cut, which cancels tasks and logs tracebacks, is only a backstop behind it.
     config.graceful_timeout = settings.shutdown_grace_seconds + _HYPERCORN_BACKSTOP_SECONDS
     config.accesslog = None
+    config.websocket_max_message_size = settings.websocket_max_message_bytes
     config.errorlog = logging.getLogger("hypercorn.error")
     boot_error: Exception | None = None
     try:
@@ -297,6 +324,8 @@ async def run_node(
                 ", ".join(supervisor.actor_states()) or "(none)",
                 settings.redacted_redis_url or "not configured (in memory)",
             )
+            if dev_secret is not None and context.verifier is not None:
+                _print_dev_token(context.verifier, host, port)
             drain = RequestDrain(app)
             actors.start_soon(_watch_signals, context, drain)
             task_status.started(context)
@@ -390,6 +419,35 @@ def token_verifier(settings: Settings, clock: Clock) -> TokenVerifier | None:
         max_lifetime_seconds=settings.jwt_max_lifetime_seconds,
         clock=clock,
     )
+
+
+def _without_keys(settings: Settings) -> Settings | None:
+    """Settings with a generated HS256 secret when none is configured (development only)."""
+    if settings.jwt_secret is not None or settings.jwt_public_key is not None:
+        return None
+    if any(not alg.startswith("HS") for alg in settings.jwt_algorithms):
+        return None  # public-key algorithms pinned: a key must come from the operator
+    logger.warning(
+        "DEVELOPMENT ONLY: neither SWITCHYARD_JWT_SECRET nor SWITCHYARD_JWT_PUBLIC_KEY is set, "
+        "so this process made up a JWT secret that dies with it; set SWITCHYARD_JWT_SECRET "
+        "(at least 32 bytes) for anything but a try-out"
+    )
+    return msgspec.structs.replace(settings, jwt_secret=Secret(secrets.token_urlsafe(48)))
+
+
+def _print_dev_token(verifier: TokenVerifier, host: str, port: int) -> None:
+    """Print a ready admin token for the generated secret, and the WebSocket URL to try."""
+    ttl = min(12 * 3600.0, verifier.max_lifetime_seconds)
+    token = verifier.issue("dev", roles=["admin"], name="Developer", ttl_seconds=ttl)
+    shown = f"[{host}]" if ":" in host else host
+    sys.stdout.write(
+        f"\ndev token (sub 'dev', role admin, valid {ttl / 3600:g} h, this process only):\n"
+        f"  {token}\n"
+        f"try it:\n"
+        f"  curl -H 'Authorization: Bearer {token}' http://{shown}:{port}/api/statistics\n"
+        f"  WebSocket: ws://{shown}:{port}/ws?token={token}\n"
+    )
+    sys.stdout.flush()
 
 
 def _bind(host: str, port: int) -> socket.socket:

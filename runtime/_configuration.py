@@ -173,6 +173,11 @@ class Configuration:
         """The node's own settings."""
         return self._node
 
+    def replace_node(self, node: Settings) -> None:
+        """Swap in changed node settings (``run_node`` adds a generated dev secret so)."""
+        self._node = node
+        self._values[NODE_SETTINGS] = node
+
     @property
     def sections(self) -> tuple[SettingsSection[Any], ...]:
         """The sections validated so far (without the node's own)."""

@@ -263,12 +263,12 @@ class Fanout(Protocol):
         ...
 
     def subscribe(
-        self, channel: str, *, buffer_size: int = 1024
+        self, channel: str, *, buffer_size: int = 1024, skip_prefix: bytes = b""
     ) -> AbstractAsyncContextManager[Subscription]:
         """Receive the channel's messages inside the ``async with`` block.
 
-        (:class:`MemoryFanout` and :class:`RedisFanout` also take ``skip_prefix``:
-        messages starting with it are dropped on arrival, see :class:`Subscription`.)
+        Messages starting with a non-empty ``skip_prefix`` (a node's own, echoed
+        back by Redis) are dropped on arrival, see :class:`Subscription`.
         """
         ...
 

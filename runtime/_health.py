@@ -32,7 +32,10 @@ class Readiness(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def readiness(context: NodeContext) -> Readiness:
-    """Assess the node: every actor running, Redis up where configured, not shutting down."""
+    """Assess the node: every actor running, Redis up where configured, not shutting down.
+
+    Each package's readiness check (``NodeSetup.add_readiness_check``) adds its reason.
+    """
     reasons: list[str] = []
     if context.stopping.is_set():
         reasons.append("the node is shutting down")
@@ -46,6 +49,10 @@ def readiness(context: NodeContext) -> Readiness:
         for service_id, state in services.items()
         if state != "running"
     )
+    for check in context.readiness_checks.values():
+        reason = check()
+        if reason is not None:
+            reasons.append(reason)
     redis_status = context.redis.status() if context.redis is not None else None
     if redis_status is not None and not redis_status.up:
         reasons.append(f"redis is down: {redis_status.last_error or 'not connected yet'}")

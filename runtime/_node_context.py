@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
 import anyio
@@ -19,9 +20,12 @@ if TYPE_CHECKING:
     from ._settings import Settings
     from ._supervisor import Supervisor
 
-__all__ = ["NodeContext"]
+__all__ = ["NodeContext", "ReadinessCheck"]
 
 T = TypeVar("T")
+
+ReadinessCheck = Callable[[], "str | None"]
+"""A package's readiness check: ``None`` when ready, else the reason it is not (a sentence)."""
 
 
 class NodeContext:
@@ -29,7 +33,10 @@ class NodeContext:
 
     :meth:`get` returns what an actor package provided on the
     :class:`~runtime.NodeSetup` by typed key (``node_context().get(CACHE)``);
-    ``statistics`` is the node's registry of statistics sources.
+    ``statistics`` is the node's registry of statistics sources;
+    ``readiness_checks`` are the packages' own checks that ``/readyz`` runs;
+    ``stopping`` is set once the node starts to drain (the same event
+    :attr:`NodeSetup.stopping <runtime.NodeSetup.stopping>` handed the packages).
 
     Routes reach it through :func:`runtime.node_context`; it is built once
     per node by the boot code, never as a module-level global.
@@ -46,6 +53,8 @@ class NodeContext:
         verifier: TokenVerifier | None,
         extensions: Extensions | None = None,
         statistics: StatisticsRegistry | None = None,
+        stopping: anyio.Event | None = None,
+        readiness_checks: Mapping[str, ReadinessCheck] | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -55,7 +64,8 @@ class NodeContext:
         self.verifier = verifier
         self.extensions = Extensions() if extensions is None else extensions
         self.statistics = StatisticsRegistry() if statistics is None else statistics
-        self.stopping = anyio.Event()
+        self.stopping = anyio.Event() if stopping is None else stopping
+        self.readiness_checks: Mapping[str, ReadinessCheck] = dict(readiness_checks or {})
 
     def get(self, key: Extension[T]) -> T:
         """The facade provided under ``key``.

@@ -257,6 +257,17 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     max_body_bytes: Annotated[
         int, Meta(ge=1, le=1_073_741_824, description="Largest request body accepted, in bytes.")
     ] = 1_048_576
+    websocket_max_message_bytes: Annotated[
+        int,
+        Meta(
+            ge=1024,
+            le=16_777_216,
+            description=(
+                "Largest WebSocket message Hypercorn reads, in bytes; a larger one closes the "
+                "socket with 1009 (Hypercorn's own default is 16 MiB)."
+            ),
+        ),
+    ] = 65_536
     shutdown_grace_seconds: Annotated[
         float, Meta(ge=0, le=3600, description="Seconds given to in-flight work on shutdown.")
     ] = 10.0

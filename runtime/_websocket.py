@@ -68,7 +68,7 @@ from ._ws_connection import (
 from ._ws_frames import AuthFrame, ErrorFrame, FrameDecoder, FrameError, encode_frame
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Collection
+    from collections.abc import Awaitable, Callable, Collection, Hashable
 
     from anyio.abc import TaskGroup
 
@@ -145,6 +145,16 @@ async def _first_frame_principal(timeout_seconds: float) -> Principal:
     return verify_token(node.verifier, frame.token)
 
 
+class _Coalesced:
+    """An outbox entry whose frame a later one with the same key may replace."""
+
+    __slots__ = ("data", "key")
+
+    def __init__(self, key: Hashable, data: str | bytes) -> None:
+        self.key = key
+        self.data = data
+
+
 class SessionClosed(msgspec.Struct, frozen=True, kw_only=True):
     """How a session ended: the close ``code`` and ``reason`` the server sent."""
 
@@ -160,6 +170,7 @@ class WebSocketSessionStatistics(msgspec.Struct, frozen=True, kw_only=True):
     error_frames: int
     outbox_used: int
     outbox_size: int
+    coalesced: int = 0
 
 
 class WebSocketSession:
@@ -179,6 +190,9 @@ class WebSocketSession:
             get ``binary_not_supported``.
         max_consecutive_errors: bad frames in a row that close the session (1008).
         close_on_expiry: close with 4001 ``token_expired`` when the token expires.
+        close_on_stopping: close with 1001 ``node_stopping`` as soon as the node
+            starts to drain; ``False`` leaves that to the owner (the socket hub
+            first tells its clients where to resume, then closes them).
         close_timeout_seconds: time the outbox gets to drain on a graceful close.
     """
 
@@ -191,6 +205,7 @@ class WebSocketSession:
         accept_binary: bool = False,
         max_consecutive_errors: int = 16,
         close_on_expiry: bool = True,
+        close_on_stopping: bool = True,
         close_timeout_seconds: float = 5.0,
     ) -> None:
         if outbox_size < 1 or max_frame_bytes < 1 or max_consecutive_errors < 1:
@@ -208,19 +223,21 @@ class WebSocketSession:
         self.accept_binary = accept_binary
         self.max_consecutive_errors = max_consecutive_errors
         self.close_on_expiry = close_on_expiry
+        self.close_on_stopping = close_on_stopping
         self.close_timeout_seconds = close_timeout_seconds
         self._websocket = websocket._get_current_object()  # type: ignore[attr-defined]
         self._clock = node.clock
         self._stopping = node.stopping
         self._counters = counters_of_current_app()
-        self._outbox: collections.deque[str | bytes] = collections.deque()
+        self._outbox: collections.deque[str | bytes | _Coalesced] = collections.deque()
+        self._coalescing: dict[Hashable, _Coalesced] = {}
         self._outbox_changed = Notifier()
         self._close: SessionClosed | None = None
         self._flush = True
         self._close_requested = anyio.Event()
         self._principal_changed = Notifier()
         self._group: TaskGroup | None = None
-        self._frames_in = self._frames_out = self._error_frames = 0
+        self._frames_in = self._frames_out = self._error_frames = self._coalesced = 0
 
     def __repr__(self) -> str:
         who = self.principal.subject if self.principal is not None else None
@@ -241,15 +258,31 @@ class WebSocketSession:
         """
         return self.send_encoded(encode_frame(frame))
 
-    def send_encoded(self, data: str | bytes) -> bool:
+    def send_encoded(
+        self, data: str | bytes, *, coalesce: Hashable | None = None, priority: bool = False
+    ) -> bool:
         """Queue an already-encoded frame (``str``: text frame, ``bytes``: binary frame).
 
         For a broadcast, encode once with :func:`~runtime.encode_frame` and
         queue the same string on every session.
+
+        Args:
+            data: the encoded frame.
+            coalesce: a key (e.g. ``("task", task_id)``): while a frame queued
+                with the same key is still waiting, ``data`` replaces it in
+                place (only the latest is written) instead of queueing another.
+            priority: an answer the client is owed (an ack, an error): it may
+                use a second ``outbox_size`` of room before the session overflows.
         """
         if self._close is not None:
             return False
-        if len(self._outbox) >= self.outbox_size:
+        if coalesce is not None:
+            waiting = self._coalescing.get(coalesce)
+            if waiting is not None:
+                waiting.data = data
+                self._coalesced += 1
+                return True
+        if len(self._outbox) >= (2 * self.outbox_size if priority else self.outbox_size):
             self._counters.outbox_overflows += 1
             logger.info(
                 "websocket %s (request id %s): outbox of %d frames overflowed; closing",
@@ -259,13 +292,20 @@ class WebSocketSession:
             )
             self._abort(CloseCode.SLOW_CONSUMER, "slow_consumer")
             return False
-        self._outbox.append(data)
+        if coalesce is not None:
+            slot = _Coalesced(coalesce, data)
+            self._coalescing[coalesce] = slot
+            self._outbox.append(slot)
+        else:
+            self._outbox.append(data)
         self._outbox_changed.notify()
         return True
 
     def send_error(self, code: str, message: str, *, ref: str | int | None = None) -> bool:
         """Queue an error frame ``{"type": "error", "code": ..., "message": ...}``."""
-        queued = self.send(ErrorFrame(code=code, message=message, ref=ref))
+        queued = self.send_encoded(
+            encode_frame(ErrorFrame(code=code, message=message, ref=ref)), priority=True
+        )
         if queued:
             self._error_frames += 1
             self._counters.error_frames += 1
@@ -294,6 +334,7 @@ class WebSocketSession:
             error_frames=self._error_frames,
             outbox_used=len(self._outbox),
             outbox_size=self.outbox_size,
+            coalesced=self._coalesced,
         )
 
     def _abort(self, code: int, reason: str) -> None:
@@ -302,6 +343,7 @@ class WebSocketSession:
             self.close(code, reason)
             self._flush = False
             self._outbox.clear()
+            self._coalescing.clear()
         if self._group is not None:
             self._group.cancel_scope.cancel()
 
@@ -360,7 +402,11 @@ class WebSocketSession:
         outbox = self._outbox
         while True:
             while outbox:
-                await self._websocket.send(outbox.popleft())
+                item = outbox.popleft()
+                if type(item) is _Coalesced:
+                    del self._coalescing[item.key]
+                    item = item.data
+                await self._websocket.send(item)
                 self._frames_out += 1
                 self._counters.frames_out += 1
             if self._close is not None:
@@ -411,7 +457,8 @@ async def run_session(
             group.start_soon(session._read, decoder, on_frame)
             group.start_soon(session._write)
             group.start_soon(session._watch_close_timeout)
-            group.start_soon(session._watch_stopping)
+            if session.close_on_stopping:
+                group.start_soon(session._watch_stopping)
             if session.close_on_expiry and session.principal is not None:
                 group.start_soon(session._watch_expiry)
         session._group = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import actors.cache
+import actors.socket_hub
 
 if TYPE_CHECKING:
     from ._boot import NodeSetup
@@ -18,9 +19,13 @@ if TYPE_CHECKING:
 __all__ = ["SECTIONS", "compose"]
 
 #: The settings sections of Switchyard's own actors: validated at boot and listed in ``--help``.
-SECTIONS: tuple[SettingsSection[Any], ...] = (actors.cache.CACHE_SETTINGS,)
+SECTIONS: tuple[SettingsSection[Any], ...] = (
+    actors.cache.CACHE_SETTINGS,
+    actors.socket_hub.HUB_SETTINGS,
+)
 
 
 def compose(setup: NodeSetup) -> None:
     """Add Switchyard's own actors to the node, in start order."""
     actors.cache.install(setup)
+    actors.socket_hub.install(setup)

@@ -56,6 +56,7 @@ from ._history import (
     check_history,
 )
 from ._load import BurstReport, LoadReport, burst, steady
+from ._node_context import NodeContext
 from ._node_process import NodeProcess
 from ._notifier import Notifier as _Notifier
 from ._redis_server import RedisServer, free_port
@@ -68,7 +69,6 @@ if TYPE_CHECKING:
     from quart import Quart
 
     from ._clock import Clock
-    from ._node_context import NodeContext
     from ._ref import Refs
     from ._sections import SettingsSection
     from ._supervisor import Strategy
@@ -278,6 +278,10 @@ async def serve_app(
     config.graceful_timeout = graceful_timeout_seconds
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
+    extensions = getattr(app, "extensions", {})  # a bare ASGI callable has none
+    context = extensions.get("switchyard")
+    if isinstance(context, NodeContext):  # the node's own limit, as run_node sets it
+        config.websocket_max_message_size = context.settings.websocket_max_message_bytes
     stop, done = anyio.Event(), anyio.Event()
 
     async def run() -> None:

@@ -94,9 +94,9 @@ class CountingFanout:
         return await self.inner.publish(channel, data)
 
     def subscribe(
-        self, channel: str, *, buffer_size: int = 1024
+        self, channel: str, *, buffer_size: int = 1024, skip_prefix: bytes = b""
     ) -> AbstractAsyncContextManager[Subscription]:
-        return self.inner.subscribe(channel, buffer_size=buffer_size)
+        return self.inner.subscribe(channel, buffer_size=buffer_size, skip_prefix=skip_prefix)
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         await self.inner.run(task_status=task_status)
@@ -374,7 +374,7 @@ class _NoFanout:
         raise AssertionError("not used")
 
     def subscribe(
-        self, channel: str, *, buffer_size: int = 1024
+        self, channel: str, *, buffer_size: int = 1024, skip_prefix: bytes = b""
     ) -> AbstractAsyncContextManager[Subscription]:
         raise AssertionError("not used")
 
