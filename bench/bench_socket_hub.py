@@ -427,7 +427,14 @@ def report(plan: Plan, contenders: list[Contender], seconds: float) -> str:
         f"- {c.name}, run {i + 1}: {error}"
         for c in contenders
         for i, result in enumerate(c.results)
-        for error in (["the client failed"] if result is None else result.errors)
+        for error in (["the turn failed (see stderr)"] if result is None else result.errors)
+    ]
+    errors += [
+        f"- {c.name}, run {i + 1}: {result.binary_frames:,} frames arrived as binary frames "
+        "(the protocol says JSON text frames; the client read them all the same)"
+        for c in contenders
+        for i, result in enumerate(c.results)
+        if result is not None and result.binary_frames
     ]
     setup = [
         f"- {plan.runs} run(s); each contender one turn per run on fresh servers, order rotated; "
@@ -460,7 +467,7 @@ def report(plan: Plan, contenders: list[Contender], seconds: float) -> str:
     ]
     parts = ["## Socket hub: Switchyard against python-socketio, bare Quart and websockets", table]
     if errors:
-        parts.append("Errors:\n" + "\n".join(errors))
+        parts.append("Errors and warnings:\n" + "\n".join(errors))
     parts.append("\n".join(machine_lines() + setup))
     return "\n\n".join(parts)
 
