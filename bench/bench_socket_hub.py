@@ -50,7 +50,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -192,48 +192,54 @@ def peer(plan: Plan, name: str) -> Iterator[tuple[list[str], list[int]]]:
 # -- one turn ---------------------------------------------------------------------------------
 
 
-def job_for(plan: Plan, name: str, urls: list[str], pids: list[int]) -> Job:
-    """The client's job for one contender's turn: the phases the selected rows need."""
+PHASES = ("idle", "echo", "room")
+
+
+def job_for(plan: Plan, name: str, urls: list[str], pids: list[int], phase: str) -> Job | None:
+    """The client's job for one phase of one contender; ``None`` when no selected row needs it."""
     rows = plan.rows
     dialect: Dialect = "switchyard" if name in (SWITCHYARD, CROSS_NODE) else "plain"
     if name == SOCKETIO:
         dialect = "socketio"
-    room_rows = {"broadcast", "cross-node"} if name != CROSS_NODE else {"cross-node"}
-    flood_rows = {"flood", "cross-node"} if name != CROSS_NODE else {"cross-node"}
-    single = name != CROSS_NODE
-    return Job(
+    job = Job(
         dialect=dialect,
         urls=urls,
         secret=SECRET if dialect == "switchyard" else None,
         server_pids=pids,
-        idle=plan.idle if single and "memory" in rows else 0,
-        echo=plan.echo if single and "echo" in rows else 0,
-        clients=plan.clients,
-        broadcasts=plan.broadcasts if rows & room_rows else 0,
-        flood=plan.flood if rows & flood_rows else 0,
         timeout_seconds=60.0,
     )
+    cross = name == CROSS_NODE
+    if phase == "idle" and not cross and "memory" in rows:
+        return msgspec.structs.replace(job, idle=plan.idle)
+    if phase == "echo" and not cross and "echo" in rows:
+        return msgspec.structs.replace(job, echo=plan.echo)
+    if phase == "room":
+        # The peers' and the single node's figures are the cross-node rows' baselines too.
+        wanted = {"cross-node"} if cross else {"broadcast", "flood", "cross-node"}
+        if rows & wanted:
+            broadcast = bool(rows & ({"cross-node"} if cross else {"broadcast", "cross-node"}))
+            flood = bool(rows & ({"cross-node"} if cross else {"flood", "cross-node"}))
+            return msgspec.structs.replace(
+                job,
+                clients=plan.clients,
+                broadcasts=plan.broadcasts if broadcast else 0,
+                flood=plan.flood if flood else 0,
+            )
+    return None
 
 
-def turn(plan: Plan, name: str) -> Result | None:
-    """One contender's turn; ``None`` (and the reason on stderr) when it could not run."""
-    try:
-        return _turn(plan, name)
-    except (OSError, RuntimeError, TimeoutError, subprocess.SubprocessError) as exc:
-        progress(f"{name}: the turn failed: {type(exc).__name__}: {exc}")
-        return None
-
-
-def _turn(plan: Plan, name: str) -> Result | None:
-    """Start the contender's servers, run the client against them, stop them."""
+def servers_for(plan: Plan, name: str) -> AbstractContextManager[tuple[list[str], list[int]]]:
+    """The contender's server(s): their WebSocket urls and pids while the block runs."""
     if name == SWITCHYARD:
-        servers = switchyard(plan, 1)
-    elif name == CROSS_NODE:
-        servers = switchyard(plan, 2)
-    else:
-        servers = peer(plan, name)
-    with servers as (urls, pids):
-        job = job_for(plan, name, urls, pids)
+        return switchyard(plan, 1)
+    if name == CROSS_NODE:
+        return switchyard(plan, 2)
+    return peer(plan, name)
+
+
+def run_client(plan: Plan, name: str, job: Job) -> Result | None:
+    """Run one client process for ``job``; ``None`` (and the reason on stderr) if it failed."""
+    try:
         done = subprocess.run(
             [*plan.client_pin, sys.executable, str(HERE / "_ws_client.py")],
             input=msgspec.json.encode(job),
@@ -241,6 +247,9 @@ def _turn(plan: Plan, name: str) -> Result | None:
             timeout=600,
             check=False,
         )
+    except subprocess.TimeoutExpired as exc:
+        progress(f"{name}: the client overran: {exc}")
+        return None
     if done.returncode != 0:
         progress(f"{name}: the client failed ({done.returncode}):\n{done.stderr.decode()[-3000:]}")
         return None
@@ -248,6 +257,23 @@ def _turn(plan: Plan, name: str) -> Result | None:
     for error in result.errors:
         progress(f"{name}: {error}")
     return result
+
+
+def merged(into: Result | None, part: Result | None) -> Result | None:
+    """``into`` with the figures ``part`` measured (phases fill disjoint fields)."""
+    if into is None or part is None:
+        return None
+    default = Result()
+    changes: dict[str, object] = {}
+    for name in Result.__struct_fields__:
+        value = getattr(part, name)
+        if name == "errors":
+            changes[name] = [*into.errors, *part.errors]
+        elif name == "binary_frames":
+            changes[name] = into.binary_frames + part.binary_frames
+        elif value != getattr(default, name):
+            changes[name] = value
+    return msgspec.structs.replace(into, **changes)
 
 
 def hub_installed() -> bool:
@@ -269,16 +295,43 @@ def contenders_for(plan: Plan) -> list[Contender]:
 
 
 def measure(plan: Plan) -> list[Contender]:
+    """Each run: every contender's servers fresh, then each phase for every contender in turn.
+
+    Phases are interleaved (all contenders' memory, then all echoes, then all
+    rooms), in an order rotated per run, so the pairs a ratio compares ran
+    close together in time; idle servers wait meanwhile.
+    """
     contenders = contenders_for(plan)
     for run in range(plan.runs):
-        for contender in rotated(contenders, run):
-            started_at = time.perf_counter()
-            result = turn(plan, contender.name)
-            contender.results.append(result)
-            progress(
-                f"run {run + 1}/{plan.runs} {contender.name}: "
-                f"{summary(result)} ({time.perf_counter() - started_at:.0f}s)"
-            )
+        order = rotated(contenders, run)
+        results: dict[str, Result | None] = {}
+        with ExitStack() as stack:
+            servers: dict[str, tuple[list[str], list[int]]] = {}
+            for contender in order:
+                try:
+                    servers[contender.name] = stack.enter_context(servers_for(plan, contender.name))
+                    results[contender.name] = Result()
+                except (OSError, RuntimeError, TimeoutError, subprocess.SubprocessError) as exc:
+                    progress(f"{contender.name}: its servers did not start: {exc}")
+                    results[contender.name] = None
+            for phase in PHASES:
+                for contender in order:
+                    name = contender.name
+                    if name not in servers or results[name] is None:
+                        continue
+                    urls, pids = servers[name]
+                    job = job_for(plan, name, urls, pids, phase)
+                    if job is None:
+                        continue
+                    started_at = time.perf_counter()
+                    part = run_client(plan, name, job)
+                    results[name] = merged(results[name], part)
+                    progress(
+                        f"run {run + 1}/{plan.runs} {phase} {name}: {summary(part)} "
+                        f"({time.perf_counter() - started_at:.0f}s)"
+                    )
+        for contender in contenders:
+            contender.results.append(results.get(contender.name))
     return contenders
 
 
@@ -313,6 +366,8 @@ MEASURES = (
     Measure("broadcast", "broadcast delivery p99", "ms", lambda r: r.broadcast_p99_ms),
     Measure("flood", "flood", "deliveries/s", lambda r: r.flood_deliveries_per_second, True),
     Measure("memory", "memory per idle connection", "KiB", memory_kib),
+    Measure("memory", "opening the idle connections", "s", lambda r: r.idle_connect_seconds),
+    Measure("broadcast", "the room's members joining", "s", lambda r: r.connect_seconds),
     Measure(
         "cross-node", "broadcast delivery p50", "ms", lambda r: r.broadcast_p50_ms, False, True
     ),
@@ -321,6 +376,9 @@ MEASURES = (
     ),
     Measure(
         "cross-node", "flood", "deliveries/s", lambda r: r.flood_deliveries_per_second, True, True
+    ),
+    Measure(
+        "cross-node", "the room's members joining", "s", lambda r: r.connect_seconds, False, True
     ),
 )
 
@@ -339,6 +397,8 @@ def summary(result: Result | None) -> str:
         parts.append(f"flood {result.flood_deliveries_per_second:,.0f}/s")
     if (kib := memory_kib(result)) is not None:
         parts.append(f"{kib:.1f} KiB/idle connection")
+    if result.connect_seconds is not None:
+        parts.append(f"members joined in {result.connect_seconds:.1f}s")
     if result.errors:
         parts.append(f"{len(result.errors)} error(s)")
     return ", ".join(parts) or "nothing measured"
@@ -391,7 +451,7 @@ def target_of(measure: Measure, by_name: dict[str, Contender]) -> tuple[str, str
     present = [v for v in mine if v is not None]
     if measure.label == "broadcast delivery p99" and not measure.cross_node:
         return f"< {P99_LIMIT_MS:g} ms", verdict(bool(present) and median(present) < P99_LIMIT_MS)
-    if measure.row == "memory":
+    if measure.label == "memory per idle connection":
         theirs = values(by_name[QUART], measure) if QUART in by_name else []
         vs_quart = ratios(mine, theirs)
         ok = bool(vs_quart) and median(vs_quart) <= 1.0
