@@ -49,13 +49,13 @@ def readiness(context: NodeContext) -> Readiness:
         for service_id, state in services.items()
         if state != "running"
     )
+    redis_status = context.redis.status() if context.redis is not None else None
+    if redis_status is not None and not redis_status.up:
+        reasons.append(f"redis is down: {redis_status.last_error or 'not connected yet'}")
     for check in context.readiness_checks.values():
         reason = check()
         if reason is not None:
             reasons.append(reason)
-    redis_status = context.redis.status() if context.redis is not None else None
-    if redis_status is not None and not redis_status.up:
-        reasons.append(f"redis is down: {redis_status.last_error or 'not connected yet'}")
     return Readiness(
         status="not_ready" if reasons else "ready",
         reasons=reasons,

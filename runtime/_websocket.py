@@ -234,7 +234,7 @@ class WebSocketSession:
         self._outbox_changed = Notifier()
         self._close: SessionClosed | None = None
         self._flush = True
-        self._close_requested = anyio.Event()
+        self._close_timer_started = False
         self._principal_changed = Notifier()
         self._group: TaskGroup | None = None
         self._frames_in = self._frames_out = self._error_frames = self._coalesced = 0
@@ -319,7 +319,7 @@ class WebSocketSession:
         if self._close is None:
             self._close = SessionClosed(code=int(code), reason=reason)
             self._outbox_changed.notify()
-            self._close_requested.set()
+            self._start_close_timer()
 
     def refresh(self, principal: Principal) -> None:
         """Replace the principal (a refreshed token); the expiry timer follows the new one."""
@@ -415,8 +415,13 @@ class WebSocketSession:
         if self._group is not None:
             self._group.cancel_scope.cancel()
 
+    def _start_close_timer(self) -> None:
+        """Bound the drain of a closing session (a task only once it closes, not per session)."""
+        if self._group is not None and not self._close_timer_started:
+            self._close_timer_started = True
+            self._group.start_soon(self._watch_close_timeout)
+
     async def _watch_close_timeout(self) -> None:
-        await self._close_requested.wait()
         await self._clock.sleep(self.close_timeout_seconds)
         logger.info(
             "websocket %s (request id %s): outbox not drained within %gs of close; closing anyway",
@@ -456,7 +461,8 @@ async def run_session(
             session._group = group
             group.start_soon(session._read, decoder, on_frame)
             group.start_soon(session._write)
-            group.start_soon(session._watch_close_timeout)
+            if session.closing is not None:
+                session._start_close_timer()
             if session.close_on_stopping:
                 group.start_soon(session._watch_stopping)
             if session.close_on_expiry and session.principal is not None:

@@ -48,6 +48,7 @@ from ._frames import (
 from ._keys import HubKeys
 from ._messages import Posted, RoomInfo
 from ._parts import HubParts
+from ._presence import LocalPresence
 from ._rooms import ProjectPolicy, check_access, parse_room, personal_room
 from ._routes import hub_blueprint
 from ._settings import HUB_SETTINGS, HubSettings
@@ -122,8 +123,15 @@ def hub_child(
     fanout = fanout or MemoryFanout()
     node_id = node_id or secrets.token_hex(8)
     keys = HubKeys(prefix)
+    local = LocalPresence()
     history, presence = hub_stores(
-        settings=settings, clock=clock, keys=keys, node_id=node_id, redis=redis, fanout=fanout
+        settings=settings,
+        clock=clock,
+        keys=keys,
+        node_id=node_id,
+        redis=redis,
+        fanout=fanout,
+        local=local,
     )
     parts = HubParts(
         settings=settings,
@@ -133,7 +141,9 @@ def hub_child(
         fanout=fanout,
         clock=clock,
         node_id=node_id,
-        distributed=False,  # INTERIM: redis is not None once the Redis stores land
+        distributed=redis is not None,
+        local=local,
+        redis=redis,
     )
 
     def start() -> HubActor:

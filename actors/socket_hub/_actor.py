@@ -40,7 +40,6 @@ from ._messages import (
     _RoomOpened,
     _Sweep,
 )
-from ._presence import LocalPresence
 from ._room import Room
 
 if TYPE_CHECKING:
@@ -62,6 +61,8 @@ BROADCAST_CHANNEL = "hub.broadcast"
 _encoder = msgspec.json.Encoder()
 _APPEND_BATCH = 256
 _SWEEP_SECONDS = 1.0
+_REFILL_ATTEMPTS = 20
+_REFILL_WAIT_SECONDS = 10.0
 
 
 def _encode(frame: object) -> str:
@@ -88,7 +89,7 @@ class HubActor(Actor["HubMessage"]):
         self._counters = parts.counters
         self._rooms: dict[str, Room] = {}
         self._users: dict[str, dict[Connection, None]] = {}
-        self._presence = LocalPresence()
+        self._presence = parts.local
         self._appends: MemoryObjectSendStream[SendToRoom] | None = None
         self._stopping = False
         self._echo = echo_prefix(parts.node_id)  # what this node's own publishes start with
@@ -103,6 +104,9 @@ class HubActor(Actor["HubMessage"]):
         self._parts.connections.clear()
         for connection in left:  # their rooms died with the incarnation: reconnect and recover
             connection.session.close(CloseCode.TRY_AGAIN_LATER, "hub_restarted")
+        if self._presence.rooms():  # an earlier incarnation's members: gone with it
+            self._presence.clear()
+            self.start_soon(self._parts.presence.vacate_all)
         self.start_soon(self._sweep_loop)
         self.start_soon(self._watch_stopping)
         if self._parts.distributed:
@@ -115,6 +119,8 @@ class HubActor(Actor["HubMessage"]):
 
     async def on_stop(self) -> None:
         """Close every connection: without the hub they can no longer be served."""
+        if self._appends is not None:
+            self._appends.close()
         for connection in list(self._parts.connections):
             connection.session.close(CloseCode.TRY_AGAIN_LATER, "hub_restarted")
         self._parts.connections.clear()
@@ -187,6 +193,11 @@ class HubActor(Actor["HubMessage"]):
             return
         self._parts.connections.discard(connection)
         self._counters.disconnects += 1
+        session = connection.session
+        self._counters.coalesced += session.statistics().coalesced
+        closing = session.closing
+        if closing is not None and closing.code == CloseCode.SLOW_CONSUMER:
+            self._counters.slow_disconnects += 1
         for room in list(connection.rooms):
             self._leave(connection, room, explicit=False)
         mine = self._users.get(connection.user_id)
@@ -520,7 +531,7 @@ class HubActor(Actor["HubMessage"]):
             return
         if isinstance(item, Gap):
             self._counters.gaps += 1
-            self._refill(room)
+            self._refill(room, reregister=True)
             return
         try:
             remote = parse_remote(item)
@@ -592,23 +603,44 @@ class HubActor(Actor["HubMessage"]):
             return
         self._refill(room)
 
-    def _refill(self, room: Room) -> None:
-        if room.refilling or not self._parts.distributed:
+    def _refill(self, room: Room, *, reregister: bool = False) -> None:
+        """Read what the room may have missed from the history (one read at a time).
+
+        After a fanout gap (a reconnect) the node first registers in the room's
+        node set again (Redis may have come back empty), then reads the
+        position: whatever is appended after the registration is published to
+        this node, whatever before is covered by the read.
+        """
+        if not self._parts.distributed:
+            return
+        if room.refilling:
+            room.refill_again = True
+            room.reregister = room.reregister or reregister
             return
         room.refilling = True
         self._counters.refills += 1
-        self.start_soon(self._read_missing, room.name, room.delivered)
+        self.start_soon(self._read_missing, room.name, room.delivered, reregister)
 
-    async def _read_missing(self, name: str, after: int) -> None:
-        history = self._parts.history
+    async def _read_missing(self, name: str, after: int, reregister: bool) -> None:
+        parts = self._parts
         position: Position | None = None
         frames: list[tuple[int, bytes]] = []
-        try:
-            position = await history.position(name)
-            if position.offset > after:
-                frames = await history.read(name, after, position.offset)
-        except RedisUnavailable as exc:
-            logger.info("room %s: refill from history failed: %s", name, exc)
+        for attempt in range(1, _REFILL_ATTEMPTS + 1):
+            try:
+                if reregister:
+                    await parts.presence.room_occupied(name)
+                position = await parts.history.position(name)
+                if position.offset > after:
+                    frames = await parts.history.read(name, after, position.offset)
+                break
+            except RedisUnavailable as exc:
+                position = None
+                if parts.redis is None or attempt == _REFILL_ATTEMPTS:
+                    logger.warning("room %s: refill from history failed: %s", name, exc)
+                    break
+                with self.clock.move_on_after(_REFILL_WAIT_SECONDS):
+                    await parts.redis.wait_until(True)
+                await self.clock.sleep(0.05 * attempt)
         await self.self_ref.tell(_Refilled(room=name, position=position, frames=frames))
 
     def _refilled(
@@ -618,8 +650,11 @@ class HubActor(Actor["HubMessage"]):
         if room is None:
             return
         room.refilling = False
+        if room.refill_again:
+            room.refill_again, reregister, room.reregister = False, room.reregister, False
+            self._refill(room, reregister=reregister)
         if position is None:
-            return  # Redis is away; the next gap (its reconnect) refills
+            return  # Redis stayed away; the next gap (its reconnect) refills
         if position.epoch != room.epoch:
             self._reset_epoch(room, position.epoch, position.offset)
             return
@@ -647,6 +682,9 @@ class HubActor(Actor["HubMessage"]):
                 connection.session.close(CloseCode.GOING_AWAY, "idle_timeout")
                 continue
             expires_at = connection.principal.expires_at
+            if expires_at <= now:
+                connection.session.close(CloseCode.UNAUTHORIZED, "token_expired")
+                continue
             if not connection.warned_expiry and expires_at - now <= warn:
                 connection.warned_expiry = True
                 self._counters.expiry_warnings += 1

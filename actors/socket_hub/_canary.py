@@ -7,7 +7,9 @@ bug). The canary publishes a token on a channel of this node's own, through
 Redis, every ``interval_seconds`` and at once after a gap (a reconnect), and
 waits for it to come back. Until one comes back within ``timeout_seconds``
 the fanout counts as deaf: ``/readyz`` says so, and the statistics show the
-last round trip.
+last round trip. A publish that fails (Redis down) proves nothing either way:
+readiness already reports the outage, so only a canary that Redis accepted
+and that never came back makes the node deaf.
 """
 
 from __future__ import annotations
@@ -72,8 +74,7 @@ class Canary:
                 group.start_soon(self._publish_loop)
                 async for item in events:
                     if isinstance(item, Gap):
-                        self.deaf = True
-                        self._now.set()
+                        self._now.set()  # a reconnect: prove the path again at once
                     elif item == self._waiting:
                         self._waiting = None
                         self._back.set()
@@ -93,8 +94,7 @@ class Canary:
         try:
             await self._fanout.publish(self._channel, token)
         except RedisUnavailable:
-            self._mark(deaf=True)
-            return
+            return  # Redis is down: readiness says so already; deaf means "published, not heard"
         self.sent += 1
         with self._clock.move_on_after(self.timeout_seconds):
             await self._back.wait()

@@ -209,13 +209,17 @@ class Hub:
         for connection in parts.connections:
             rooms.update(connection.rooms)
         canary = parts.canary
+        figures = {name: getattr(counters, name) for name in vars(counters)}
+        figures["coalesced"] += sum(c.session.statistics().coalesced for c in parts.connections)
         return HubStatistics(
             connections=len(parts.connections),
             users=len(users),
             rooms=len(rooms),
             fanout_deaf=canary.deaf if canary is not None else False,
             canary_round_trip_ms=canary.round_trip_ms if canary is not None else None,
-            **{name: getattr(counters, name) for name in vars(counters)},
+            history=parts.history.statistics(),
+            presence=parts.presence.statistics(),
+            **figures,
         )
 
     # -- what the /ws route uses -------------------------------------------------------------

@@ -11,13 +11,13 @@ from ._rooms import allow_all_projects
 from ._statistics import HubCounters
 
 if TYPE_CHECKING:
-    from runtime import ActorRef, Clock, Fanout
+    from runtime import ActorRef, Clock, Fanout, RedisLink
 
     from ._canary import Canary
     from ._connection import Connection
     from ._history import RoomHistory
     from ._keys import HubKeys
-    from ._presence import PresenceStore
+    from ._presence import LocalPresence, PresenceStore
     from ._rooms import ProjectPolicy
     from ._settings import HubSettings
 
@@ -37,12 +37,14 @@ class HubParts:
         clock: the node's clock.
         node_id: this node's id in Redis presence and canary channel names.
         distributed: ``True`` with Redis: rooms subscribe their fanout channel.
+        local: this node's members per room (the hub actor alone changes it).
         stopping: set when the node drains.
         canary: proves the fanout works (with Redis), or ``None``.
         project_policy: who may join ``project:<id>`` rooms (replaceable).
         counters: the hub's counters.
         connections: every connection registered with the running incarnation.
         ref: the running actor's ref (set by each incarnation's ``on_start``).
+        redis: the node's Redis link (``None`` in memory).
     """
 
     settings: HubSettings
@@ -53,9 +55,11 @@ class HubParts:
     clock: Clock
     node_id: str
     distributed: bool
+    local: LocalPresence
     stopping: anyio.Event = field(default_factory=anyio.Event)
     canary: Canary | None = None
     project_policy: ProjectPolicy = allow_all_projects
     counters: HubCounters = field(default_factory=HubCounters)
     connections: set[Connection] = field(default_factory=set)
     ref: ActorRef[Any] | None = None
+    redis: RedisLink | None = None

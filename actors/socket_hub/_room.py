@@ -70,7 +70,9 @@ class Room:
         "pending",
         "personal",
         "reader",
+        "refill_again",
         "refilling",
+        "reregister",
         "waiting",
     )
 
@@ -89,6 +91,8 @@ class Room:
         self.reader: object | None = None  # the cancel scope of its fanout reader
         self.gap_armed = False
         self.refilling = False
+        self.refill_again = False  # a gap came while a refill was in flight
+        self.reregister = False
 
     def __repr__(self) -> str:
         return (

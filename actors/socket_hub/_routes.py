@@ -180,7 +180,8 @@ async def _serve_socket() -> None:
         principal=principal,
         outbox_size=settings.outbox_size,
         max_frame_bytes=settings.max_frame_bytes,
-        close_on_stopping=False,
+        close_on_stopping=False,  # the hub sends `reconnect` first, then closes
+        close_on_expiry=False,  # the hub's sweeper warns, then closes: no timer task per socket
     )
     clock = hub._parts.clock
     bucket = TokenBucket(settings.rate_per_second, settings.rate_burst, clock.time())

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import msgspec
 
+from ._history import HistoryStatistics
+from ._presence import PresenceStatistics
+
 __all__ = ["HubCounters", "HubStatistics"]
 
 
@@ -11,8 +14,10 @@ class HubStatistics(msgspec.Struct, frozen=True, kw_only=True):
     """A snapshot of one node's hub.
 
     ``deliveries`` counts frames queued to connections; ``coalesced`` progress
-    frames replaced in an outbox by a later one; ``slow_disconnects``
-    connections closed because their outbox overflowed (4008); ``duplicates``
+    frames replaced in an outbox by a later one (ended and open connections);
+    ``slow_disconnects`` connections closed because their outbox overflowed
+    (4008); bad frames are counted by the WebSocket edge (``runtime.websocket``
+    ``error_frames``); ``duplicates``
     frames that reached a room twice (fanout and history) and were dropped once;
     ``refills`` history reads that filled a gap, ``lost`` offsets neither the
     fanout nor the history could supply; ``degraded_sends`` messages delivered
@@ -35,7 +40,6 @@ class HubStatistics(msgspec.Struct, frozen=True, kw_only=True):
     slow_disconnects: int
     rate_limited: int
     rate_limit_closes: int
-    bad_frames: int
     expiry_warnings: int
     idle_closes: int
     refreshes: int
@@ -48,6 +52,8 @@ class HubStatistics(msgspec.Struct, frozen=True, kw_only=True):
     degraded_sends: int
     fanout_deaf: bool
     canary_round_trip_ms: float | None
+    history: HistoryStatistics
+    presence: PresenceStatistics
 
 
 class HubCounters:
@@ -67,7 +73,6 @@ class HubCounters:
         self.slow_disconnects = 0
         self.rate_limited = 0
         self.rate_limit_closes = 0
-        self.bad_frames = 0
         self.expiry_warnings = 0
         self.idle_closes = 0
         self.refreshes = 0
