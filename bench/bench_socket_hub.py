@@ -29,9 +29,11 @@ the first send to the last receipt); memory per idle connection (the
 server's RSS after opening ``--idle`` connections minus before, over the
 connections); and the broadcast rows again across two nodes.
 
-Each run gives every contender one turn on fresh servers, in an order rotated
-per run; a ratio is Switchyard's figure over the peer's in the same run, and
-the table prints medians of ``--runs`` runs and of the per-run ratios::
+Each run starts every contender's servers afresh, then runs each phase
+(memory, echo, room) for every contender in turn, in an order rotated per
+run, so the figures a ratio pairs were measured close together; a ratio is
+Switchyard's figure over the peer's in the same run, and the table prints
+medians of ``--runs`` runs and of the per-run ratios::
 
     python bench/bench_socket_hub.py [--runs 3] [--clients 1000] [--only flood,memory] [--quick]
 """
@@ -497,7 +499,9 @@ def report(plan: Plan, contenders: list[Contender], seconds: float) -> str:
         if result is not None and result.binary_frames
     ]
     setup = [
-        f"- {plan.runs} run(s); each contender one turn per run on fresh servers, order rotated; "
+        f"- {plan.runs} run(s), each on fresh servers (all contenders' started together, idle "
+        "while another is measured), phases interleaved: every contender's memory, then echo, "
+        "then room, in an order rotated per run; "
         f"{plan.pin_note}; one client process (websockets {_version('websockets')} client on "
         "uvloop, compression off, one receiving task per connection)",
         f"- echo: {plan.echo} sequential round trips on one connection after 200 unmeasured; "
