@@ -85,8 +85,8 @@ class Result(msgspec.Struct, kw_only=True):
     idle_connect_seconds: float | None = None
     echo_p50_ms: float | None = None
     echo_p99_ms: float | None = None
-    connect_seconds: float | None = None
-    sync_seconds: float | None = None
+    connect_seconds: float | None = None  # until every member's join was answered
+    ready_seconds: float | None = None  # until a first broadcast reached every member
     broadcast_p50_ms: float | None = None
     broadcast_p99_ms: float | None = None
     broadcast_max_ms: float | None = None
@@ -361,9 +361,18 @@ async def receive(speaker: Speaker, peer: Peer, phase: Phase) -> None:
 
 
 async def open_many(
-    speaker: Speaker, count: int, *, join: bool, result: Result
+    speaker: Speaker,
+    count: int,
+    *,
+    join: bool,
+    opened: Callable[[int, ClientConnection], None] | None = None,
 ) -> list[ClientConnection]:
-    """Open ``count`` connections, ``CONNECT_CONCURRENCY`` handshakes at a time; join if asked."""
+    """Open ``count`` connections, ``CONNECT_CONCURRENCY`` handshakes at a time; join if asked.
+
+    ``opened(index, ws)`` runs as soon as a connection is ready (to start its
+    receiving task at once: a member must read what the room sends while
+    others still join, as a browser would).
+    """
     connections: list[ClientConnection | None] = [None] * count
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
@@ -373,6 +382,8 @@ async def open_many(
             if join:
                 await speaker.join(ws)
             connections[index] = ws
+            if opened is not None:
+                opened(index, ws)
 
     async with asyncio.TaskGroup() as group:
         for index in range(count):
@@ -398,16 +409,19 @@ async def close_many(connections: list[ClientConnection]) -> None:
 
 async def idle_phase(speaker: Speaker, job: Job, result: Result) -> None:
     """Open ``job.idle`` connections and read the servers' RSS before and after."""
-    warm = await open_many(speaker, min(20, job.idle), join=False, result=result)
+    warm = await open_many(speaker, min(20, job.idle), join=False)
     await close_many(warm)
     await settle(job.server_pids)
     result.rss_before_kib = rss_kib(job.server_pids)
-    started = _perf()
-    connections = await open_many(speaker, job.idle, join=False, result=result)
-    result.idle_connect_seconds = _perf() - started
     phase = Phase(0)
-    peers = [Peer(i, ws) for i, ws in enumerate(connections)]
-    readers = [asyncio.create_task(receive(speaker, p, phase)) for p in peers]
+    readers: list[asyncio.Task[None]] = []
+
+    def opened(index: int, ws: ClientConnection) -> None:
+        readers.append(asyncio.create_task(receive(speaker, Peer(index, ws), phase)))
+
+    started = _perf()
+    connections = await open_many(speaker, job.idle, join=False, opened=opened)
+    result.idle_connect_seconds = _perf() - started
     await settle(job.server_pids)
     result.rss_after_kib = rss_kib(job.server_pids)
     result.idle_connections = len(connections)
@@ -448,22 +462,27 @@ async def sync(
 
 async def room_phases(speaker: Speaker, job: Job, result: Result) -> None:
     """``clients`` members of one room: the spaced broadcast, then the flood."""
+    phase = Phase(job.clients)
+    by_index: dict[int, Peer] = {}
+    readers: list[asyncio.Task[None]] = []
+
+    def opened(index: int, ws: ClientConnection) -> None:
+        peer = by_index[index] = Peer(index, ws)
+        readers.append(asyncio.create_task(receive(speaker, peer, phase)))
+
     started = _perf()
-    connections = await open_many(speaker, job.clients, join=True, result=result)
+    connections = await open_many(speaker, job.clients, join=True, opened=opened)
     result.connect_seconds = _perf() - started
-    peers = [Peer(i, ws) for i, ws in enumerate(connections)]
-    phase = Phase(len(peers))
-    readers = [asyncio.create_task(receive(speaker, p, phase)) for p in peers]
+    peers = [by_index[i] for i in sorted(by_index)]
     sender = connections[0]
     # The connections are long-lived: keep them out of the client's full collections, whose
     # pauses would be charged to the servers' latency.
     gc.collect()
     gc.freeze()
     try:
-        started = _perf()
         await sync(speaker, sender, phase, len(peers), job)
+        result.ready_seconds = _perf() - started
         await settle(job.server_pids, limit_seconds=5.0)
-        result.sync_seconds = _perf() - started
         if job.broadcasts:
             await broadcast_phase(speaker, job, result, sender, peers, phase)
         if job.flood:
