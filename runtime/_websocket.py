@@ -146,13 +146,30 @@ async def _first_frame_principal(timeout_seconds: float) -> Principal:
 
 
 class _Coalesced:
-    """An outbox entry whose frame a later one with the same key may replace."""
+    """An outbox entry whose frame a later one with the same key may replace.
+
+    ``data`` is ``None`` once the entry is retired: a later frame with its key
+    was queued at the end instead (see :meth:`WebSocketSession.send_encoded`).
+    """
 
     __slots__ = ("data", "key")
 
     def __init__(self, key: Hashable, data: str | bytes) -> None:
         self.key = key
+        self.data: str | bytes | None = data
+
+
+class _Unbounded:
+    """An outbox entry queued outside the bound (``send_encoded(bounded=False)``)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: str | bytes) -> None:
         self.data = data
+
+
+def _is_retired(item: str | bytes | _Coalesced | _Unbounded) -> bool:
+    return type(item) is _Coalesced and item.data is None
 
 
 class SessionClosed(msgspec.Struct, frozen=True, kw_only=True):
@@ -163,7 +180,12 @@ class SessionClosed(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class WebSocketSessionStatistics(msgspec.Struct, frozen=True, kw_only=True):
-    """One session's counters and the fill of its outbox."""
+    """One session's counters and the fill of its outbox.
+
+    ``bad_frames`` counts frames refused before their handler ran (not JSON,
+    binary, too large, not a frame of the union); ``error_frames`` counts every
+    error frame sent, these and the handler's refusals alike.
+    """
 
     frames_in: int
     frames_out: int
@@ -171,6 +193,7 @@ class WebSocketSessionStatistics(msgspec.Struct, frozen=True, kw_only=True):
     outbox_used: int
     outbox_size: int
     coalesced: int = 0
+    bad_frames: int = 0
 
 
 class WebSocketSession:
@@ -229,7 +252,7 @@ class WebSocketSession:
         self._clock = node.clock
         self._stopping = node.stopping
         self._counters = counters_of_current_app()
-        self._outbox: collections.deque[str | bytes | _Coalesced] = collections.deque()
+        self._outbox: collections.deque[str | bytes | _Coalesced | _Unbounded] = collections.deque()
         self._coalescing: dict[Hashable, _Coalesced] = {}
         self._outbox_changed = Notifier()
         self._close: SessionClosed | None = None
@@ -238,6 +261,9 @@ class WebSocketSession:
         self._principal_changed = Notifier()
         self._group: TaskGroup | None = None
         self._frames_in = self._frames_out = self._error_frames = self._coalesced = 0
+        self._bad_frames = 0
+        self._retired = 0  # coalesced entries still in the outbox but superseded
+        self._unbounded = 0  # entries queued with bounded=False, outside outbox_size
 
     def __repr__(self) -> str:
         who = self.principal.subject if self.principal is not None else None
@@ -259,7 +285,12 @@ class WebSocketSession:
         return self.send_encoded(encode_frame(frame))
 
     def send_encoded(
-        self, data: str | bytes, *, coalesce: Hashable | None = None, priority: bool = False
+        self,
+        data: str | bytes,
+        *,
+        coalesce: Hashable | None = None,
+        priority: bool = False,
+        bounded: bool = True,
     ) -> bool:
         """Queue an already-encoded frame (``str``: text frame, ``bytes``: binary frame).
 
@@ -269,20 +300,40 @@ class WebSocketSession:
         Args:
             data: the encoded frame.
             coalesce: a key (e.g. ``("task", task_id)``): while a frame queued
-                with the same key is still waiting, ``data`` replaces it in
-                place (only the latest is written) instead of queueing another.
+                with the same key is still waiting, only the latest is written.
+                ``data`` replaces it in place when nothing was queued after it;
+                otherwise the waiting one is dropped and ``data`` is queued last,
+                so it never overtakes frames queued before it (their order, such
+                as the offsets of a room's history, is kept). Either way the
+                outbox holds one frame per key.
             priority: an answer the client is owed (an ack, an error): it may
                 use a second ``outbox_size`` of room before the session overflows.
+            bounded: ``False`` for a burst the caller bounds itself (a history
+                replay of at most its history size): it is queued whatever the
+                fill, and neither counts against ``outbox_size`` nor overflows.
         """
         if self._close is not None:
             return False
+        if not bounded:
+            self._outbox.append(_Unbounded(data))
+            self._unbounded += 1
+            self._outbox_changed.notify()
+            return True
         if coalesce is not None:
             waiting = self._coalescing.get(coalesce)
             if waiting is not None:
-                waiting.data = data
                 self._coalesced += 1
+                if self._outbox[-1] is waiting:
+                    waiting.data = data
+                    return True
+                self._retire(waiting)
+                slot = _Coalesced(coalesce, data)
+                self._coalescing[coalesce] = slot
+                self._outbox.append(slot)
+                self._outbox_changed.notify()
                 return True
-        if len(self._outbox) >= (2 * self.outbox_size if priority else self.outbox_size):
+        used = len(self._outbox) - self._retired - self._unbounded
+        if used >= (2 * self.outbox_size if priority else self.outbox_size):
             self._counters.outbox_overflows += 1
             logger.info(
                 "websocket %s (request id %s): outbox of %d frames overflowed; closing",
@@ -300,6 +351,16 @@ class WebSocketSession:
             self._outbox.append(data)
         self._outbox_changed.notify()
         return True
+
+    def _retire(self, entry: _Coalesced) -> None:
+        """Drop a waiting coalesced frame; compact the outbox when retired entries pile up."""
+        entry.data = None
+        self._retired += 1
+        if self._retired > self.outbox_size:
+            kept = [item for item in self._outbox if not _is_retired(item)]
+            self._outbox.clear()  # in place: the writer holds this deque
+            self._outbox.extend(kept)
+            self._retired = 0
 
     def send_error(self, code: str, message: str, *, ref: str | int | None = None) -> bool:
         """Queue an error frame ``{"type": "error", "code": ..., "message": ...}``."""
@@ -332,9 +393,10 @@ class WebSocketSession:
             frames_in=self._frames_in,
             frames_out=self._frames_out,
             error_frames=self._error_frames,
-            outbox_used=len(self._outbox),
+            outbox_used=len(self._outbox) - self._retired - self._unbounded,
             outbox_size=self.outbox_size,
             coalesced=self._coalesced,
+            bad_frames=self._bad_frames,
         )
 
     def _abort(self, code: int, reason: str) -> None:
@@ -344,6 +406,7 @@ class WebSocketSession:
             self._flush = False
             self._outbox.clear()
             self._coalescing.clear()
+            self._retired = self._unbounded = 0
         if self._group is not None:
             self._group.cancel_scope.cancel()
 
@@ -363,6 +426,7 @@ class WebSocketSession:
                 frame = self._decode(decoder, data)
             except FrameError as exc:
                 errors += 1
+                self._bad_frames += 1
                 self.send_error(exc.code, exc.message)
                 if errors >= self.max_consecutive_errors:
                     self.close(CloseCode.POLICY_VIOLATION, "too_many_bad_frames")
@@ -402,10 +466,18 @@ class WebSocketSession:
         outbox = self._outbox
         while True:
             while outbox:
-                item = outbox.popleft()
-                if type(item) is _Coalesced:
-                    del self._coalescing[item.key]
-                    item = item.data
+                entry = outbox.popleft()
+                if isinstance(entry, _Coalesced):
+                    if entry.data is None:  # superseded by a later frame with its key
+                        self._retired -= 1
+                        continue
+                    del self._coalescing[entry.key]
+                    item: str | bytes = entry.data
+                elif isinstance(entry, _Unbounded):
+                    self._unbounded -= 1
+                    item = entry.data
+                else:
+                    item = entry
                 await self._websocket.send(item)
                 self._frames_out += 1
                 self._counters.frames_out += 1

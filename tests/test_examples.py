@@ -34,7 +34,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import runtime.node
-from examples import counter_package, greeter_node, websocket_echo
+from actors.socket_hub.client import HubClientError
+from examples import counter_package, greeter_node, hub_chat, websocket_echo
 from examples.counter_package import (
     COUNTER,
     COUNTER_SETTINGS,
@@ -75,6 +76,11 @@ COVERAGE: dict[str, tuple[str, ...]] = {
         "test_every_setup_hook_example_boots_behind_the_default_node",
         "test_readme_code_blocks_naming_an_example_match_its_file",  # its settings section
         "runtime/test_cli.py::test_help_lists_the_sections_of_the_app_hook_module",
+    ),
+    "hub_chat.py": (
+        "test_hub_chat_meets_in_a_project_room_behind_the_default_node",
+        "test_every_setup_hook_example_boots_behind_the_default_node",
+        "test_readme_code_blocks_naming_an_example_match_its_file",
     ),
     "websocket_echo.py": (
         "test_websocket_echo_over_hypercorn",
@@ -344,6 +350,28 @@ async def test_counter_actor_is_driven_by_its_messages_alone() -> None:
 
 
 # -- websocket_echo.py ---------------------------------------------------------------------
+
+
+async def test_hub_chat_meets_in_a_project_room_behind_the_default_node() -> None:
+    settings = Settings(jwt_secret=Secret(SECRET))
+    verifier = _verifier()
+    alice = verifier.issue("alice", name="Alice", projects=["apollo"])
+    bob = verifier.issue("bob", name="Bob", projects=["apollo"])
+    carol = verifier.issue("carol", name="Carol")
+
+    def compose(node: NodeSetup) -> None:
+        runtime.node.compose(node)
+        hub_chat.setup(node)
+
+    async with open_app(settings, compose=compose) as (app, _), serve_app(app) as url:
+        ws_url = f"ws{url.removeprefix('http')}/ws"
+        assert await hub_chat.chat(ws_url, alice, bob) == [
+            "Alice: lift-off at noon",
+            "refused: forbidden",
+        ]
+        with pytest.raises(HubClientError) as refused:  # not in the project
+            await hub_chat.chat(ws_url, carol, bob)
+        assert refused.value.code == "forbidden"
 
 
 async def test_websocket_echo_over_hypercorn() -> None:

@@ -35,6 +35,7 @@ from ._messages import (
     _Appended,
     _GapTimeout,
     _Refilled,
+    _Relayed,
     _Remote,
     _Replayed,
     _RoomOpened,
@@ -144,6 +145,8 @@ class HubActor(Actor["HubMessage"]):
                 self._disconnect(connection)
             case Broadcast(frame=frame):
                 return self._broadcast(frame, publish=True)
+            case _Relayed(frame=frame):
+                self._broadcast(frame, publish=False)
             case RoomPresence(room=room):
                 return self._presence.members(room)
             case ListRooms():
@@ -193,11 +196,6 @@ class HubActor(Actor["HubMessage"]):
             return
         self._parts.connections.discard(connection)
         self._counters.disconnects += 1
-        session = connection.session
-        self._counters.coalesced += session.statistics().coalesced
-        closing = session.closing
-        if closing is not None and closing.code == CloseCode.SLOW_CONSUMER:
-            self._counters.slow_disconnects += 1
         for room in list(connection.rooms):
             self._leave(connection, room, explicit=False)
         mine = self._users.get(connection.user_id)
@@ -411,7 +409,7 @@ class HubActor(Actor["HubMessage"]):
         if replay is not None and replay.recovered:
             for offset, frame in replay.frames:
                 if offset > last:
-                    session.send_encoded(frame.decode())
+                    session.send_encoded(frame.decode(), bounded=False)
                     last = offset
             last = max(last, replay.position.offset)
         else:
@@ -419,7 +417,7 @@ class HubActor(Actor["HubMessage"]):
             last = room.delivered
         for offset, frame in buffer:
             if offset > last:
-                session.send_encoded(frame.decode())
+                session.send_encoded(frame.decode(), bounded=False)
                 last = offset
         room.members[connection] = None
         if last > room.delivered:
@@ -515,7 +513,7 @@ class HubActor(Actor["HubMessage"]):
             async for item in events:
                 if isinstance(item, bytes):
                     _, _, frame = item.partition(b"\n")
-                    await self.self_ref.tell(Broadcast(frame=frame))  # published by another node
+                    await self.self_ref.tell(_Relayed(frame=frame))  # another node's broadcast
 
     async def _publish_ephemeral(self, room: str, frame: bytes) -> None:
         try:

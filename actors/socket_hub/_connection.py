@@ -42,11 +42,14 @@ class Connection:
 
     The ``/ws`` route creates it and owns ``principal``, ``last_seen``,
     ``bucket`` and ``strikes``; the hub actor alone changes ``rooms`` (the
-    rooms it is a member of) and ``warned_expiry``. Hashable by identity.
+    rooms it is a member of) and ``warned_expiry``. ``ended`` is set once, by
+    :meth:`Hub.disconnect`, when its session's counters join the hub's.
+    Hashable by identity.
     """
 
     __slots__ = (
         "bucket",
+        "ended",
         "id",
         "last_seen",
         "personal_room",
@@ -74,6 +77,7 @@ class Connection:
         self.strikes = 0
         self.rooms: dict[str, None] = {}
         self.warned_expiry = False
+        self.ended = False
 
     @property
     def user_id(self) -> str:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from runtime import Extension, RedisUnavailable, Rejected
+from runtime import CloseCode, Extension, RedisUnavailable, Rejected
 
 from ._frames import NewMessage, TaskProgress
 from ._messages import (
@@ -147,12 +147,13 @@ class Hub:
                 "stage": stage,
                 "message": message,
                 "state": state,
-                "result": msgspec.Raw(_encoder.encode(result)) if result is not None else None,
                 "error": error,
                 "ts": self._parts.clock.time(),
             },
             TaskProgress,
         )
+        if result is not None:  # convert() takes no Raw: the encoded result goes in after
+            frame = msgspec.structs.replace(frame, result=msgspec.Raw(_encoder.encode(result)))
         return await self.post(room, _encoder.encode(frame))
 
     async def post(
@@ -209,8 +210,12 @@ class Hub:
         for connection in parts.connections:
             rooms.update(connection.rooms)
         canary = parts.canary
-        figures = {name: getattr(counters, name) for name in vars(counters)}
-        figures["coalesced"] += sum(c.session.statistics().coalesced for c in parts.connections)
+        counts = {name: getattr(counters, name) for name in vars(counters)}
+        for connection in parts.connections:  # open sessions count what they did so far
+            if not connection.ended:
+                session = connection.session.statistics()
+                counts["coalesced"] += session.coalesced
+                counts["bad_frames"] += session.bad_frames
         return HubStatistics(
             connections=len(parts.connections),
             users=len(users),
@@ -219,7 +224,7 @@ class Hub:
             canary_round_trip_ms=canary.round_trip_ms if canary is not None else None,
             history=parts.history.statistics(),
             presence=parts.presence.statistics(),
-            **figures,
+            **counts,
         )
 
     # -- what the /ws route uses -------------------------------------------------------------
@@ -235,7 +240,20 @@ class Hub:
         await self._wait(reply)
 
     async def disconnect(self, connection: Connection) -> None:
-        """Unregister ``connection``; call it shielded, as the connection ends."""
+        """Unregister ``connection``; call it shielded, as the connection ends.
+
+        Its session's coalesced and bad frames join the hub's counters, and a
+        close for overflow (4008) counts as a slow disconnect.
+        """
+        if not connection.ended:
+            connection.ended = True
+            session, counters = connection.session, self._parts.counters
+            statistics = session.statistics()
+            counters.coalesced += statistics.coalesced
+            counters.bad_frames += statistics.bad_frames
+            closing = session.closing
+            if closing is not None and closing.code == CloseCode.SLOW_CONSUMER:
+                counters.slow_disconnects += 1
         ref = self._parts.ref
         if ref is not None:
             with self._parts.clock.move_on_after(5.0):

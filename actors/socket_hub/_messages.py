@@ -162,6 +162,10 @@ class _Refilled(Message, tag="hub._refilled", frozen=True, kw_only=True):
     frames: list[tuple[int, bytes]]
 
 
+class _Relayed(Message, tag="hub._relayed", frozen=True, kw_only=True):
+    frame: bytes  # a broadcast another node published: deliver here, never publish again
+
+
 class _Sweep(Message, tag="hub._sweep", frozen=True, kw_only=True):
     pass
 
@@ -173,7 +177,7 @@ class _GapTimeout(Message, tag="hub._gap_timeout", frozen=True, kw_only=True):
 
 HubMessage = (
     Connect | Disconnect | JoinRoom | LeaveRoom | SendToRoom | Broadcast | RoomPresence
-    | ListRooms | Stopping | _RoomOpened | _Remote | _Appended | _Replayed | _Refilled | _Sweep
-    | _GapTimeout
+    | ListRooms | Stopping | _RoomOpened | _Remote | _Appended | _Replayed | _Refilled | _Relayed
+    | _Sweep | _GapTimeout
 )  # fmt: skip
 """Every message the hub actor handles."""

@@ -65,10 +65,15 @@ if TYPE_CHECKING:
 
     from ._facade import Hub
 
-__all__ = ["PostMessage", "hub_blueprint"]
+__all__ = ["PostMessage", "PostedMessage", "hub_blueprint"]
 
 _FRAMES: FrameDecoder[ClientFrame] = FrameDecoder(ClientFrame)
 _encoder = msgspec.json.Encoder()
+
+
+def _text(frame: object) -> str:
+    """``frame`` as the text of a JSON text frame (``bytes`` would go out as a binary frame)."""
+    return _encoder.encode(frame).decode()
 
 
 class PostMessage(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -76,6 +81,15 @@ class PostMessage(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
 
     message: Annotated[str, Meta(min_length=1)]
     kind: MessageKind = "system"
+
+
+class PostedMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer to ``POST /api/rooms/<room>/messages``: where the message landed, and its id."""
+
+    room: str
+    epoch: str
+    offset: int
+    id: str
 
 
 def _hub() -> Hub:
@@ -111,14 +125,17 @@ class _Frames:
             counters = hub._parts.counters
             counters.rate_limited += 1
             connection.strikes += 1
+            why = (
+                f"more than {settings.rate_per_second:g} frames a second "
+                f"(burst {settings.rate_burst}); slow down"
+            )
             if connection.strikes >= settings.rate_strikes:
                 counters.rate_limit_closes += 1
+                # the last error frame first: a closing session queues nothing more
+                session.send_error("rate_limited", why, ref=frame.ref)
                 session.close(CloseCode.RATE_LIMITED, "rate_limited")
-            raise Rejected(
-                "rate_limited",
-                f"more than {settings.rate_per_second:g} frames a second "
-                f"(burst {settings.rate_burst}); slow down",
-            )
+                return
+            raise Rejected("rate_limited", why)
         connection.strikes = 0
         match frame:
             case SendMessage(room=room, message=text, kind=kind, ref=ref):
@@ -135,7 +152,7 @@ class _Frames:
                 )
                 posted = await hub.post(room, _encoder.encode(message), connection)
                 ack = Ack(ref=ref, id=message.id, offset=posted.offset or None)
-                session.send_encoded(_encoder.encode(ack), priority=True)
+                session.send_encoded(_text(ack), priority=True)
             case JoinRoom(room=room, room_type=room_type, since=since, epoch=epoch, ref=ref):
                 await check_access(connection.principal, room, room_type, hub.project_policy)
                 await hub.join(connection, room, since=since, epoch=epoch, ref=ref)
@@ -143,12 +160,12 @@ class _Frames:
                 session.send(PresenceFrame(room=room, members=members))
             case LeaveRoom(room=room, ref=ref):
                 await hub.leave(connection, room)
-                session.send_encoded(_encoder.encode(RoomLeft(room=room, ref=ref)), priority=True)
+                session.send_encoded(_text(RoomLeft(room=room, ref=ref)), priority=True)
             case Ping(ref=ref):
-                session.send_encoded(_encoder.encode(Pong(ref=ref, ts=now)), priority=True)
+                session.send_encoded(_text(Pong(ref=ref, ts=now)), priority=True)
             case AuthRequest(token=token, ref=ref):
                 self._refresh(session, token)
-                session.send_encoded(_encoder.encode(Ack(ref=ref)), priority=True)
+                session.send_encoded(_text(Ack(ref=ref)), priority=True)
             case _:
                 assert_never(frame)
 
@@ -189,7 +206,8 @@ async def _serve_socket() -> None:
     try:
         await hub.connect(connection)
     except Rejected as exc:
-        status = 503 if exc.code == "node_stopping" else 429
+        # only the per-user limit is the client's doing; the rest (stopping, restarting) is ours
+        status = 429 if exc.code == "too_many_connections" else 503
         raise ApiError(status, exc.code, exc.message) from None
     try:
         await run_session(session, _FRAMES, _Frames(hub, connection))
@@ -233,14 +251,20 @@ def hub_blueprint() -> Blueprint:
             _check_message(hub, body.message)
         except Rejected as exc:
             raise ApiError(422, exc.code, exc.message) from None
-        posted = await hub.send_to_room(
-            room,
-            body.message,
-            kind=body.kind,
+        message = NewMessage(
+            id=message_id(),
+            room=room,
             user_id=principal.subject,
             user_name=principal.name,
+            message=body.message,
+            kind=body.kind,
+            ts=hub._parts.clock.time(),
         )
-        return json_response(posted, 201)
+        posted = await hub.post(room, _encoder.encode(message))
+        answer = PostedMessage(
+            room=posted.room, epoch=posted.epoch, offset=posted.offset, id=message.id
+        )
+        return json_response(answer, 201)
 
     @routes.get("/api/rooms/<path:room>/presence")
     @require_auth()

@@ -16,8 +16,8 @@ class HubStatistics(msgspec.Struct, frozen=True, kw_only=True):
     ``deliveries`` counts frames queued to connections; ``coalesced`` progress
     frames replaced in an outbox by a later one (ended and open connections);
     ``slow_disconnects`` connections closed because their outbox overflowed
-    (4008); bad frames are counted by the WebSocket edge (``runtime.websocket``
-    ``error_frames``); ``duplicates``
+    (4008); ``bad_frames`` frames refused as malformed, unknown or invalid;
+    ``duplicates``
     frames that reached a room twice (fanout and history) and were dropped once;
     ``refills`` history reads that filled a gap, ``lost`` offsets neither the
     fanout nor the history could supply; ``degraded_sends`` messages delivered
@@ -40,6 +40,7 @@ class HubStatistics(msgspec.Struct, frozen=True, kw_only=True):
     slow_disconnects: int
     rate_limited: int
     rate_limit_closes: int
+    bad_frames: int
     expiry_warnings: int
     idle_closes: int
     refreshes: int
@@ -73,6 +74,7 @@ class HubCounters:
         self.slow_disconnects = 0
         self.rate_limited = 0
         self.rate_limit_closes = 0
+        self.bad_frames = 0
         self.expiry_warnings = 0
         self.idle_closes = 0
         self.refreshes = 0

@@ -88,6 +88,28 @@ async def test_three_nodes_exchange_room_traffic_in_order_without_loss(
         tg.cancel_scope.cancel()
 
 
+async def test_a_broadcast_reaches_every_connection_of_every_node_once(
+    redis_server: RedisServer,
+) -> None:
+    async with serve_nodes(2, redis_server.url) as (a, b), anyio.create_task_group() as tg:
+        members = [Member("ann", a.url), Member("ben", b.url), Member("cy", b.url)]
+        for member in members:
+            await member.connect()
+            tg.start_soon(member.pump)
+        await members[1].join(ROOM, ref=1)  # the other node has a room open: fanout is live
+        assert await a.node.context.get(HUB).broadcast("maintenance at noon") == 1
+        for member in members:
+            await member.wait_for(lambda f: f["type"] == "new_message" and f["room"] == "*")
+        ping = await members[1].join("public:after", ref=2)  # a later frame, same connection
+        assert ping["type"] == "room_joined"
+        for member in members:  # exactly once each: a relayed broadcast is never published again
+            seen = [f for f in member.frames if f["type"] == "new_message" and f["room"] == "*"]
+            assert [f["message"] for f in seen] == ["maintenance at noon"]
+        stats_b = await b.node.context.get(HUB).statistics()
+        assert stats_b.connections == 2
+        tg.cancel_scope.cancel()
+
+
 async def test_presence_is_merged_across_nodes(redis_server: RedisServer) -> None:
     async with serve_nodes(2, redis_server.url) as (a, b), anyio.create_task_group() as tg:
         alice_a, alice_b, bob_b = (
