@@ -671,9 +671,7 @@ async def measure(plan: Plan, url: str, link: RedisLink, fanout: RedisFanout) ->
     return "\n".join([*header, *out, *footer])
 
 
-def hit_rate_section(
-    plan: Plan, policies: list[PolicyRates], results: list[HitRates]
-) -> list[str]:
+def hit_rate_section(plan: Plan, policies: list[PolicyRates], results: list[HitRates]) -> list[str]:
     """Section 4's markdown: 4a, the policies, and 4b, the whole ``Cache`` (if replayed)."""
     sizes = f"{plan.zipf_requests:,} requests, caches of {plan.zipf_capacity:,} entries"
     out = [

@@ -311,9 +311,7 @@ def main() -> None:
     parser.add_argument(
         "--duration", type=float, default=10.0, help="seconds per wrk pass (default 10)"
     )
-    parser.add_argument(
-        "--connections", type=int, default=50, help="wrk connections (default 50)"
-    )
+    parser.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
     parser.add_argument(
         "--slices",
@@ -325,9 +323,10 @@ def main() -> None:
         "--warmup", type=float, default=3.0, help="seconds of warm-up per contender (default 3)"
     )
     args = parser.parse_args()
-    if min(args.runs, args.connections, args.threads, args.slices) < 1 or min(
-        args.duration, args.warmup
-    ) <= 0:
+    if (
+        min(args.runs, args.connections, args.threads, args.slices) < 1
+        or min(args.duration, args.warmup) <= 0
+    ):
         parser.error("--runs, --connections, --threads and --slices are >= 1; seconds are > 0")
     if args.duration / args.slices < 1:
         parser.error("each slice needs at least 1s (wrk takes whole seconds): raise --duration")
