@@ -60,6 +60,7 @@ from ._edge_auth import handshake_principal, missing_token, verify_token
 from ._errors import ActorCrashed, ActorStopped, AskTimeout, Rejected
 from ._http import ApiError, node_context
 from ._notifier import Notifier
+from ._ws_batch import batch_writer
 from ._ws_connection import (
     CloseCode,
     accept_websocket,
@@ -147,7 +148,8 @@ async def _first_frame_principal(timeout_seconds: float) -> Principal:
     return verify_token(node.verifier, frame.token)
 
 
-# Frames a writer sends back to back before it lets other tasks run once.
+# Frames a writer takes from the outbox at once (one transport write where Hypercorn
+# serves the socket) before it lets other tasks run.
 _FRAMES_PER_CHECKPOINT = 64
 
 
@@ -487,34 +489,47 @@ class WebSocketSession:
             raise FrameError("frame_too_large", f"frame exceeds the limit of {limit} bytes")
         return decoder.decode(data)
 
-    async def _write(self) -> None:
+    def _take(self, most: int) -> list[str | bytes]:
+        """Take up to ``most`` frames from the head of the outbox, in order."""
         outbox = self._outbox
+        frames: list[str | bytes] = []
+        while outbox and len(frames) < most:
+            entry = outbox.popleft()
+            if isinstance(entry, _Coalesced):
+                if entry.data is None:  # superseded by a later frame with its key
+                    self._retired -= 1
+                    continue
+                del self._coalescing[entry.key]
+                frames.append(entry.data)
+            elif isinstance(entry, _Unbounded):
+                self._unbounded -= 1
+                frames.append(entry.data)
+            else:
+                frames.append(entry)
+        return frames
+
+    async def _write(self) -> None:
         send = _asgi_send(self._websocket)
-        written = 0
+        write_many = batch_writer(send)
         while True:
-            while outbox:
-                entry = outbox.popleft()
-                if isinstance(entry, _Coalesced):
-                    if entry.data is None:  # superseded by a later frame with its key
-                        self._retired -= 1
-                        continue
-                    del self._coalescing[entry.key]
-                    item: str | bytes = entry.data
-                elif isinstance(entry, _Unbounded):
-                    self._unbounded -= 1
-                    item = entry.data
+            while self._outbox:
+                frames = self._take(_FRAMES_PER_CHECKPOINT)
+                if write_many is not None:
+                    if not await write_many(frames):  # closed under us
+                        if self._group is not None:
+                            self._group.cancel_scope.cancel()
+                        return
                 else:
-                    item = entry
-                if send is None:
-                    await self._websocket.send(item)
-                elif type(item) is str:
-                    await send({"type": "websocket.send", "bytes": None, "text": item})
-                else:
-                    await send({"type": "websocket.send", "bytes": item, "text": None})
-                self._frames_out += 1
-                self._counters.frames_out += 1
-                written += 1
-                if written % _FRAMES_PER_CHECKPOINT == 0:
+                    for frame in frames:
+                        if send is None:
+                            await self._websocket.send(frame)
+                        elif type(frame) is str:
+                            await send({"type": "websocket.send", "bytes": None, "text": frame})
+                        else:
+                            await send({"type": "websocket.send", "bytes": frame, "text": None})
+                self._frames_out += len(frames)
+                self._counters.frames_out += len(frames)
+                if self._outbox:
                     await asyncio.sleep(0)  # a long outbox still lets other tasks run
             if self._close is not None:
                 break  # closing, and the outbox is drained
