@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import anyio
+import asyncio
 
 __all__ = ["Notifier"]
 
@@ -10,28 +10,44 @@ __all__ = ["Notifier"]
 class Notifier:
     """Wakes every task waiting in :meth:`wait` at the next :meth:`notify`.
 
-    The event is created only when someone waits, and replaced at each
-    notification, so a waiter re-checks its condition in a loop::
+    Each waiter waits on a future of its own, created when it waits and
+    forgotten at the notification, so a waiter re-checks its condition in a
+    loop::
 
         while not condition():
             await notifier.wait()
 
     Bound the loop with a timeout (``anyio.fail_after``) where it may wait long.
+    A bare future rather than an event: one per waiting session writer, and a
+    node can have many thousands of them idle (an ``asyncio.Event`` holds a
+    deque of some 600 bytes).
     """
 
-    __slots__ = ("_event",)
+    __slots__ = ("_waiters",)
 
     def __init__(self) -> None:
-        self._event: anyio.Event | None = None
+        self._waiters: list[asyncio.Future[None]] | None = None
 
     async def wait(self) -> None:
         """Sleep until the next :meth:`notify`."""
-        if self._event is None:
-            self._event = anyio.Event()
-        await self._event.wait()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters = self._waiters
+        if waiters is None:
+            self._waiters = [future]
+        else:
+            waiters.append(future)
+        try:
+            await future
+        finally:
+            if not future.done() or future.cancelled():
+                waiters = self._waiters
+                if waiters is not None and future in waiters:
+                    waiters.remove(future)
 
     def notify(self) -> None:
         """Wake every current waiter; later waiters wait for the next notification."""
-        event, self._event = self._event, None
-        if event is not None:
-            event.set()
+        waiters, self._waiters = self._waiters, None
+        if waiters is not None:
+            for future in waiters:
+                if not future.done():
+                    future.set_result(None)
