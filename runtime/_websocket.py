@@ -581,7 +581,6 @@ async def run_session(
     if session.closing is None or session._flush:
         async with anyio.create_task_group() as group:
             session._group = group
-            group.start_soon(session._read, decoder, on_frame)
             group.start_soon(session._write)
             if session.closing is not None:
                 session._start_close_timer()
@@ -589,6 +588,9 @@ async def run_session(
                 group.start_soon(session._watch_stopping)
             if session.close_on_expiry and session.principal is not None:
                 group.start_soon(session._watch_expiry)
+            # The reader runs in the route's own task (one task fewer per connection); the
+            # writer ends the session by cancelling the group, this body included.
+            await session._read(decoder, on_frame)
         session._group = None
     closed = session.closing or SessionClosed(code=CloseCode.NORMAL, reason="")
     with session._clock.move_on_after(session.close_timeout_seconds):
