@@ -20,7 +20,8 @@ raised by the route refuses the upgrade with the node's JSON error body and
 status. After accept, an error that escapes the route becomes an error frame
 and a close with the code of :class:`~runtime.CloseCode` for its status.
 
-:func:`run_session` runs a reader and a writer in one task group:
+:func:`run_session` runs a reader (in the route's own task) and a writer task
+under one cancel scope:
 
 * the **reader** takes one frame at a time, checks its size and kind, decodes
   it with the :class:`~runtime.FrameDecoder` and awaits ``on_frame(session,
@@ -30,7 +31,9 @@ and a close with the code of :class:`~runtime.CloseCode` for its status.
   the session goes on; ``max_consecutive_errors`` bad frames in a row close
   it (1008). Any other exception is logged with the request id and closes the
   session with 1011; the node goes on.
-* the **writer** sends the outbox in order. :meth:`WebSocketSession.send`
+* the **writer** sends the outbox in order, up to 64 frames in one transport
+  write where Hypercorn serves the socket (``runtime._ws_batch``), through
+  the ASGI ``send`` otherwise. :meth:`WebSocketSession.send`
   never waits (an actor broadcasting to a room must not stall on one slow
   client): when the outbox (``outbox_size`` frames) is full, the frame is not
   queued, the session is closed with 4008 ``slow_consumer`` without flushing,
@@ -354,10 +357,7 @@ class WebSocketSession:
                     waiting.data = data
                     return True
                 self._retire(waiting)
-                slot = _Coalesced(coalesce, data)
-                self._coalescing[coalesce] = slot
-                self._outbox.append(slot)
-                self._outbox_changed.notify()
+                self._queue_coalesced(coalesce, data)
                 return True
         used = len(self._outbox) - self._retired - self._unbounded
         if used >= (2 * self.outbox_size if priority else self.outbox_size):
@@ -371,13 +371,17 @@ class WebSocketSession:
             self._abort(CloseCode.SLOW_CONSUMER, "slow_consumer")
             return False
         if coalesce is not None:
-            slot = _Coalesced(coalesce, data)
-            self._coalescing[coalesce] = slot
-            self._outbox.append(slot)
+            self._queue_coalesced(coalesce, data)
         else:
             self._outbox.append(data)
-        self._outbox_changed.notify()
+            self._outbox_changed.notify()
         return True
+
+    def _queue_coalesced(self, key: Hashable, data: str | bytes) -> None:
+        slot = _Coalesced(key, data)
+        self._coalescing[key] = slot
+        self._outbox.append(slot)
+        self._outbox_changed.notify()
 
     def _retire(self, entry: _Coalesced) -> None:
         """Drop a waiting coalesced frame; compact the outbox when retired entries pile up."""

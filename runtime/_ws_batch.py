@@ -51,9 +51,7 @@ def _stream_behind(send: object) -> WSStream | None:
 def batch_writer(send: Callable[[dict[str, Any]], Awaitable[None]] | None) -> BatchWriter | None:
     """A writer of several frames at once for the socket behind ``send``, or ``None``."""
     stream = _stream_behind(send)
-    if stream is None or not all(
-        hasattr(stream, name) for name in ("connection", "send", "stream_id", "state", "closed")
-    ):
+    if stream is None:
         return None
 
     async def write(frames: Sequence[str | bytes]) -> bool:

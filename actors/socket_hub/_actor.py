@@ -320,9 +320,8 @@ class HubActor(Actor["HubMessage"]):
         if not room.empty or not room.opened or room.waiting:
             return
         del self._rooms[room.name]
-        reader = room.reader
-        if isinstance(reader, anyio.CancelScope):
-            reader.cancel()
+        if room.reader is not None:
+            room.reader.cancel()
         if self._parts.distributed:
             self.start_soon(self._vacate, room.name)
 

@@ -46,6 +46,10 @@ __all__ = ["HUB", "Hub"]
 
 _encoder = msgspec.json.Encoder()
 
+# How long a join, a send or a connect waits for the hub: its replies may wait on Redis
+# (a room opening, a replay, an append), each command of which has its own deadline.
+_REPLY_TIMEOUT_SECONDS = 20.0
+
 
 def message_id() -> str:
     """A new message id: ``msg_`` and 16 random hex digits."""
@@ -82,10 +86,11 @@ class Hub:
         return asyncio.get_running_loop().create_future()
 
     async def _wait(self, future: asyncio.Future[Any]) -> Any:
-        timeout = self._parts.settings.auth_timeout_seconds * 2 + 10.0
-        with self._parts.clock.move_on_after(timeout):
+        with self._parts.clock.move_on_after(_REPLY_TIMEOUT_SECONDS):
             return await future
-        raise Rejected("unavailable", f"the socket hub did not answer within {timeout:g}s")
+        raise Rejected(
+            "unavailable", f"the socket hub did not answer within {_REPLY_TIMEOUT_SECONDS:g}s"
+        )
 
     # -- sending -----------------------------------------------------------------------------
 
@@ -216,14 +221,13 @@ class Hub:
     async def statistics(self) -> HubStatistics:
         """The hub's counters and sizes."""
         parts, counters = self._parts, self._parts.counters
-        users = {connection.user_id for connection in parts.connections}
+        counts = {name: getattr(counters, name) for name in vars(counters)}
+        users: set[str] = set()
         rooms: set[str] = set()
         for connection in parts.connections:
+            users.add(connection.user_id)
             rooms.update(connection.rooms)
-        canary = parts.canary
-        counts = {name: getattr(counters, name) for name in vars(counters)}
-        for connection in parts.connections:  # open sessions count what they did so far
-            if not connection.ended:
+            if not connection.ended:  # open sessions count what they did so far
                 session = connection.session.statistics()
                 counts["coalesced"] += session.coalesced
                 counts["bad_frames"] += session.bad_frames
@@ -231,8 +235,8 @@ class Hub:
             connections=len(parts.connections),
             users=len(users),
             rooms=len(rooms),
-            fanout_deaf=canary.deaf if canary is not None else False,
-            canary_round_trip_ms=canary.round_trip_ms if canary is not None else None,
+            fanout_deaf=parts.canary.deaf if parts.canary is not None else False,
+            canary_round_trip_ms=parts.canary.round_trip_ms if parts.canary is not None else None,
             history=parts.history.statistics(),
             presence=parts.presence.statistics(),
             **counts,

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING
 import msgspec
 
 if TYPE_CHECKING:
+    import anyio
+
     from ._connection import Connection
     from ._messages import JoinRoom
 
@@ -88,7 +90,7 @@ class Room:
         self.delivered = 0
         self.opened = False
         self.waiting: list[tuple[JoinRoom, bool]] = []  # joins (and welcome?) while opening
-        self.reader: object | None = None  # the cancel scope of its fanout reader
+        self.reader: anyio.CancelScope | None = None  # the scope of its fanout reader (Redis)
         self.gap_armed = False
         self.refilling = False
         self.refill_again = False  # a gap came while a refill was in flight
