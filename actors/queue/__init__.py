@@ -1,0 +1,1 @@
+"""The queue actor (being built: see issue 10)."""
