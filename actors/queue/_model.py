@@ -74,7 +74,7 @@ class Backoff(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
 
 
 class Retention(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """Finished jobs of one outcome a queue keeps: the last ``count``, younger than ``age_seconds``."""
+    """Finished jobs of one outcome kept: the last ``count``, younger than ``age_seconds``."""
 
     count: Annotated[int, Meta(ge=0, le=1_000_000)] | None = None
     age_seconds: Annotated[float, Meta(gt=0, le=31_536_000)] | None = None
