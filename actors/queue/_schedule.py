@@ -82,6 +82,7 @@ class Scheduler:
         async with anyio.create_task_group() as group:
             for schedule in self._queue.schedules:
                 group.start_soon(self._one, schedule)
+            await anyio.sleep_forever()  # a service that returns would be restarted
 
     async def _one(self, schedule: Schedule) -> None:
         clock = self._parts.clock

@@ -101,6 +101,7 @@ class Worker:
             await self._claim_loop(group)
             await self._drain()
             group.cancel_scope.cancel()
+        await anyio.sleep_forever()  # drained: idle until the node stops the service
 
     async def _watch_stopping(self) -> None:
         await self._parts.stopping.wait()

@@ -37,3 +37,20 @@ async def running_queue(
             yield queue, parts
         finally:
             group.cancel_scope.cancel()
+
+
+async def until(queue: Queue, parts: QueueParts, job_id: str, predicate: Any) -> Any:
+    """The job once ``predicate(job)`` holds (re-read at each finish, bounded by ``WAIT``)."""
+    with anyio.fail_after(WAIT):
+        while True:
+            job = await queue.get(job_id)
+            if job is not None and predicate(job):
+                return job
+            with anyio.move_on_after(0.05):
+                await parts.finished.wait()
+
+
+async def settle() -> None:
+    """Let every task run until all are blocked (before a ManualClock advance)."""
+    with anyio.fail_after(WAIT):
+        await anyio.wait_all_tasks_blocked()
