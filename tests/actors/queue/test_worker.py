@@ -57,6 +57,7 @@ async def test_concurrency_bounds_the_attempts_running_at_once() -> None:
     running = 0
     peak = 0
     gate = anyio.Event()
+    full = anyio.Event()
 
     def register(queue: Queue) -> None:
         @queue.handler("slow", queue="default", payload=dict)
@@ -64,6 +65,8 @@ async def test_concurrency_bounds_the_attempts_running_at_once() -> None:
             nonlocal running, peak
             running += 1
             peak = max(peak, running)
+            if running == 3:
+                full.set()
             await gate.wait()
             running -= 1
             return None
@@ -72,8 +75,7 @@ async def test_concurrency_bounds_the_attempts_running_at_once() -> None:
     async with running_queue(register, settings=settings) as (queue, parts):
         ids = [(await queue.enqueue("slow", {"n": n})).id for n in range(10)]
         with anyio.fail_after(WAIT):
-            while running < 3:
-                await anyio.wait_all_tasks_blocked()
+            await full.wait()
         assert (await queue.counts("default")).active == 3
         gate.set()
         for job_id in ids:
