@@ -512,7 +512,7 @@ class RedisJobStore:
         marker is rewritten before raising, so the next call passes.
         """
         lost: list[str] = []
-        candidate = self.epoch or secrets.token_hex(8)
+        candidate = secrets.token_hex(8)  # a marker written now is never the one known
         for queue in self._queues:
             with self._link.map_errors("queue marker"):
                 value, _ = cast(
