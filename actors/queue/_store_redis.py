@@ -737,7 +737,10 @@ class RedisJobStore:
         return total
 
     async def events(self, limit: int) -> list[OutboxEntry]:
-        """Up to ``limit`` outbox events not yet acknowledged, oldest first (across queues)."""
+        """Up to ``limit`` outbox events not yet acknowledged, oldest first.
+
+        Exact within a queue; across queues by the streams' Redis-time IDs (ms).
+        """
         if limit <= 0:
             return []
         found: list[tuple[tuple[int, int], str, bytes]] = []

@@ -225,3 +225,61 @@ async def test_rate_limit(limited: Store) -> None:
     assert len(await limited.claim("default", 2, 1000, 30)) == 2
     assert len(await limited.claim("default", 5, 1000, 30)) == 1
     assert await limited.claim("default", 5, 1000, 30) == []
+
+
+async def test_expired_lease_of_a_cancel_flagged_job_cancels_it(store: Store) -> None:
+    await store.add([new_job("c", attempts=3, user_id="u")], 1000)
+    [c] = await store.claim("default", 1, 1000, 10)
+    assert await store.cancel(c.job.id, 1001, None) == "signalled"
+    assert await store.claim("default", 1, 1011, 10) == []
+    job = await store.get(c.job.id)
+    assert job is not None and job.state == "cancelled" and job.finished_at == 1011
+    assert [e.event.kind for e in await store.events(10)] == ["cancelled"]
+
+
+async def test_handed_back_job_keeps_its_place(store: Store) -> None:
+    await store.add([new_job("1"), new_job("2")], 1000)
+    [first] = await store.claim("default", 1, 1000, 30)
+    fin = Finish(job_id=first.job.id, token=first.token, outcome="handed_back", finished_at=1001)
+    assert await store.finish([fin]) == [True]
+    [again] = await store.claim("default", 1, 1002, 30)
+    assert again.job.id == "default.1" and again.job.attempt == 1
+
+
+async def test_retention_count_zero_removes_at_once(store: Store) -> None:
+    await store.add([new_job("z", remove_on_complete=Retention(count=0), dedup_key="k")], 1000)
+    [c] = await store.claim("default", 1, 1000, 30)
+    assert await store.finish([done(c.job.id, c.token, 1001)]) == [True]
+    assert await store.get("default.z") is None
+    assert (await store.counts("default")).completed == 0
+    assert (await store.add([new_job("y", dedup_key="k")], 1002))[0].created
+
+
+async def test_listing_order_and_paging(store: Store) -> None:
+    await store.add([new_job(f"{i}", run_at=1100 - i) for i in range(4)], 1000)
+    delayed = [j.id for j in await store.jobs("default", "delayed", 1, 2)]
+    assert delayed == ["default.2", "default.1"]
+    assert await store.jobs("default", "completed", 0, 10) == []
+
+
+async def test_renew_of_unknown_and_finished_jobs(store: Store) -> None:
+    await store.add([new_job("r")], 1000)
+    [c] = await store.claim("default", 1, 1000, 30)
+    await store.finish([done(c.job.id, c.token, 1001)])
+    lost = await store.renew("default", [(c.job.id, c.token), ("default.nope", 1)], 1002, 30)
+    assert lost == [c.job.id, "default.nope"]
+    assert await store.finish([done("default.nope", 1, 1003)]) == [False]
+
+
+async def test_events_across_queues(store: Store) -> None:
+    await store.add([new_job("a", user_id="u"), new_job("b", queue="email", user_id="u")], 1000)
+    for queue in ("email", "default"):
+        [c] = await store.claim(queue, 1, 1000, 30)
+        ev = JobEvent(job_id=c.job.id, user_id="u", kind="completed", percentage=100)
+        await store.finish([done(c.job.id, c.token, 1001, event=ev)])
+    entries = await store.events(10)
+    # oldest first within a queue; across queues Redis orders by millisecond only
+    assert sorted(e.event.job_id for e in entries) == ["default.a", "email.b"]
+    assert len(await store.events(1)) == 1
+    await store.ack_events([e.id for e in entries])
+    assert await store.events(10) == []

@@ -140,3 +140,22 @@ async def test_rate_limit_is_shared_by_stores(redis_url: str) -> None:
         got += len(await two.claim("default", 3, 1000, 30))
         got += len(await two.claim("default", 3, 1000, 30))
         assert got == 4
+
+
+async def evalsha_calls(link: RedisLink) -> int:
+    stats = await link.client.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+async def test_batches_are_one_script_call(redis_url: str) -> None:
+    async with opened(redis_url) as (link, store):
+        await store.add([new_job("warm")], 1000)  # loads the script
+        await store.claim("default", 1, 1000, 30)
+        before = await evalsha_calls(link)
+        await store.add([new_job(f"{i}") for i in range(50)], 1000)
+        claims = await store.claim("default", 50, 1000, 30)
+        await store.renew("default", [(c.job.id, c.token) for c in claims], 1001, 30)
+        await store.finish([Finish(job_id=c.job.id, token=c.token, outcome="completed",
+                                   finished_at=1002) for c in claims])  # fmt: skip
+        assert len(claims) == 50
+        assert await evalsha_calls(link) - before == 4
