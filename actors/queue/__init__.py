@@ -12,17 +12,17 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import TYPE_CHECKING
 
 import anyio
 
-from runtime import MemoryFanout, ServiceSpec, SystemClock
+from runtime import MemoryFanout, RedisFanout, ServiceSpec, SystemClock
 
 from ._context import JobContext
 from ._facade import QUEUE, Queue
 from ._handlers import Handlers
+from ._keys import QueueKeys
 from ._messages import EnqueueRequest, QueueInfo
 from ._model import Backoff, Job, JobError, JobEvent, JobOptions, JobState, Progress, Retention
 from ._outbox import Outbox
@@ -32,6 +32,7 @@ from ._settings import QUEUE_SETTINGS, QueueSettings
 from ._statistics import QueueStatistics, Summary, TypeStatistics
 from ._store import Added, CancelOutcome, JobStore, QueueCounts, StoreLost
 from ._store_memory import MemoryJobStore
+from ._store_redis import RedisJobStore
 from ._worker import Worker
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ __all__ = [
     "QueueParts",
     "QueueSettings",
     "QueueStatistics",
+    "RedisJobStore",
     "Retention",
     "StoreLost",
     "Summary",
@@ -130,11 +132,13 @@ def queue_child(
                 list(queues), outbox_size=settings.outbox_size, rate_limits=settings.limits
             )
         else:
-            # Imported by name: the Redis twin lives on its own branch until merged.
-            keys = importlib.import_module("actors.queue._keys")
-            redis_store = importlib.import_module("actors.queue._store_redis")
-            store = redis_store.RedisJobStore(
-                redis, keys.QueueKeys(prefix), list(queues), fanout=fanout
+            store = RedisJobStore(
+                redis,
+                QueueKeys(prefix),
+                list(queues),
+                fanout=fanout if isinstance(fanout, RedisFanout) else None,
+                rate_limits=settings.limits,
+                outbox_size=settings.outbox_size,
             )
     parts = QueueParts(
         settings=settings,
