@@ -26,10 +26,15 @@ def _node(setup: NodeSetup) -> None:
         return {"sent_to": ctx.payload.to}
 
 
-async def test_progress_and_completion_reach_the_users_websocket() -> None:
+@pytest.mark.parametrize("with_redis", [False, pytest.param(True, marks=pytest.mark.redis)])
+async def test_progress_and_completion_reach_the_users_websocket(
+    with_redis: bool, request: pytest.FixtureRequest
+) -> None:
+    redis_url = request.getfixturevalue("redis_url") if with_redis else None
     async with (
         open_app(
             Settings(jwt_secret=Secret(SECRET)),
+            redis_url=redis_url,
             compose=_node,
             sections={QUEUE_SETTINGS: QueueSettings(poll_seconds=0.05)},
         ) as (app, context),
