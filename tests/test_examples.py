@@ -34,8 +34,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import runtime.node
+from actors.queue import QUEUE
 from actors.socket_hub.client import HubClientError
-from examples import counter_package, greeter_node, hub_chat, websocket_echo
+from examples import blueprint, counter_package, greeter_node, hub_chat, websocket_echo
 from examples.counter_package import (
     COUNTER,
     COUNTER_SETTINGS,
@@ -59,6 +60,10 @@ SECRET = "a-secret-for-tests-only-32-bytes-long"
 #: Which tests of this module exercise each file of ``examples/``. A new example needs a
 #: test here and an entry in this mapping, or ``test_every_example_file_is_covered`` fails.
 COVERAGE: dict[str, tuple[str, ...]] = {
+    "blueprint.py": (
+        "test_blueprint_runs_the_three_job_types_with_progress_for_their_user",
+        "test_every_setup_hook_example_boots_behind_the_default_node",
+    ),
     "cache_site.py": (
         "actors/cache/test_examples.py::"
         "test_cache_site_serves_users_through_the_cache_and_forgets_them",
@@ -347,6 +352,49 @@ async def test_counter_actor_is_driven_by_its_messages_alone() -> None:
         with pytest.raises(Rejected) as caught:
             await refs["counter"].ask(CounterIncrement(name="b"))
         assert caught.value.code == "too_many_counters"
+
+
+# -- blueprint.py --------------------------------------------------------------------------
+
+
+async def test_blueprint_runs_the_three_job_types_with_progress_for_their_user(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SWITCHYARD_EXAMPLE_WORK_SCALE", "0")  # the stages' sleeps, instant
+
+    def compose(node: NodeSetup) -> None:
+        runtime.node.compose(node)
+        blueprint.setup(node)
+
+    async with open_app(compose=compose) as (_, context):
+        jobs = context.get(QUEUE)
+        email = await jobs.enqueue(
+            "send-email", {"to": "ada@example.com", "subject": "Hi"}, user_id="ada"
+        )
+        analysis = await jobs.enqueue(
+            "ai-analysis", {"text": "I love it, great work"}, user_id="ada"
+        )
+        upload = await jobs.enqueue(
+            "file-processing", {"filename": "a.mp4", "size_bytes": 3_000_000}, user_id="ada"
+        )
+        with pytest.raises(Rejected) as refused:
+            await jobs.enqueue("send-email", {"to": "not an address", "subject": "Hi"})
+        assert refused.value.code == "invalid_payload"
+        done = [await jobs.wait(added.id, timeout=20) for added in (email, analysis, upload)]
+        assert [(job.queue, job.state) for job in done] == [
+            ("email", "completed"),
+            ("ai-processing", "completed"),
+            ("file-processing", "completed"),
+        ]
+        results = [json.loads(job.result or b"null") for job in done]
+        assert results[0]["to"] == "ada@example.com"
+        assert results[1] == {"analysis": "sentiment", "words": 5, "score": 1.0}
+        assert results[2] == {"filename": "a.mp4", "operation": "scan", "chunks": 3}
+        assert [job.progress.stage if job.progress else None for job in done] == [
+            "send",
+            "summarise",
+            "upload",
+        ]
 
 
 # -- websocket_echo.py ---------------------------------------------------------------------
