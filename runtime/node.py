@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import actors.cache
+import actors.queue
 import actors.socket_hub
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ __all__ = ["SECTIONS", "compose"]
 SECTIONS: tuple[SettingsSection[Any], ...] = (
     actors.cache.CACHE_SETTINGS,
     actors.socket_hub.HUB_SETTINGS,
+    actors.queue.QUEUE_SETTINGS,
 )
 
 
@@ -29,3 +31,4 @@ def compose(setup: NodeSetup) -> None:
     """Add Switchyard's own actors to the node, in start order."""
     actors.cache.install(setup)
     actors.socket_hub.install(setup)
+    actors.queue.install(setup)

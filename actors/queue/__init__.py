@@ -1,1 +1,179 @@
-"""The queue actor (being built: see issue 10)."""
+"""The queue actor: durable background jobs with retries, progress to the user and leases.
+
+* :class:`Queue` is the Python API (``@queue.handler``, enqueue, inspect,
+  cancel, retry, pause, wait, repeat); other packages ``setup.require(QUEUE)``.
+* :func:`install` adds the queue to a node: a worker per configured queue,
+  the outbox that carries job events to the socket hub, the repeatable-job
+  scheduler, the store guard (a readiness check) and its statistics (``queue``).
+* :func:`queue_child` builds a queue for embedding under a supervisor.
+* Without Redis jobs live in a :class:`MemoryJobStore`; with Redis in a
+  ``RedisJobStore`` shared by every node.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import TYPE_CHECKING
+
+import anyio
+
+from runtime import MemoryFanout, ServiceSpec, SystemClock
+
+from ._context import JobContext
+from ._facade import QUEUE, Queue
+from ._handlers import Handlers
+from ._messages import EnqueueRequest, QueueInfo
+from ._model import Backoff, Job, JobError, JobEvent, JobOptions, JobState, Progress, Retention
+from ._outbox import Outbox
+from ._parts import QueueParts
+from ._schedule import Scheduler
+from ._settings import QUEUE_SETTINGS, QueueSettings
+from ._statistics import QueueStatistics, Summary, TypeStatistics
+from ._store import Added, CancelOutcome, JobStore, QueueCounts, StoreLost
+from ._store_memory import MemoryJobStore
+from ._worker import Worker
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskStatus
+
+    from actors.socket_hub import Hub
+    from runtime import Clock, Fanout, NodeSetup, RedisLink
+
+__all__ = [
+    "QUEUE",
+    "QUEUE_SETTINGS",
+    "Added",
+    "Backoff",
+    "CancelOutcome",
+    "EnqueueRequest",
+    "Job",
+    "JobContext",
+    "JobError",
+    "JobEvent",
+    "JobOptions",
+    "JobState",
+    "JobStore",
+    "MemoryJobStore",
+    "Progress",
+    "Queue",
+    "QueueCounts",
+    "QueueInfo",
+    "QueueParts",
+    "QueueSettings",
+    "QueueStatistics",
+    "Retention",
+    "StoreLost",
+    "Summary",
+    "TypeStatistics",
+    "install",
+    "queue_child",
+]
+
+logger = logging.getLogger(__name__)
+_GUARD_SECONDS = 5.0
+
+
+def _guard(parts: QueueParts) -> ServiceSpec:
+    """A service that opens the store, then checks its marker every few seconds."""
+
+    async def run(*, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        from runtime import RedisUnavailable
+
+        task_status.started()
+        opened = False
+        while True:
+            try:
+                if not opened:
+                    await parts.store.open()
+                    opened = True
+                else:
+                    check = getattr(parts.store, "check", None)
+                    if check is not None:
+                        await check()
+                if parts.lost_reason is not None:
+                    logger.warning("queue store is back: %s no longer holds", parts.lost_reason)
+                parts.lost_reason = None
+            except StoreLost as exc:
+                parts.lost_reason = f"queue store lost its data: {exc}"
+                logger.error("%s; jobs are NOT taken for an empty queue", parts.lost_reason)
+            except RedisUnavailable:
+                pass  # the link's own readiness check reports the outage
+            await parts.clock.sleep(_GUARD_SECONDS)
+
+    return ServiceSpec("queue.guard", run)
+
+
+def queue_child(
+    *,
+    settings: QueueSettings | None = None,
+    prefix: str = "switchyard",
+    clock: Clock | None = None,
+    redis: RedisLink | None = None,
+    fanout: Fanout | None = None,
+    hub: Hub | None = None,
+    store: JobStore | None = None,
+) -> tuple[list[ServiceSpec], QueueParts, Queue]:
+    """A queue to run under a supervisor: its service specs, its parts and its API.
+
+    The specs run the workers, the outbox, the scheduler and the store guard;
+    handlers and repeatable jobs registered on the returned :class:`Queue`
+    before the specs start are the ones that run.
+    """
+    settings = settings or QueueSettings()
+    clock = clock or SystemClock()
+    fanout = fanout or MemoryFanout()
+    queues = settings.queues
+    if store is None:
+        if redis is None:
+            store = MemoryJobStore(
+                list(queues), outbox_size=settings.outbox_size, rate_limits=settings.limits
+            )
+        else:
+            # Imported by name: the Redis twin lives on its own branch until merged.
+            keys = importlib.import_module("actors.queue._keys")
+            redis_store = importlib.import_module("actors.queue._store_redis")
+            store = redis_store.RedisJobStore(
+                redis, keys.QueueKeys(prefix), list(queues), fanout=fanout
+            )
+    parts = QueueParts(
+        settings=settings,
+        queues=queues,
+        store=store,
+        handlers=Handlers(queues),
+        clock=clock,
+        fanout=fanout,
+    )
+    if redis is not None:
+        parts.backoff = redis.backoff_seconds
+    queue = Queue(parts)
+    grace = settings.shutdown_grace_seconds + 10.0
+    specs = [_guard(parts)]
+    specs.extend(
+        ServiceSpec(f"queue.worker.{name}", Worker(parts, name).run, shutdown_seconds=grace)
+        for name in queues
+    )
+    specs.append(ServiceSpec("queue.outbox", Outbox(parts, hub).run))
+    specs.append(ServiceSpec("queue.schedule", Scheduler(parts, queue).run))
+    return specs, parts, queue
+
+
+def install(setup: NodeSetup) -> Queue:
+    """Add the queue, its services and statistics to a node; return its Python API."""
+    from actors.socket_hub import HUB
+
+    specs, parts, queue = queue_child(
+        settings=setup.section(QUEUE_SETTINGS),
+        prefix=setup.settings.redis_prefix,
+        clock=setup.clock,
+        redis=setup.redis,
+        fanout=setup.fanout,
+        hub=setup.find(HUB),
+    )
+    parts.stopping = setup.stopping
+    for spec in specs:
+        setup.add_actor(spec)
+    setup.add_readiness_check("queue.store", lambda: parts.lost_reason)
+    setup.add_statistics("queue", queue.statistics)
+    setup.provide(QUEUE, queue)
+    return queue
