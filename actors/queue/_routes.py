@@ -5,8 +5,9 @@ the job's ``user_id``); someone else's job answers 404, as a missing one does,
 so ids do not leak. The ``admin`` role sees every job (and its traceback) and
 alone may pause and resume a queue (403 otherwise).
 
-DRAFT: written against the facade contract in the lead's notes; it needs
-``actors/queue/_facade.py`` (``QUEUE``, ``Queue``, ``EnqueueRequest``).
+Errors keep the node's shape: the facade's refusals answer 400 (404 for an
+unknown queue or job type, 413 for a payload over the limit), a body that
+does not decode 400/422, and Redis that cannot store the job 503.
 """
 
 from __future__ import annotations

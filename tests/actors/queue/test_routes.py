@@ -1,7 +1,6 @@
 """The queue's HTTP routes on a real node: ownership, admin, bad input, the OpenAPI document.
 
-DRAFT: needs the queue facade (q-worker) and ``actors.queue.install`` calling
-``setup.add_blueprint(queue_blueprint())``.
+The hook below adds ``queue_blueprint()`` itself until ``actors.queue.install`` does.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from runtime.node import compose
 from runtime.testing import ManualClock, open_app
 
 if TYPE_CHECKING:
-    from actors.queue import JobContext
+    from actors.queue import JobContext, Queue
 
 SECRET = "queue-routes-test-secret-32-bytes-long"
 
@@ -36,11 +35,13 @@ def _setup(node: NodeSetup) -> None:
 
     @jobs.handler("send-email", queue="email", payload=SendEmail)
     async def send(ctx: JobContext[SendEmail]) -> object:
+        if ctx.payload.to == "fail":
+            raise RuntimeError("smtp is down")
         return {"sent": ctx.payload.to}
 
 
 @asynccontextmanager
-async def node() -> AsyncIterator[tuple[QuartClient, dict[str, dict[str, str]]]]:
+async def node() -> AsyncIterator[tuple[QuartClient, dict[str, dict[str, str]], Queue]]:
     clock = ManualClock(wall_start=1_800_000_000.0)
     settings = Settings(jwt_secret=Secret(SECRET))
     sections = {
@@ -51,10 +52,10 @@ async def node() -> AsyncIterator[tuple[QuartClient, dict[str, dict[str, str]]]]
         name: {"Authorization": f"Bearer {verifier.issue(name, roles=roles)}"}
         for name, roles in (("alice", ("user",)), ("bob", ("user",)), ("root", ("admin",)))
     }
-    async with open_app(settings, compose=_setup, clock=clock, sections=sections) as (app, _):
+    async with open_app(settings, compose=_setup, clock=clock, sections=sections) as (app, ctx):
         client = app.test_client()
         assert isinstance(client, QuartClient)
-        yield client, tokens
+        yield client, tokens, ctx.get(QUEUE)
 
 
 async def _error(response: Any) -> tuple[int, str]:
@@ -68,7 +69,7 @@ def _email(**extra: Any) -> dict[str, Any]:
 
 
 async def test_enqueue_get_list_cancel_retry_as_owner() -> None:
-    async with node() as (client, tokens):
+    async with node() as (client, tokens, _):
         alice = tokens["alice"]
         created = await client.post("/api/jobs", json=_email(), headers=alice)
         assert created.status_code == 202
@@ -88,7 +89,7 @@ async def test_enqueue_get_list_cancel_retry_as_owner() -> None:
 
 
 async def test_another_users_job_is_not_found_but_admin_sees_it() -> None:
-    async with node() as (client, tokens):
+    async with node() as (client, tokens, _):
         job_id = (
             await (
                 await client.post("/api/jobs", json=_email(), headers=tokens["alice"])
@@ -106,7 +107,7 @@ async def test_another_users_job_is_not_found_but_admin_sees_it() -> None:
 
 
 async def test_pause_and_resume_are_admin_only() -> None:
-    async with node() as (client, tokens):
+    async with node() as (client, tokens, _):
         for action in ("pause", "resume"):
             refused = await client.post(f"/api/queues/email/{action}", headers=tokens["alice"])
             assert await _error(refused) == (403, "insufficient_role")
@@ -129,7 +130,7 @@ async def test_pause_and_resume_are_admin_only() -> None:
 
 
 async def test_bad_input_is_a_clear_4xx_and_nothing_is_stored() -> None:
-    async with node() as (client, tokens):
+    async with node() as (client, tokens, _):
         alice = tokens["alice"]
         cases = [
             (_email(queue="nope"), 404, "unknown_queue"),
@@ -154,7 +155,7 @@ async def test_bad_input_is_a_clear_4xx_and_nothing_is_stored() -> None:
 
 
 async def test_every_queue_route_is_in_the_openapi_document() -> None:
-    async with node() as (client, _):
+    async with node() as (client, _, _):
         paths = (await (await client.get("/openapi.json")).get_json())["paths"]
         assert {
             "/api/jobs",
@@ -176,3 +177,22 @@ def test_the_documented_body_is_the_enqueue_request() -> None:
     assert {k: v for k, v in documented.items() if k != "payload"} == {
         k: v for k, v in real.items() if k != "payload"
     }
+
+
+async def test_a_failed_job_shows_its_result_and_traceback_only_to_an_admin() -> None:
+    async with node() as (client, tokens, queue):
+        alice = tokens["alice"]
+        ok = _email(options={"attempts": 1})
+        failing = {"type": "send-email", "payload": {"to": "fail"}, "options": {"attempts": 1}}
+        ok_id = (await (await client.post("/api/jobs", json=ok, headers=alice)).get_json())["id"]
+        bad_id = (await (await client.post("/api/jobs", json=failing, headers=alice)).get_json())[
+            "id"
+        ]
+        assert (await queue.wait(ok_id, timeout=10)).state == "completed"
+        assert (await queue.wait(bad_id, timeout=10)).state == "failed"
+        done = await (await client.get(f"/api/jobs/{ok_id}", headers=alice)).get_json()
+        assert done["result"] == {"sent": "a@example.com"} and done["attempt"] == 1
+        mine = await (await client.get(f"/api/jobs/{bad_id}", headers=alice)).get_json()
+        assert mine["error"]["message"] == "smtp is down" and "traceback" not in mine["error"]
+        admin = await (await client.get(f"/api/jobs/{bad_id}", headers=tokens["root"])).get_json()
+        assert "RuntimeError" in admin["error"]["traceback"]
