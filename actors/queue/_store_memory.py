@@ -3,8 +3,7 @@
 Every method runs without awaiting anything, so each is one atomic step of
 the store. Times are the caller's (the ``now`` arguments); sweeps that need a
 time (due delayed jobs, expired leases, ``result_ttl_seconds``, retention by
-age) run in the operations that carry one (``add``, ``claim``, ``finish``,
-``cancel``, ``retry``).
+age) run in ``claim``, ``finish`` and ``cancel``.
 """
 
 from __future__ import annotations
@@ -220,7 +219,6 @@ class MemoryJobStore:
         """Store a batch in one step; dedup per queue by ``dedup_key``."""
         for new in jobs:
             self._queue(new.queue)
-        self._sweep(now)
         added: list[Added] = []
         for new in jobs:
             q = self._queues[new.queue]

@@ -1,0 +1,781 @@
+"""The queue's Redis twin: every operation one Lua script on one queue's keys (one slot).
+
+Layout: see :mod:`._keys`. A job is a hash: ``r`` (msgpack of the immutable
+part) and mutable string fields (``state``, ``attempt``, ``token``, ``run_at``,
+``started_at``, ``finished_at``, ``lease_until``, ``progress``, ``pct``,
+``result``, ``error``) plus what the scripts need from the options (``prio``,
+``seq``, ``attempts``, ``dk``, ``uid``, ``ttl``, ``rc_n``/``rc_age``,
+``rf_n``/``rf_age``). Job hashes are named from ``ARGV[1]`` inside the scripts
+(same slot as the declared ``KEYS``).
+
+Round trips: ``add`` of N jobs, ``claim`` of N, ``renew`` of N and a
+``finish`` batch are one ``EVALSHA`` per queue of the batch. No blocking
+reads: every operation is a script or a single command, so the store needs no
+dedicated connection (size the link's pool for the callers only).
+
+The outbox is one stream per queue, capped at ``outbox_size`` per queue (the
+oldest are dropped and counted in the ``dropped`` field of ``meta``); the
+rate limit is a counter per queue with ``PEXPIRE`` (Redis time, so
+cluster-wide); with ``fanout``, ``add`` publishes the queue name on
+``queue.wake.<q>``.
+
+Data loss: :meth:`RedisJobStore.open` writes (or adopts) one epoch marker per
+queue; afterwards :meth:`RedisJobStore.check` (call it periodically, and
+after Redis came back) raises :class:`StoreLost` when a marker is gone or
+different, and rewrites it so the next call passes.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING, Final, cast
+
+import msgspec
+
+from ._keys import QueueKeys
+from ._model import Job, JobError, JobEvent, JobOptions, JobState, NewJob, Progress
+from ._store import Added, CancelOutcome, Claim, Finish, OutboxEntry, QueueCounts, StoreLost
+from ._store_memory import LEASE_EXPIRED
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from runtime import RedisFanout, RedisLink
+
+__all__ = ["RedisJobStore"]
+
+
+class _Record(msgspec.Struct, frozen=True, array_like=True):
+    id: str
+    queue: str
+    type: str
+    payload: bytes
+    options: JobOptions
+    user_id: str | None
+    created_at: float
+    repeat_key: str | None
+
+
+_COMMON: Final = """
+local P, OUTBOX_SIZE = ARGV[1], tonumber(ARGV[2])
+local K = {meta = KEYS[1], waiting = KEYS[2], delayed = KEYS[3], active = KEYS[4],
+  completed = KEYS[5], failed = KEYS[6], cancelled = KEYS[7], dedup = KEYS[8],
+  cancel = KEYS[9], expires = KEYS[10], outbox = KEYS[11], rate = KEYS[12]}
+
+local function emit(data)
+  if data == nil or data == '' then return end
+  if OUTBOX_SIZE <= 0 then redis.call('HINCRBY', K.meta, 'dropped', 1) return end
+  local len = redis.call('XLEN', K.outbox)
+  if len >= OUTBOX_SIZE then
+    redis.call('XTRIM', K.outbox, 'MAXLEN', OUTBOX_SIZE - 1)
+    redis.call('HINCRBY', K.meta, 'dropped', len - OUTBOX_SIZE + 1)
+  end
+  redis.call('XADD', K.outbox, '*', 'e', data)
+end
+
+local function wscore(h)
+  local f = redis.call('HMGET', h, 'prio', 'seq')
+  return (1000 - tonumber(f[1])) * 1099511627776 + tonumber(f[2])
+end
+
+local function drop_dedup(h, id)
+  local dk = redis.call('HGET', h, 'dk')
+  if dk and redis.call('HGET', K.dedup, dk) == id then redis.call('HDEL', K.dedup, dk) end
+end
+
+local function remove_job(id)
+  local h = P .. id
+  for _, set in ipairs({K.waiting, K.delayed, K.active, K.completed, K.failed,
+      K.cancelled, K.expires}) do
+    redis.call('ZREM', set, id)
+  end
+  redis.call('SREM', K.cancel, id)
+  drop_dedup(h, id)
+  redis.call('DEL', h)
+end
+
+local function trim(set, n, age, now)
+  if age then
+    local cutoff = tonumber(now) - tonumber(age)
+    local old = redis.call('ZRANGEBYSCORE', set, '-inf', '(' .. string.format('%.17g', cutoff))
+    for _, id in ipairs(old) do remove_job(id) end
+  end
+  if n then
+    local count, card = tonumber(n), redis.call('ZCARD', set)
+    if card > count then
+      for _, id in ipairs(redis.call('ZRANGE', set, 0, card - count - 1)) do remove_job(id) end
+    end
+  end
+end
+
+local function end_job(id, state, at)
+  local h = P .. id
+  redis.call('HSET', h, 'state', state, 'finished_at', at)
+  redis.call('HDEL', h, 'lease_until')
+  redis.call('ZREM', K.active, id)
+  redis.call('ZREM', K.delayed, id)
+  redis.call('ZREM', K.waiting, id)
+  redis.call('SREM', K.cancel, id)
+  drop_dedup(h, id)
+  redis.call('ZADD', K[state], at, id)
+  local f = redis.call('HMGET', h, 'ttl', 'rc_n', 'rc_age', 'rf_n', 'rf_age')
+  if state == 'completed' and f[1] then
+    redis.call('ZADD', K.expires, string.format('%.17g', tonumber(at) + tonumber(f[1])), id)
+  end
+  if state == 'completed' then
+    trim(K[state], f[2], f[3], at)
+  else
+    trim(K[state], f[4], f[5], at)
+  end
+end
+
+local function sweep(now)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.expires, '-inf', now)) do remove_job(id) end
+end
+
+local function lease_event(h, id, kind)
+  local f = redis.call('HMGET', h, 'uid', 'pct')
+  if f[1] then emit('L' .. kind .. '\\n' .. id .. '\\n' .. (f[2] or '0') .. '\\n' .. f[1]) end
+end
+"""
+
+_ADD: Final = (
+    _COMMON
+    + """
+local now, channel = tonumber(ARGV[3]), ARGV[4]
+local out, woke = {}, false
+for a = 5, #ARGV, 14 do
+  local id, dk = ARGV[a], ARGV[a + 1]
+  local existing = false
+  if dk ~= '' then existing = redis.call('HGET', K.dedup, dk) end
+  if existing then
+    out[#out + 1] = {existing, 0}
+  elseif redis.call('EXISTS', P .. id) == 1 then
+    out[#out + 1] = {id, 0}
+  else
+    local h = P .. id
+    local run_at = ARGV[a + 2]
+    local seq = redis.call('HINCRBY', K.meta, 'seq', 1)
+    redis.call('HSET', h, 'r', ARGV[a + 3], 'run_at', run_at, 'prio', ARGV[a + 4], 'seq', seq,
+      'attempts', ARGV[a + 5], 'attempt', 0, 'token', 0)
+    local opt = {'dk', dk, 'uid', ARGV[a + 6], 'ttl', ARGV[a + 7], 'rc_n', ARGV[a + 8],
+      'rc_age', ARGV[a + 9], 'rf_n', ARGV[a + 10], 'rf_age', ARGV[a + 11]}
+    for i = 1, #opt, 2 do
+      if opt[i + 1] ~= '' then redis.call('HSET', h, opt[i], opt[i + 1]) end
+    end
+    if dk ~= '' then redis.call('HSET', K.dedup, dk, id) end
+    if tonumber(run_at) > now then
+      redis.call('HSET', h, 'state', 'delayed')
+      redis.call('ZADD', K.delayed, run_at, id)
+    else
+      redis.call('HSET', h, 'state', 'waiting')
+      redis.call('ZADD', K.waiting, wscore(h), id)
+      woke = true
+    end
+    out[#out + 1] = {id, 1}
+  end
+end
+if woke and channel ~= '' then redis.call('PUBLISH', channel, 'wake') end
+return out
+"""
+)
+
+_CLAIM: Final = (
+    _COMMON
+    + """
+local now, limit, lease_until = ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local rate_max, rate_ms, lease_error = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
+sweep(now)
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.delayed, '-inf', now)) do
+  local h = P .. id
+  redis.call('ZREM', K.delayed, id)
+  redis.call('HSET', h, 'state', 'waiting')
+  redis.call('ZADD', K.waiting, wscore(h), id)
+end
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.active, '-inf', now)) do
+  local h = P .. id
+  if redis.call('SISMEMBER', K.cancel, id) == 1 then
+    lease_event(h, id, 'cancelled')
+    end_job(id, 'cancelled', now)
+  elseif tonumber(redis.call('HGET', h, 'attempt'))
+      >= tonumber(redis.call('HGET', h, 'attempts')) then
+    redis.call('HSET', h, 'error', lease_error)
+    lease_event(h, id, 'failed')
+    end_job(id, 'failed', now)
+  else
+    redis.call('ZREM', K.active, id)
+    redis.call('HSET', h, 'state', 'waiting')
+    redis.call('HDEL', h, 'lease_until')
+    redis.call('ZADD', K.waiting, wscore(h), id)
+  end
+end
+if redis.call('HGET', K.meta, 'paused') == '1' or limit <= 0 then return {} end
+if rate_max >= 0 then
+  local used = tonumber(redis.call('GET', K.rate) or '0')
+  limit = math.min(limit, rate_max - used)
+  if limit <= 0 then return {} end
+end
+local ids = redis.call('ZRANGE', K.waiting, 0, limit - 1)
+local out = {}
+for i, id in ipairs(ids) do
+  local h = P .. id
+  redis.call('ZREM', K.waiting, id)
+  local token = redis.call('HINCRBY', K.meta, 'token', 1)
+  redis.call('HINCRBY', h, 'attempt', 1)
+  redis.call('HSET', h, 'state', 'active', 'token', token, 'started_at', now,
+    'lease_until', lease_until)
+  redis.call('ZADD', K.active, lease_until, id)
+  out[i] = redis.call('HGETALL', h)
+end
+if rate_max >= 0 and #ids > 0 then
+  local n = redis.call('INCRBY', K.rate, #ids)
+  if n == #ids then redis.call('PEXPIRE', K.rate, rate_ms) end
+end
+return out
+"""
+)
+
+_RENEW: Final = (
+    _COMMON
+    + """
+local lease_until = ARGV[3]
+local lost = {}
+for a = 4, #ARGV, 2 do
+  local id, h = ARGV[a], P .. ARGV[a]
+  local f = redis.call('HMGET', h, 'state', 'token')
+  if f[1] == 'active' and f[2] == ARGV[a + 1] then
+    redis.call('HSET', h, 'lease_until', lease_until)
+    redis.call('ZADD', K.active, lease_until, id)
+  else
+    lost[#lost + 1] = id
+  end
+end
+return lost
+"""
+)
+
+_PROGRESS: Final = (
+    _COMMON
+    + """
+local id = ARGV[3]
+local h = P .. id
+local f = redis.call('HMGET', h, 'state', 'token')
+if f[1] ~= 'active' or f[2] ~= ARGV[4] then return 0 end
+redis.call('HSET', h, 'progress', ARGV[5], 'pct', ARGV[6])
+emit(ARGV[7])
+return 1
+"""
+)
+
+_FINISH: Final = (
+    _COMMON
+    + """
+local out = {}
+local function put(h, field, value)
+  if value == '' then redis.call('HDEL', h, field) else redis.call('HSET', h, field, value) end
+end
+for a = 3, #ARGV, 8 do
+  local id, outcome, at = ARGV[a], ARGV[a + 2], ARGV[a + 3]
+  local h = P .. id
+  local f = redis.call('HMGET', h, 'state', 'token')
+  if f[1] ~= 'active' or f[2] ~= ARGV[a + 1] then
+    out[#out + 1] = 0
+  else
+    if outcome == 'completed' then
+      put(h, 'result', ARGV[a + 4])
+      end_job(id, 'completed', at)
+    elseif outcome == 'failed' or outcome == 'cancelled' then
+      put(h, 'error', ARGV[a + 5])
+      end_job(id, outcome, at)
+    elseif outcome == 'retry' then
+      put(h, 'error', ARGV[a + 5])
+      redis.call('HSET', h, 'state', 'delayed', 'run_at', ARGV[a + 6])
+      redis.call('HDEL', h, 'lease_until')
+      redis.call('ZREM', K.active, id)
+      redis.call('ZADD', K.delayed, ARGV[a + 6], id)
+    else
+      redis.call('HINCRBY', h, 'attempt', -1)
+      redis.call('HSET', h, 'state', 'waiting')
+      redis.call('HDEL', h, 'lease_until')
+      redis.call('ZREM', K.active, id)
+      redis.call('SREM', K.cancel, id)
+      redis.call('ZADD', K.waiting, wscore(h), id)
+    end
+    emit(ARGV[a + 7])
+    sweep(at)
+    out[#out + 1] = 1
+  end
+end
+return out
+"""
+)
+
+_CANCEL: Final = (
+    _COMMON
+    + """
+local id, now = ARGV[3], ARGV[4]
+local state = redis.call('HGET', P .. id, 'state')
+if not state then return 'missing' end
+if state == 'completed' or state == 'failed' or state == 'cancelled' then return 'finished' end
+if state == 'active' then
+  redis.call('SADD', K.cancel, id)
+  return 'signalled'
+end
+end_job(id, 'cancelled', now)
+emit(ARGV[5])
+return 'cancelled'
+"""
+)
+
+_RETRY: Final = (
+    _COMMON
+    + """
+local id, now = ARGV[3], ARGV[4]
+local h = P .. id
+local state = redis.call('HGET', h, 'state')
+if state ~= 'failed' and state ~= 'cancelled' then return 0 end
+redis.call('ZREM', K[state], id)
+redis.call('HSET', h, 'state', 'waiting', 'attempt', 0, 'run_at', now)
+redis.call('HDEL', h, 'progress', 'pct', 'result', 'error', 'started_at', 'finished_at',
+  'lease_until')
+local dk = redis.call('HGET', h, 'dk')
+if dk then redis.call('HSETNX', K.dedup, dk, id) end
+redis.call('ZADD', K.waiting, wscore(h), id)
+return 1
+"""
+)
+
+_JOBS: Final = (
+    _COMMON
+    + """
+local state, first, last = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local ids
+if state == 'waiting' or state == 'delayed' then
+  ids = redis.call('ZRANGE', K[state], first, last)
+else
+  ids = redis.call('ZREVRANGE', K[state], first, last)
+end
+local out = {}
+for i, id in ipairs(ids) do out[i] = redis.call('HGETALL', P .. id) end
+return out
+"""
+)
+
+_COUNTS: Final = (
+    _COMMON
+    + """
+local out = {}
+for i, set in ipairs({K.waiting, K.delayed, K.active, K.completed, K.failed, K.cancelled}) do
+  out[i] = redis.call('ZCARD', set)
+end
+out[7] = redis.call('HGET', K.meta, 'paused') == '1' and 1 or 0
+return out
+"""
+)
+
+_MARKER: Final = """
+local value = redis.call('GET', KEYS[1])
+if value then return {value, 0} end
+redis.call('SET', KEYS[1], ARGV[1])
+return {ARGV[1], 1}
+"""
+
+_EVENT: Final = msgspec.msgpack.Encoder()
+_DECODE_EVENT: Final = msgspec.msgpack.Decoder(JobEvent)
+_DECODE_RECORD: Final = msgspec.msgpack.Decoder(_Record)
+_DECODE_PROGRESS: Final = msgspec.msgpack.Decoder(Progress)
+_DECODE_ERROR: Final = msgspec.msgpack.Decoder(JobError)
+
+
+def _f(value: float | None) -> str:
+    return "" if value is None else repr(float(value))
+
+
+def _event(event: JobEvent | None) -> bytes:
+    return b"" if event is None else b"E" + _EVENT.encode(event)
+
+
+def _opt_float(fields: dict[bytes, bytes], name: bytes) -> float | None:
+    value = fields.get(name)
+    return float(value) if value else None
+
+
+def _job(flat: Sequence[bytes]) -> Job:
+    fields = dict(zip(flat[::2], flat[1::2], strict=True))
+    record = _DECODE_RECORD.decode(fields[b"r"])
+    progress = fields.get(b"progress")
+    error = fields.get(b"error")
+    return Job(
+        id=record.id,
+        queue=record.queue,
+        type=record.type,
+        payload=record.payload,
+        options=record.options,
+        user_id=record.user_id,
+        state=cast("JobState", fields[b"state"].decode()),
+        attempt=int(fields.get(b"attempt", b"0")),
+        token=int(fields.get(b"token", b"0")),
+        progress=_DECODE_PROGRESS.decode(progress) if progress else None,
+        result=fields.get(b"result") or None,
+        error=_DECODE_ERROR.decode(error) if error else None,
+        created_at=record.created_at,
+        run_at=float(fields[b"run_at"]),
+        started_at=_opt_float(fields, b"started_at"),
+        finished_at=_opt_float(fields, b"finished_at"),
+        lease_until=_opt_float(fields, b"lease_until"),
+        repeat_key=record.repeat_key,
+    )
+
+
+def _outbox_event(data: bytes) -> JobEvent:
+    if data.startswith(b"E"):
+        return _DECODE_EVENT.decode(data[1:])
+    kind, job_id, pct, user_id = data[1:].decode().split("\n", 3)
+    if kind == "failed":
+        return JobEvent(
+            job_id=job_id,
+            user_id=user_id,
+            kind="failed",
+            percentage=float(pct),
+            error=LEASE_EXPIRED.message,
+        )
+    return JobEvent(job_id=job_id, user_id=user_id, kind="cancelled", percentage=float(pct))
+
+
+class RedisJobStore:
+    """The :class:`~actors.queue._store.JobStore` shared by every node through Redis.
+
+    Every method raises :class:`runtime.RedisUnavailable` when Redis fails
+    (for writes the outcome is then unknown). ``rate_limits`` maps a queue to
+    ``(max_jobs, period_seconds)``, counted in Redis for the whole cluster.
+    The outbox holds at most ``outbox_size`` events per queue.
+    """
+
+    def __init__(
+        self,
+        link: RedisLink,
+        keys: QueueKeys,
+        queues: Sequence[str],
+        *,
+        fanout: RedisFanout | None = None,
+        rate_limits: Mapping[str, tuple[int, float]] | None = None,
+        outbox_size: int = 10_000,
+    ) -> None:
+        self._link = link
+        self._keys = keys
+        self._queues = list(queues)
+        self._fanout = fanout
+        self._rate_limits = dict(rate_limits or {})
+        self._outbox_size = outbox_size
+        self._epochs: dict[str, str] = {}
+        client = link.client
+        self._add = client.register_script(_ADD)
+        self._claim = client.register_script(_CLAIM)
+        self._renew = client.register_script(_RENEW)
+        self._progress = client.register_script(_PROGRESS)
+        self._finish = client.register_script(_FINISH)
+        self._cancel = client.register_script(_CANCEL)
+        self._retry = client.register_script(_RETRY)
+        self._jobs = client.register_script(_JOBS)
+        self._counts = client.register_script(_COUNTS)
+        self._marker = client.register_script(_MARKER)
+
+    @property
+    def epoch(self) -> str | None:
+        """The epoch of the data this store opened (``None`` before :meth:`open`)."""
+        return self._epochs.get(self._queues[0]) if self._queues else None
+
+    def _queue(self, queue: str) -> str:
+        if queue not in self._queues:
+            raise ValueError(f"unknown queue {queue!r}")
+        return queue
+
+    def _args(self, queue: str) -> list[str | bytes | int | float]:
+        return [self._keys.job_prefix(queue), self._outbox_size]
+
+    async def _run(self, script: object, queue: str, args: Sequence[object], what: str) -> object:
+        with self._link.map_errors(what):
+            return await script(  # type: ignore[operator]
+                keys=self._keys.keys(queue), args=[*self._args(queue), *args]
+            )
+
+    # -- lifecycle --------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Write or adopt each queue's epoch marker; raise :class:`StoreLost` if one changed."""
+        await self.check()
+
+    async def check(self) -> None:
+        """Raise :class:`StoreLost` if a queue's marker is gone or changed since :meth:`open`.
+
+        The actor calls it periodically and whenever Redis comes back; the
+        marker is rewritten before raising, so the next call passes.
+        """
+        lost: list[str] = []
+        candidate = secrets.token_hex(8)  # a marker written now is never the one known
+        for queue in self._queues:
+            with self._link.map_errors("queue marker"):
+                value, _ = cast(
+                    "list[bytes]",
+                    await self._marker(keys=[self._keys.marker(queue)], args=[candidate]),
+                )
+            epoch = value.decode()
+            known = self._epochs.get(queue)
+            if known is not None and known != epoch:
+                lost.append(queue)
+            self._epochs[queue] = epoch
+        if lost:
+            raise StoreLost(f"the queue store's data is gone for {', '.join(lost)}")
+
+    # -- the Protocol -----------------------------------------------------------
+
+    async def add(self, jobs: Sequence[NewJob], now: float) -> list[Added]:
+        """Store a batch, one script per queue; dedup per queue by ``dedup_key``."""
+        by_queue: dict[str, list[int]] = {}
+        for index, new in enumerate(jobs):
+            by_queue.setdefault(self._queue(new.queue), []).append(index)
+        added: list[Added | None] = [None] * len(jobs)
+        for queue, indexes in by_queue.items():
+            channel = (
+                self._fanout.redis_channel(QueueKeys.channel(queue))
+                if self._fanout is not None
+                else ""
+            )
+            args: list[str | bytes | int | float] = [repr(float(now)), channel]
+            for index in indexes:
+                new = jobs[index]
+                o = new.options
+                record = _Record(
+                    id=new.id,
+                    queue=new.queue,
+                    type=new.type,
+                    payload=new.payload,
+                    options=o,
+                    user_id=new.user_id,
+                    created_at=new.created_at,
+                    repeat_key=new.repeat_key,
+                )
+                args += [
+                    new.id,
+                    o.dedup_key or "",
+                    repr(float(new.run_at)),
+                    _EVENT.encode(record),
+                    o.priority,
+                    o.attempts,
+                    new.user_id or "",
+                    _f(o.result_ttl_seconds),
+                    "" if o.remove_on_complete.count is None else o.remove_on_complete.count,
+                    _f(o.remove_on_complete.age_seconds),
+                    "" if o.remove_on_fail.count is None else o.remove_on_fail.count,
+                    _f(o.remove_on_fail.age_seconds),
+                    "",
+                    "",
+                ]
+            rows = cast("list[list[object]]", await self._run(self._add, queue, args, "queue add"))
+            for index, (job_id, created) in zip(indexes, rows, strict=True):
+                added[index] = Added(id=cast("bytes", job_id).decode(), created=created == 1)
+        return [a for a in added if a is not None]
+
+    async def claim(self, queue: str, limit: int, now: float, lease_seconds: float) -> list[Claim]:
+        """Promote due jobs, reclaim expired leases, then claim up to ``limit`` jobs."""
+        rate = self._rate_limits.get(self._queue(queue))
+        rate_max, rate_ms = (rate[0], max(1, round(rate[1] * 1000))) if rate else (-1, 0)
+        args = [
+            repr(float(now)),
+            limit,
+            repr(float(now + lease_seconds)),
+            rate_max,
+            rate_ms,
+            _EVENT.encode(LEASE_EXPIRED),
+        ]
+        rows = cast("list[list[bytes]]", await self._run(self._claim, queue, args, "queue claim"))
+        claims = []
+        for row in rows:
+            job = _job(row)
+            claims.append(Claim(job=job, token=job.token))
+        return claims
+
+    async def next_due(self, queue: str) -> float | None:
+        """When the earliest delayed job of ``queue`` is due, or ``None``."""
+        key = self._keys.keys(self._queue(queue))[2]
+        with self._link.map_errors("queue next_due"):
+            first = await self._link.client.zrange(key, 0, 0, withscores=True)
+        return float(first[0][1]) if first else None
+
+    async def renew(
+        self, queue: str, attempts: Sequence[tuple[str, int]], now: float, lease_seconds: float
+    ) -> list[str]:
+        """Extend the leases of ``(job_id, token)`` pairs; return the ids no longer theirs."""
+        if not attempts:
+            return []
+        args: list[str | bytes | int | float] = [repr(float(now + lease_seconds))]
+        for job_id, token in attempts:
+            args += [job_id, str(token)]
+        lost = cast("list[bytes]", await self._run(self._renew, queue, args, "queue renew"))
+        return [job_id.decode() for job_id in lost]
+
+    async def progress(
+        self, job_id: str, token: int, progress: Progress, event: JobEvent | None
+    ) -> bool:
+        """Record the attempt's progress (and queue its event) if ``token`` is current."""
+        queue = self._owner(job_id)
+        if queue is None:
+            return False
+        args = [
+            job_id,
+            str(token),
+            _EVENT.encode(progress),
+            repr(float(progress.percentage)),
+            _event(event),
+        ]
+        return await self._run(self._progress, queue, args, "queue progress") == 1
+
+    def _owner(self, job_id: str) -> str | None:
+        queue = job_id.partition(".")[0]
+        return queue if queue in self._queues else None
+
+    async def finish(self, finishes: Sequence[Finish]) -> list[bool]:
+        """Record outcomes, one script per queue; each applies only if its token is current."""
+        by_queue: dict[str, list[int]] = {}
+        done = [False] * len(finishes)
+        for index, fin in enumerate(finishes):
+            queue = self._owner(fin.job_id)
+            if queue is not None:
+                by_queue.setdefault(queue, []).append(index)
+        for queue, indexes in by_queue.items():
+            args: list[str | bytes | int | float] = []
+            for index in indexes:
+                fin = finishes[index]
+                args += [
+                    fin.job_id,
+                    str(fin.token),
+                    fin.outcome,
+                    repr(float(fin.finished_at)),
+                    fin.result or b"",
+                    b"" if fin.error is None else _EVENT.encode(fin.error),
+                    repr(float(fin.retry_at if fin.retry_at is not None else fin.finished_at)),
+                    _event(fin.event),
+                ]
+            rows = cast("list[int]", await self._run(self._finish, queue, args, "queue finish"))
+            for index, ok in zip(indexes, rows, strict=True):
+                done[index] = ok == 1
+        return done
+
+    async def cancel(self, job_id: str, now: float, event: JobEvent | None) -> CancelOutcome:
+        """Cancel a waiting or delayed job, or flag an active one for its worker."""
+        queue = self._owner(job_id)
+        if queue is None:
+            return "missing"
+        args = [job_id, repr(float(now)), _event(event)]
+        outcome = cast("bytes", await self._run(self._cancel, queue, args, "queue cancel"))
+        return cast("CancelOutcome", outcome.decode())
+
+    async def cancel_requested(self, queue: str, job_ids: Sequence[str]) -> list[str]:
+        """Which of these active jobs have been asked to stop (on any node)."""
+        if not job_ids:
+            return []
+        key = self._keys.keys(self._queue(queue))[8]
+        with self._link.map_errors("queue cancel_requested"):
+            flags = await self._link.client.smismember(key, list(job_ids))
+        return [job_id for job_id, flag in zip(job_ids, flags, strict=True) if flag]
+
+    async def retry(self, job_id: str, now: float) -> bool:
+        """Put a failed or cancelled job back to waiting with fresh attempts, else ``False``."""
+        queue = self._owner(job_id)
+        if queue is None:
+            return False
+        return await self._run(self._retry, queue, [job_id, repr(float(now))], "queue retry") == 1
+
+    async def get(self, job_id: str) -> Job | None:
+        """A job's record, or ``None``."""
+        queue = self._owner(job_id)
+        if queue is None:
+            return None
+        with self._link.map_errors("queue get"):
+            fields = await self._link.client.hgetall(self._keys.job(job_id, queue))
+        if not fields:
+            return None
+        flat: list[bytes] = []
+        for name, value in cast("dict[bytes, bytes]", fields).items():
+            flat += [name, value]
+        return _job(flat)
+
+    async def jobs(self, queue: str, state: JobState, offset: int, limit: int) -> list[Job]:
+        """Jobs of one state: waiting/delayed in run order, others newest first."""
+        if limit <= 0:
+            return []
+        args = [state, offset, offset + limit - 1]
+        rows = cast("list[list[bytes]]", await self._run(self._jobs, queue, args, "queue jobs"))
+        return [_job(row) for row in rows if row]
+
+    async def counts(self, queue: str) -> QueueCounts:
+        """Jobs per state."""
+        n = cast("list[int]", await self._run(self._counts, self._queue(queue), [], "queue counts"))
+        return QueueCounts(
+            waiting=n[0],
+            delayed=n[1],
+            active=n[2],
+            completed=n[3],
+            failed=n[4],
+            cancelled=n[5],
+            paused=n[6] == 1,
+        )
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        """Pause or resume claiming from ``queue`` (for every node)."""
+        meta = self._keys.keys(self._queue(queue))[0]
+        with self._link.map_errors("queue pause"):
+            await self._link.client.hset(meta, "paused", "1" if paused else "0")
+
+    async def dropped(self) -> int:
+        """Outbox events dropped because a queue's outbox was full (all queues)."""
+        total = 0
+        for queue in self._queues:
+            with self._link.map_errors("queue dropped"):
+                value = await self._link.client.hget(self._keys.keys(queue)[0], "dropped")
+            total += int(value or 0)
+        return total
+
+    async def events(self, limit: int) -> list[OutboxEntry]:
+        """Up to ``limit`` outbox events not yet acknowledged, oldest first.
+
+        Exact within a queue; across queues by the streams' Redis-time IDs (ms).
+        """
+        if limit <= 0:
+            return []
+        found: list[tuple[tuple[int, int], str, bytes]] = []
+        for queue in self._queues:
+            with self._link.map_errors("queue events"):
+                rows = cast(
+                    "list[tuple[bytes, dict[bytes, bytes]]]",
+                    await self._link.client.xrange(self._keys.keys(queue)[10], count=limit),
+                )
+            for stream_id, fields in rows:
+                sid = stream_id.decode()
+                ms, _, seq = sid.partition("-")
+                found.append(((int(ms), int(seq)), f"{queue}/{sid}", fields[b"e"]))
+        found.sort(key=lambda item: item[0])
+        return [
+            OutboxEntry(id=event_id, event=_outbox_event(data))
+            for _, event_id, data in found[:limit]
+        ]
+
+    async def ack_events(self, ids: Sequence[str]) -> None:
+        """Drop delivered outbox events."""
+        by_queue: dict[str, list[str]] = {}
+        for event_id in ids:
+            queue, _, sid = event_id.partition("/")
+            if queue in self._queues and sid:
+                by_queue.setdefault(queue, []).append(sid)
+        for queue, sids in by_queue.items():
+            with self._link.map_errors("queue ack"):
+                await self._link.client.xdel(self._keys.keys(queue)[10], *sids)
+
+    async def claim_schedule(self, key: str, slot: float, ttl_seconds: float) -> bool:
+        """``True`` for exactly one caller per ``(key, slot)`` in the cluster (``SET NX PX``)."""
+        ttl_ms = max(1, round(ttl_seconds * 1000))
+        with self._link.map_errors("queue schedule"):
+            won = await self._link.client.set(
+                self._keys.schedule(key, slot), b"1", nx=True, px=ttl_ms
+            )
+        return bool(won)
