@@ -55,6 +55,8 @@ from ._node_context import NodeContext as NodeContext
 from ._node_keys import FANOUT as FANOUT
 from ._node_keys import REDIS as REDIS
 from ._node_keys import STATISTICS as STATISTICS
+from ._openapi import document_errors as document_errors
+from ._openapi import public as public
 from ._protocol import ErrorBody as ErrorBody
 from ._protocol import ErrorReply as ErrorReply
 from ._protocol import Message as Message
@@ -174,6 +176,7 @@ __all__ = [
     "create_app",
     "current_principal",
     "decode_body",
+    "document_errors",
     "encode_frame",
     "error_response",
     "json_response",
@@ -182,6 +185,7 @@ __all__ = [
     "message_tag",
     "node_context",
     "origin_allowed",
+    "public",
     "redis_key",
     "require_auth",
     "run_node",

@@ -6,7 +6,9 @@ from typing import TYPE_CHECKING, Literal
 
 import msgspec
 from quart import Blueprint, Response, current_app
+from quart_schema import document_response
 
+from ._openapi import public
 from ._responses import json_response
 
 if TYPE_CHECKING:
@@ -15,10 +17,18 @@ if TYPE_CHECKING:
 from ._mailbox import ActorState
 from ._redis import RedisStatus
 
-__all__ = ["Readiness", "health_blueprint", "readiness"]
+__all__ = ["Liveness", "Readiness", "health_blueprint", "readiness"]
 
 health_blueprint = Blueprint("health", __name__)
-_OK = msgspec.json.encode({"status": "ok"})
+
+
+class Liveness(msgspec.Struct, frozen=True, kw_only=True):
+    """The liveness answer: ``{"status": "ok"}``."""
+
+    status: Literal["ok"] = "ok"
+
+
+_OK = msgspec.json.encode(Liveness())
 
 
 class Readiness(msgspec.Struct, frozen=True, kw_only=True):
@@ -66,12 +76,17 @@ def readiness(context: NodeContext) -> Readiness:
 
 
 @health_blueprint.get("/healthz")
+@public
+@document_response(Liveness)
 async def healthz() -> Response:
     """Liveness: the process serves HTTP."""
     return Response(_OK, content_type="application/json")
 
 
 @health_blueprint.get("/readyz")
+@public
+@document_response(Readiness)
+@document_response(Readiness, 503)
 async def readyz() -> Response:
     """Readiness: 200 when the node can do its work, 503 with the reasons otherwise."""
     report = readiness(current_app.extensions["switchyard"])

@@ -38,6 +38,7 @@ from ._errors import ActorCrashed, ActorStopped, AskTimeout, Rejected
 from ._health import health_blueprint
 from ._http_stats import REQUEST_ID_SCOPE_KEY, HttpCounters
 from ._index import index_blueprint
+from ._openapi import install_openapi
 from ._responses import error_response, json_response
 from ._route_memo import memoize_matches
 from ._ws_connection import (
@@ -215,6 +216,7 @@ def create_app(context: NodeContext, blueprints: Sequence[Blueprint] = ()) -> Qu
     app.before_websocket(origin_guard(settings.cors_origins))
     app.after_websocket(_echo_websocket_request_id)
     _register_error_handlers(app)
+    install_openapi(app)  # /openapi.json and /docs describe every route below
     app.register_blueprint(health_blueprint)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)

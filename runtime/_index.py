@@ -14,7 +14,9 @@ import importlib.metadata
 
 import msgspec
 from quart import Blueprint, Response, current_app
+from quart_schema import document_response
 
+from ._openapi import public
 from ._responses import json_response
 
 __all__ = ["INDEX_LINKS", "NodeIndex", "index_blueprint"]
@@ -50,6 +52,8 @@ def _version() -> str:
 
 
 @index_blueprint.get("/")
+@public
+@document_response(NodeIndex)
 async def index() -> Response:
     """The node's name, version, status link and the links it serves."""
     served = {

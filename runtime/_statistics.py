@@ -26,6 +26,7 @@ from quart import Blueprint, Response
 
 from ._errors import ConfigError
 from ._http import node_context, require_auth
+from ._openapi import document_errors
 from ._protocol import ErrorBody
 from ._responses import json_response
 
@@ -113,6 +114,7 @@ def statistics_blueprint() -> Blueprint:
     blueprint = Blueprint("statistics", __name__)
 
     @blueprint.get("/api/statistics")
+    @document_errors(401, 403)
     @require_auth("admin")
     async def all_statistics() -> Response:
         return json_response(await node_context().statistics.snapshot())

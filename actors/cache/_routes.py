@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING
 
 import msgspec
 from quart import Blueprint, Response, request
+from quart_schema import document_request, document_response
 from werkzeug.routing import BaseConverter
 
 from runtime import (
     ApiError,
     decode_body,
+    document_errors,
     error_response,
     json_response,
     node_context,
@@ -29,13 +31,21 @@ from runtime import (
 )
 
 from ._facade import CACHE
+from ._statistics import CacheStatistics
 
 if TYPE_CHECKING:
     from quart.blueprints import BlueprintSetupState
 
     from ._facade import Cache
 
-__all__ = ["DEGRADED_HEADER", "InvalidateRequest", "cache_blueprint"]
+__all__ = [
+    "DEGRADED_HEADER",
+    "Deleted",
+    "InvalidateRequest",
+    "Invalidated",
+    "Stored",
+    "cache_blueprint",
+]
 
 ADMIN_ROLE = "admin"
 
@@ -55,6 +65,25 @@ class InvalidateRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
 
     pattern: str | None = None
     tag: str | None = None
+
+
+class Invalidated(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer to ``POST /api/cache/invalidate``: how many entries were removed."""
+
+    removed: int
+
+
+class Stored(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer to ``PUT /api/cache/<key>``: the key and the size of the value stored."""
+
+    key: str
+    bytes: int
+
+
+class Deleted(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer to ``DELETE /api/cache/<key>``: the key deleted."""
+
+    deleted: str
 
 
 def _cache() -> Cache:
@@ -87,11 +116,16 @@ def cache_blueprint() -> Blueprint:
     key_route = "/cache/<cachekey:key>"
 
     @routes.get("/cache-stats")
+    @document_response(CacheStatistics)
+    @document_errors(401, 403)
     @require_auth(role=ADMIN_ROLE)
     async def stats() -> Response:
         return json_response(await _cache().statistics())
 
     @routes.post("/cache/invalidate")
+    @document_request(InvalidateRequest)
+    @document_response(Invalidated)
+    @document_errors(400, 401, 403, 422)
     @require_auth(role=ADMIN_ROLE)
     async def invalidate() -> Response:
         body = await decode_body(InvalidateRequest)
@@ -103,9 +137,10 @@ def cache_blueprint() -> Blueprint:
         else:
             assert body.tag is not None
             removed = await cache.invalidate_tag(body.tag)
-        return json_response({"removed": removed})
+        return json_response(Invalidated(removed=removed))
 
     @routes.get(key_route, merge_slashes=False)
+    @document_errors(401, 403, 404, 503)
     @require_auth(role=ADMIN_ROLE)
     async def get_value(key: str) -> Response:
         read = await _cache().read(key)
@@ -129,21 +164,25 @@ def cache_blueprint() -> Blueprint:
         return response
 
     @routes.put(key_route, merge_slashes=False)
+    @document_response(Stored, 201)
+    @document_errors(400, 401, 403, 413, 422)
     @require_auth(role=ADMIN_ROLE)
     async def put_value(key: str) -> Response:
         ttl = _ttl_from_query()
         body = await request.get_data(as_text=False)
         assert isinstance(body, bytes)  # as_text=False
         await _cache().set(key, body, ttl_seconds=ttl)
-        return json_response({"key": key, "bytes": len(body)}, 201)
+        return json_response(Stored(key=key, bytes=len(body)), 201)
 
     @routes.delete(key_route, merge_slashes=False)
+    @document_response(Deleted)
+    @document_errors(401, 403, 404)
     @require_auth(role=ADMIN_ROLE)
     async def delete_value(key: str) -> Response:
         cache = _cache()
         if not await cache.exists(key):
             raise ApiError(404, "not_found", f"no cache entry for key {key[:80]!r}")
         await cache.delete(key)
-        return json_response({"deleted": key})
+        return json_response(Deleted(deleted=key))
 
     return routes

@@ -25,6 +25,7 @@ import anyio
 import msgspec
 from msgspec import Meta
 from quart import Blueprint, Response
+from quart_schema import document_request, document_response
 
 from runtime import (
     ApiError,
@@ -36,6 +37,7 @@ from runtime import (
     authenticate_websocket,
     current_principal,
     decode_body,
+    document_errors,
     json_response,
     node_context,
     require_auth,
@@ -58,6 +60,7 @@ from ._frames import (
     RoomLeft,
     SendMessage,
 )
+from ._messages import RoomInfo
 from ._rooms import check_access, parse_room, personal_room
 
 if TYPE_CHECKING:
@@ -65,7 +68,7 @@ if TYPE_CHECKING:
 
     from ._facade import Hub
 
-__all__ = ["PostMessage", "PostedMessage", "hub_blueprint"]
+__all__ = ["NodeRooms", "PostMessage", "PostedMessage", "hub_blueprint"]
 
 _FRAMES: FrameDecoder[ClientFrame] = FrameDecoder(ClientFrame)
 _encoder = msgspec.json.Encoder()
@@ -90,6 +93,13 @@ class PostedMessage(msgspec.Struct, frozen=True, kw_only=True):
     epoch: str
     offset: int
     id: str
+
+
+class NodeRooms(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer to ``GET /api/rooms``: this node's id and its rooms."""
+
+    node: str
+    rooms: list[RoomInfo]
 
 
 def _hub() -> Hub:
@@ -251,6 +261,9 @@ def hub_blueprint() -> Blueprint:
         await _serve_socket()
 
     @routes.post("/api/rooms/<path:room>/messages")
+    @document_request(PostMessage)
+    @document_response(PostedMessage, 201)
+    @document_errors(400, 401, 403, 422)
     @require_auth()
     async def post_message(room: str) -> Response:
         hub = _hub()
@@ -283,6 +296,8 @@ def hub_blueprint() -> Blueprint:
         return json_response(answer, 201)
 
     @routes.get("/api/rooms/<path:room>/presence")
+    @document_response(PresenceFrame)
+    @document_errors(401, 403, 422)
     @require_auth()
     async def presence(room: str) -> Response:
         hub = _hub()
@@ -294,8 +309,10 @@ def hub_blueprint() -> Blueprint:
         return json_response(PresenceFrame(room=room, members=members))
 
     @routes.get("/api/rooms")
+    @document_response(NodeRooms)
+    @document_errors(401, 403)
     @require_auth(role="admin")
     async def rooms() -> Response:
-        return json_response({"node": _hub()._parts.node_id, "rooms": await _hub().rooms()})
+        return json_response(NodeRooms(node=_hub()._parts.node_id, rooms=await _hub().rooms()))
 
     return routes

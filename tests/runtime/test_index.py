@@ -21,7 +21,8 @@ async def test_index_names_the_node_and_links_what_it_serves() -> None:
     assert body["status"] == "/readyz"
     assert body["links"]["healthz"] == "/healthz"
     assert body["links"]["readyz"] == "/readyz"
-    assert "docs" not in body["links"] and "dashboard" not in body["links"]  # not served yet
+    assert body["links"]["docs"] == "/docs"  # served by the OpenAPI hook-up
+    assert "dashboard" not in body["links"]  # not served yet
 
 
 async def test_a_link_appears_once_a_blueprint_serves_its_path() -> None:
