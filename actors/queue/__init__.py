@@ -27,6 +27,7 @@ from ._messages import EnqueueRequest, QueueInfo
 from ._model import Backoff, Job, JobError, JobEvent, JobOptions, JobState, Progress, Retention
 from ._outbox import Outbox
 from ._parts import QueueParts
+from ._routes import queue_blueprint
 from ._schedule import Scheduler
 from ._settings import QUEUE_SETTINGS, QueueSettings
 from ._statistics import QueueStatistics, Summary, TypeStatistics
@@ -69,6 +70,7 @@ __all__ = [
     "Summary",
     "TypeStatistics",
     "install",
+    "queue_blueprint",
     "queue_child",
 ]
 
@@ -178,6 +180,7 @@ def install(setup: NodeSetup) -> Queue:
     for spec in specs:
         setup.add_actor(spec)
     setup.add_readiness_check("queue.store", lambda: parts.lost_reason)
+    setup.add_blueprint(queue_blueprint())
     setup.add_statistics("queue", queue.statistics)
     setup.provide(QUEUE, queue)
     return queue

@@ -1,7 +1,4 @@
-"""The queue's HTTP routes on a real node: ownership, admin, bad input, the OpenAPI document.
-
-The hook below adds ``queue_blueprint()`` itself until ``actors.queue.install`` does.
-"""
+"""The queue's HTTP routes on a real node: ownership, admin, bad input, the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -13,7 +10,7 @@ import msgspec
 from quart.testing import QuartClient
 
 from actors.queue import QUEUE, QUEUE_SETTINGS, EnqueueRequest, QueueSettings
-from actors.queue._routes import EnqueueBody, queue_blueprint
+from actors.queue._routes import EnqueueBody
 from runtime import NodeSetup, Secret, Settings, TokenVerifier
 from runtime.node import compose
 from runtime.testing import ManualClock, open_app
@@ -31,7 +28,6 @@ class SendEmail(msgspec.Struct, frozen=True):
 def _setup(node: NodeSetup) -> None:
     compose(node)
     jobs = node.require(QUEUE)
-    node.add_blueprint(queue_blueprint())  # until actors.queue.install adds it
 
     @jobs.handler("send-email", queue="email", payload=SendEmail)
     async def send(ctx: JobContext[SendEmail]) -> object:
