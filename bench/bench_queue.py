@@ -10,9 +10,10 @@ between turns):
 * **arq 0.26** (``bench/.venvs/arq``), twice: its default ``poll_delay`` of
   0.5 s and a tuned 0.01 s (worker and result wait alike), ``max_jobs`` at the
   row's concurrency (``_queue_peer_arq.py``);
-* **Switchyard**: a node running the queue actor with a no-op handler, once
-  the queue facade (``actors.queue.QUEUE``) exists; until then its rows say
-  "not measured".
+* **Switchyard**: a node (``python -m runtime``) running the queue actor with
+  a no-op handler at the row's concurrency; the producer is the ``Queue``
+  facade over its own Redis link (``_queue_switchyard.py``); plus an
+  in-memory row (no Redis, producer and workers in one process).
 
 Each peer gets its own virtual environment, created on first use under
 ``bench/.venvs/<peer>`` with pinned versions, because the peers pin older
@@ -31,7 +32,6 @@ are per run against saq, and the table prints medians::
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -116,24 +116,26 @@ def peer_version(peer: Peer) -> str:
     return done.stdout.strip() or "?"
 
 
-def queue_installed() -> bool:
-    """Whether the project's queue facade exists yet (``actors.queue.QUEUE``)."""
-    if importlib.util.find_spec("actors.queue") is None:
-        return False
-    import actors.queue
-
-    return hasattr(actors.queue, "QUEUE")
-
-
 # -- one turn -----------------------------------------------------------------------------------
+
+
+SWITCHYARD = str(HERE / "_queue_switchyard.py")
 
 
 @contextmanager
 def worker(contender: Contender, url: str, concurrency: int) -> Iterator[NodeProcess]:
-    assert contender.peer is not None
-    script = str(HERE / f"_queue_peer_{contender.peer.script}.py")
-    command = [str(python_of(contender.peer)), script, "worker", url, str(concurrency)]
-    process = NodeProcess(command=[*command, *contender.extra], ready_line="peer worker ready")
+    if contender.peer is None:  # a Switchyard node: python -m runtime with the no-op hook
+        env = {
+            "SWITCHYARD_REDIS_URL": url,
+            "SWITCHYARD_QUEUE_CONCURRENCY": f"default={concurrency}",
+            "SWITCHYARD_LOG_LEVEL": "warning",
+            "PYTHONPATH": str(HERE),
+        }
+        process = NodeProcess(env, ["--app", "_queue_switchyard:setup"], cwd=str(HERE))
+    else:
+        script = str(HERE / f"_queue_peer_{contender.peer.script}.py")
+        command = [str(python_of(contender.peer)), script, "worker", url, str(concurrency)]
+        process = NodeProcess(command=[*command, *contender.extra], ready_line="peer worker ready")
     process.start(ready_timeout_seconds=30)
     try:
         yield process
@@ -142,14 +144,30 @@ def worker(contender: Contender, url: str, concurrency: int) -> Iterator[NodePro
 
 
 def produce(contender: Contender, role: str, url: str, number: int) -> dict[str, object]:
-    assert contender.peer is not None
-    script = str(HERE / f"_queue_peer_{contender.peer.script}.py")
-    command = [str(python_of(contender.peer)), script, role, url, str(number), *contender.extra]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    if contender.peer is None:
+        command = [sys.executable, SWITCHYARD, role, url, str(number)]
+    else:
+        script = str(HERE / f"_queue_peer_{contender.peer.script}.py")
+        command = [str(python_of(contender.peer)), script, role, url, str(number)]
+    done = subprocess.run(
+        [*command, *contender.extra], capture_output=True, text=True, timeout=900, check=False
+    )
     if done.returncode != 0:
         raise RuntimeError(f"{contender.name} {role} failed:\n{done.stderr[-2000:]}")
     result: dict[str, object] = json.loads(done.stdout)
     return result
+
+
+def memory_turn(plan: Plan, contender: Contender, run: int) -> None:
+    """Switchyard without Redis: producer and workers in one process (concurrency 100)."""
+    command = [sys.executable, SWITCHYARD, "memory", str(plan.jobs), str(CONCURRENCIES[-1])]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=True)
+    result = json.loads(done.stdout)
+    contender.add("memory", plan.jobs / float(result["seconds"]))
+    progress(
+        f"run {run + 1}/{plan.runs} Switchyard in memory: "
+        f"{contender.figures['memory'][-1]:,.0f} jobs/s"
+    )
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -187,10 +205,10 @@ def measure(plan: Plan, contenders: list[Contender]) -> None:
     with RedisServer() as redis:
         for run in range(plan.runs):
             for contender in rotated(contenders, run):
-                if contender.peer is None:
-                    continue
                 try:
                     turn(plan, contender, redis, run)
+                    if contender.peer is None:
+                        memory_turn(plan, contender, run)
                 except (OSError, RuntimeError, TimeoutError, subprocess.SubprocessError) as exc:
                     progress(f"{contender.name}: the turn failed: {exc}")
 
@@ -314,10 +332,6 @@ def main() -> None:
         Contender("arq, poll 0.5 s", ARQ_PEER, ("0.5",), latency_samples_cap=20),
         Contender("arq, poll 0.01 s", ARQ_PEER, ("0.01",)),
     ]
-    if queue_installed():
-        progress("the queue facade exists, but its harness is not written yet: peers only")
-    else:
-        progress("the node has no queue facade yet (actors.queue.QUEUE): peers only")
     contenders.append(Contender("Switchyard", None))
     started_at = time.perf_counter()
     measure(plan, contenders)
