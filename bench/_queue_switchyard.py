@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import anyio
 import msgspec
 
-from actors.queue import QUEUE, QueueSettings, queue_child
+from actors.queue import QUEUE, JobOptions, QueueSettings, Retention, queue_child
 from runtime import RedisLink, SystemClock
 from runtime.testing import open_system
 
@@ -81,9 +81,10 @@ async def latency(url: str, samples: int) -> dict[str, list[float]]:
         tg.start_soon(link.run)
         await link.wait_until(up=True)
         _, queue = _producer(link)
+        keep = JobOptions(remove_on_complete=Retention(count=samples + 50))  # readable when done
         for i in range(samples + 50):
             start = time.perf_counter()
-            added = await queue.enqueue("noop", {})
+            added = await queue.enqueue("noop", {}, options=keep)
             while True:
                 job = await queue.get(added.id)
                 if job is not None and job.state == "completed":
