@@ -24,7 +24,7 @@ import anyio
 import msgspec
 
 from actors.queue import QUEUE, JobOptions, QueueSettings, Retention, queue_child
-from runtime import RedisLink, SystemClock
+from runtime import RedisFanout, RedisLink, SystemClock
 from runtime.testing import open_system
 
 if TYPE_CHECKING:
@@ -49,7 +49,9 @@ def setup(node: NodeSetup) -> None:
 
 def _producer(link: RedisLink | None, concurrency: int = 1) -> tuple[list[ServiceSpec], Queue]:
     settings = QueueSettings(concurrency=f"default={concurrency}")
-    specs, _, queue = queue_child(settings=settings, redis=link, clock=SystemClock())
+    # The node's fanout naming: the store's add publishes the workers' wake-up through it.
+    fanout = RedisFanout(link, prefix="switchyard:fanout") if link is not None else None
+    specs, _, queue = queue_child(settings=settings, redis=link, fanout=fanout, clock=SystemClock())
     queue.handler("noop", payload=Nothing)(noop)  # validates payloads; runs only in memory
     return list(specs), queue
 
