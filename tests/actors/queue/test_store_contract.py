@@ -60,7 +60,7 @@ async def test_priority_then_fifo(store: Store) -> None:
     await store.add(
         [new_job("1"), new_job("2", priority=5), new_job("3"), new_job("4", priority=5)], 1000
     )
-    waiting = [j.id for j in await store.jobs("default", "waiting", 0, 10)]
+    waiting = [j.id for j in (await store.jobs("default", "waiting", 0, 10)).jobs]
     assert waiting == ["default.2", "default.4", "default.1", "default.3"]
     claims = await store.claim("default", 3, 1000, 30)
     assert [c.job.id for c in claims] == ["default.2", "default.4", "default.1"]
@@ -122,7 +122,7 @@ async def test_outcomes(store: Store) -> None:
     assert d is not None and d.attempt == 0
     counts = await store.counts("default")
     assert (counts.completed, counts.failed, counts.cancelled, counts.delayed) == (1, 1, 1, 1)
-    assert [j.id for j in await store.jobs("default", "failed", 0, 10)] == ["default.c"]
+    assert [j.id for j in (await store.jobs("default", "failed", 0, 10)).jobs] == ["default.c"]
 
 
 async def test_retention_by_count_and_age(store: Store) -> None:
@@ -130,7 +130,7 @@ async def test_retention_by_count_and_age(store: Store) -> None:
     await store.add(jobs, 1000)
     for i, claim in enumerate(await store.claim("default", 4, 1000, 30)):
         await store.finish([done(claim.job.id, claim.token, 1001 + i)])
-    kept = [j.id for j in await store.jobs("default", "completed", 0, 10)]
+    kept = [j.id for j in (await store.jobs("default", "completed", 0, 10)).jobs]
     assert kept == ["default.3", "default.2"]
     assert await store.get("default.0") is None
     aged = [new_job(f"g{i}", remove_on_fail=Retention(age_seconds=10)) for i in range(2)]
@@ -141,7 +141,7 @@ async def test_retention_by_count_and_age(store: Store) -> None:
                                finished_at=1000, error=err)])  # fmt: skip
     await store.finish([Finish(job_id=claims[1].job.id, token=claims[1].token, outcome="failed",
                                finished_at=1020, error=err)])  # fmt: skip
-    assert [j.id for j in await store.jobs("default", "failed", 0, 10)] == [claims[1].job.id]
+    assert [j.id for j in (await store.jobs("default", "failed", 0, 10)).jobs] == [claims[1].job.id]
 
 
 async def test_result_ttl(store: Store) -> None:
@@ -257,9 +257,9 @@ async def test_retention_count_zero_removes_at_once(store: Store) -> None:
 
 async def test_listing_order_and_paging(store: Store) -> None:
     await store.add([new_job(f"{i}", run_at=1100 - i) for i in range(4)], 1000)
-    delayed = [j.id for j in await store.jobs("default", "delayed", 1, 2)]
+    delayed = [j.id for j in (await store.jobs("default", "delayed", 1, 2)).jobs]
     assert delayed == ["default.2", "default.1"]
-    assert await store.jobs("default", "completed", 0, 10) == []
+    assert (await store.jobs("default", "completed", 0, 10)).jobs == []
 
 
 async def test_renew_of_unknown_and_finished_jobs(store: Store) -> None:
