@@ -105,14 +105,16 @@ class OutboxEntry(msgspec.Struct, frozen=True, kw_only=True):
     event: JobEvent
 
 
-USER_SCAN_LIMIT = 10_000
-"""Entries of a state's list one filtered :meth:`JobStore.jobs` call examines at most.
+USER_SCAN_LIMIT = 5_000
+"""Positions of a state's list one filtered :meth:`JobStore.jobs` call examines at most.
 
 Finished lists are bounded by retention and ``active`` by the cluster's
 concurrency, so a user's listing of them is usually complete in one call; a
-``waiting`` or ``delayed`` backlog is not bounded, and this bound keeps one
-call (one Lua script, which blocks Redis while it runs) to a few milliseconds.
-A call that stops at the bound says where to go on (:class:`JobPage`).
+``waiting`` or ``delayed`` backlog is not bounded. One call is one Lua script,
+which blocks Redis while it runs: a scan that examines all 5,000 positions
+(one ``HGET`` each) takes about 9 ms of Redis time (18 ms for 10,000, measured
+on a 2-core machine), well inside the link's command deadline. A call that
+stops at the bound says where to go on (:class:`JobPage`).
 """
 
 
