@@ -43,9 +43,38 @@ _encoder = msgspec.json.Encoder()
 _FINISHED = ("completed", "failed", "cancelled")
 
 
+class _JobIds:
+    """Time-ordered job ids, monotonic within a process (ULID's monotonic rule).
+
+    The suffix is ``<ms as 12 hex><24 bits as 6 hex>``: the bits start random in
+    each millisecond and count up for the next ids of that millisecond, so jobs
+    made in one millisecond sort (and list, among equal run-at times) in the
+    order they were made. A clock that steps back keeps the last millisecond.
+    """
+
+    __slots__ = ("_bits", "_ms")
+
+    def __init__(self) -> None:
+        self._ms = -1
+        self._bits = 0
+
+    def next(self, queue: str, now: float) -> str:
+        ms = int(now * 1000)
+        if ms > self._ms:
+            self._ms, self._bits = ms, random.getrandbits(23)  # room to count up
+        else:
+            self._bits += 1
+            if self._bits >= 1 << 24:  # 8M ids in one millisecond: borrow the next one
+                self._ms, self._bits = self._ms + 1, 0
+        return f"{queue}.{self._ms:012x}{self._bits:06x}"
+
+
+_job_ids = _JobIds()
+
+
 def new_job_id(queue: str, now: float) -> str:
-    """A time-ordered job id: ``<queue>.<ms as 12 hex><6 random hex>``."""
-    return f"{queue}.{int(now * 1000):012x}{random.getrandbits(24):06x}"
+    """A time-ordered job id: ``<queue>.<ms as 12 hex><6 hex>``, monotonic in a process."""
+    return _job_ids.next(queue, now)
 
 
 def _job_queue(job_id: object) -> str | None:
