@@ -29,7 +29,7 @@ from runtime.testing import open_system
 
 if TYPE_CHECKING:
     from actors.queue import JobContext, Queue
-    from runtime import NodeSetup, ServiceSpec
+    from runtime import ChildSpec, NodeSetup, ServiceSpec
 
 __all__ = ["main", "setup"]
 
@@ -47,7 +47,9 @@ def setup(node: NodeSetup) -> None:
     node.require(QUEUE).handler("noop", payload=Nothing)(noop)
 
 
-def _producer(link: RedisLink | None, concurrency: int = 1) -> tuple[list[ServiceSpec], Queue]:
+def _producer(
+    link: RedisLink | None, concurrency: int = 1
+) -> tuple[list[ServiceSpec | ChildSpec], Queue]:
     settings = QueueSettings(concurrency=f"default={concurrency}")
     # The node's fanout naming: the store's add publishes the workers' wake-up through it.
     fanout = RedisFanout(link, prefix="switchyard:fanout") if link is not None else None

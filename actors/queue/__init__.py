@@ -4,8 +4,14 @@
   cancel, retry, pause, wait, repeat); other packages ``setup.require(QUEUE)``.
 * :func:`install` adds the queue to a node: a worker per configured queue,
   the outbox that carries job events to the socket hub, the repeatable-job
-  scheduler, the store guard (a readiness check) and its statistics (``queue``).
+  scheduler, the store guard (a readiness check), the :class:`QueueActor`
+  (child ``queue``) and its statistics (``queue``).
 * :func:`queue_child` builds a queue for embedding under a supervisor.
+* The messages (``QueueEnqueue`` ... ``QueueResume``, each a ``Request``
+  typed with its reply; :data:`QueueMessage` is their union) are the actor's
+  protocol: any actor can ``ask`` the ``queue`` child with them, without the
+  facade (see :mod:`actors.queue._messages`). The actor answers each through
+  the facade, so both behave the same.
 * Without Redis jobs live in a :class:`MemoryJobStore`; with Redis in a
   ``RedisJobStore`` shared by every node.
 """
@@ -17,13 +23,36 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from runtime import MemoryFanout, RedisFanout, ServiceSpec, SystemClock
+from runtime import ChildSpec, MemoryFanout, RedisFanout, ServiceSpec, SystemClock
 
+from ._actor import QueueActor
 from ._context import JobContext
 from ._facade import QUEUE, Queue
 from ._handlers import Handlers
 from ._keys import QueueKeys
-from ._messages import EnqueueRequest, QueueInfo
+from ._messages import (
+    MAX_BATCH,
+    EnqueueRequest,
+    QueueCancel,
+    QueueCancelReply,
+    QueueEnqueue,
+    QueueEnqueueMany,
+    QueueEnqueueManyReply,
+    QueueGetCounts,
+    QueueGetJob,
+    QueueGetJobReply,
+    QueueInfo,
+    QueueListJobs,
+    QueueListQueues,
+    QueueListQueuesReply,
+    QueueMessage,
+    QueuePause,
+    QueuePauseReply,
+    QueueResume,
+    QueueResumeReply,
+    QueueRetry,
+    QueueRetryReply,
+)
 from ._model import Backoff, Job, JobError, JobEvent, JobOptions, JobState, Progress, Retention
 from ._outbox import Outbox
 from ._parts import QueueParts
@@ -31,7 +60,7 @@ from ._routes import queue_blueprint
 from ._schedule import Scheduler
 from ._settings import QUEUE_SETTINGS, QueueSettings
 from ._statistics import QueueStatistics, Summary, TypeStatistics
-from ._store import Added, CancelOutcome, JobStore, QueueCounts, StoreLost
+from ._store import USER_SCAN_LIMIT, Added, CancelOutcome, JobPage, JobStore, QueueCounts, StoreLost
 from ._store_memory import MemoryJobStore
 from ._store_redis import RedisJobStore
 from ._worker import Worker
@@ -43,8 +72,10 @@ if TYPE_CHECKING:
     from runtime import Clock, Fanout, NodeSetup, RedisLink
 
 __all__ = [
+    "MAX_BATCH",
     "QUEUE",
     "QUEUE_SETTINGS",
+    "USER_SCAN_LIMIT",
     "Added",
     "Backoff",
     "CancelOutcome",
@@ -54,14 +85,34 @@ __all__ = [
     "JobError",
     "JobEvent",
     "JobOptions",
+    "JobPage",
     "JobState",
     "JobStore",
     "MemoryJobStore",
     "Progress",
     "Queue",
+    "QueueActor",
+    "QueueCancel",
+    "QueueCancelReply",
     "QueueCounts",
+    "QueueEnqueue",
+    "QueueEnqueueMany",
+    "QueueEnqueueManyReply",
+    "QueueGetCounts",
+    "QueueGetJob",
+    "QueueGetJobReply",
     "QueueInfo",
+    "QueueListJobs",
+    "QueueListQueues",
+    "QueueListQueuesReply",
+    "QueueMessage",
     "QueueParts",
+    "QueuePause",
+    "QueuePauseReply",
+    "QueueResume",
+    "QueueResumeReply",
+    "QueueRetry",
+    "QueueRetryReply",
     "QueueSettings",
     "QueueStatistics",
     "RedisJobStore",
@@ -117,12 +168,15 @@ def queue_child(
     fanout: Fanout | None = None,
     hub: Hub | None = None,
     store: JobStore | None = None,
-) -> tuple[list[ServiceSpec], QueueParts, Queue]:
-    """A queue to run under a supervisor: its service specs, its parts and its API.
+    actor_id: str = "queue",
+) -> tuple[list[ServiceSpec | ChildSpec], QueueParts, Queue]:
+    """A queue to run under a supervisor: its specs, its parts and its API.
 
-    The specs run the workers, the outbox, the scheduler and the store guard;
-    handlers and repeatable jobs registered on the returned :class:`Queue`
-    before the specs start are the ones that run.
+    The service specs run the workers, the outbox, the scheduler and the
+    store guard; the last spec is the :class:`QueueActor` (child ``actor_id``)
+    that answers the queue's messages through the returned :class:`Queue`.
+    Handlers and repeatable jobs registered on the :class:`Queue` before the
+    specs start are the ones that run.
     """
     settings = settings or QueueSettings()
     clock = clock or SystemClock()
@@ -154,13 +208,14 @@ def queue_child(
         parts.backoff = redis.backoff_seconds
     queue = Queue(parts)
     grace = settings.shutdown_grace_seconds + 10.0
-    specs = [_guard(parts)]
+    specs: list[ServiceSpec | ChildSpec] = [_guard(parts)]
     specs.extend(
         ServiceSpec(f"queue.worker.{name}", Worker(parts, name).run, shutdown_seconds=grace)
         for name in queues
     )
     specs.append(ServiceSpec("queue.outbox", Outbox(parts, hub).run))
     specs.append(ServiceSpec("queue.schedule", Scheduler(parts, queue).run))
+    specs.append(ChildSpec(actor_id, lambda: QueueActor(queue)))
     return specs, parts, queue
 
 

@@ -3,6 +3,12 @@
 Other packages get it with ``setup.require(QUEUE)``; routes with
 ``node_context().get(QUEUE)``. Everything is validated here before anything
 is stored: a bad input raises :class:`~runtime.Rejected` and stores nothing.
+This is the queue's one implementation: the HTTP routes call it, and so does
+the queue actor for every message it answers (:mod:`._actor`).
+
+Reads and controls of one job take an optional ``user_id``: given, another
+user's job looks missing (the routes pass the token's subject for a
+non-admin, so ownership is decided here for every edge).
 """
 
 from __future__ import annotations
@@ -16,8 +22,8 @@ import msgspec
 
 from runtime import Extension, Rejected
 
-from ._messages import EnqueueRequest, QueueInfo
-from ._model import QUEUE_NAME, JobEvent, JobOptions, NewJob, queue_of
+from ._messages import MAX_BATCH, EnqueueRequest, QueueInfo
+from ._model import JOB_STATES, QUEUE_NAME, JobEvent, JobOptions, NewJob, queue_of
 from ._statistics import QueueStatistics, Reservoir
 
 if TYPE_CHECKING:
@@ -28,7 +34,7 @@ if TYPE_CHECKING:
     from ._model import Job, JobState
     from ._parts import QueueParts
     from ._schedule import Schedule
-    from ._store import Added, CancelOutcome, QueueCounts
+    from ._store import Added, CancelOutcome, JobPage, QueueCounts
 
 __all__ = ["QUEUE", "Queue"]
 
@@ -37,9 +43,53 @@ _encoder = msgspec.json.Encoder()
 _FINISHED = ("completed", "failed", "cancelled")
 
 
+class _JobIds:
+    """Time-ordered job ids, monotonic within a process (ULID's monotonic rule).
+
+    The suffix is ``<ms as 12 hex><24 bits as 6 hex>``: the bits start random in
+    each millisecond and count up for the next ids of that millisecond, so jobs
+    made in one millisecond sort (and list, among equal run-at times) in the
+    order they were made. A clock that steps back keeps the last millisecond.
+    """
+
+    __slots__ = ("_bits", "_ms")
+
+    def __init__(self) -> None:
+        self._ms = -1
+        self._bits = 0
+
+    def next(self, queue: str, now: float) -> str:
+        ms = int(now * 1000)
+        if ms > self._ms:
+            self._ms, self._bits = ms, random.getrandbits(23)  # room to count up
+        else:
+            self._bits += 1
+            if self._bits >= 1 << 24:  # 8M ids in one millisecond: borrow the next one
+                self._ms, self._bits = self._ms + 1, 0
+        return f"{queue}.{self._ms:012x}{self._bits:06x}"
+
+
+_job_ids = _JobIds()
+
+
 def new_job_id(queue: str, now: float) -> str:
-    """A time-ordered job id: ``<queue>.<ms as 12 hex><6 random hex>``."""
-    return f"{queue}.{int(now * 1000):012x}{random.getrandbits(24):06x}"
+    """A time-ordered job id: ``<queue>.<ms as 12 hex><6 hex>``, monotonic in a process."""
+    return _job_ids.next(queue, now)
+
+
+def _job_queue(job_id: object) -> str | None:
+    """The queue of a job id, or ``None`` for anything no queue could have made."""
+    return queue_of(job_id) if isinstance(job_id, str) else None
+
+
+def _check_user(user_id: object) -> str | None:
+    if user_id is not None and not (isinstance(user_id, str) and 0 < len(user_id) <= 256):
+        raise Rejected("invalid_options", "user_id must be 1..256 characters")
+    return user_id
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class Queue:
@@ -67,7 +117,11 @@ class Queue:
 
     def _validate(self, request: EnqueueRequest, now: float) -> NewJob:
         parts = self._parts
-        if QUEUE_NAME.match(request.type) is None:
+        if not isinstance(request, EnqueueRequest):
+            raise Rejected(
+                "invalid_request", f"expected an EnqueueRequest, got {type(request).__name__}"
+            )
+        if not isinstance(request.type, str) or QUEUE_NAME.match(request.type) is None:
             raise Rejected("unknown_job_type", f"{request.type!r} is not a job type")
         handler = parts.handlers.require(request.type)
         queue = request.queue or handler.queue
@@ -99,8 +153,7 @@ class Queue:
         except msgspec.ValidationError as exc:
             raise Rejected("invalid_options", str(exc)) from None
         run_at = options.run_at if options.run_at is not None else now + options.delay_seconds
-        if request.user_id is not None and not 0 < len(request.user_id) <= 256:
-            raise Rejected("invalid_options", "user_id must be 1..256 characters")
+        _check_user(request.user_id)
         return NewJob(
             id=new_job_id(queue, now),
             queue=queue,
@@ -130,7 +183,14 @@ class Queue:
     async def enqueue_many(
         self, requests: Sequence[EnqueueRequest], *, repeat_key: str | None = None
     ) -> list[Added]:
-        """Store a batch in one store call (all validated first: one bad request stores none)."""
+        """Store a batch in one store call (all validated first: one bad request stores none).
+
+        At most :data:`~._messages.MAX_BATCH` requests (``invalid_request`` otherwise).
+        """
+        if len(requests) > MAX_BATCH:
+            raise Rejected(
+                "invalid_request", f"{len(requests)} jobs in one batch; at most {MAX_BATCH}"
+            )
         now = self._parts.clock.time()
         jobs = [self._validate(request, now) for request in requests]
         if repeat_key is not None:
@@ -145,24 +205,51 @@ class Queue:
 
     # -- inspection ----------------------------------------------------------------------------
 
-    async def get(self, job_id: str) -> Job | None:
-        """A job's record, or ``None``."""
-        if queue_of(job_id) is None:
+    async def get(self, job_id: str, *, user_id: str | None = None) -> Job | None:
+        """A job's record, or ``None`` (also for another user's job when ``user_id`` is given)."""
+        _check_user(user_id)
+        if _job_queue(job_id) is None:
             return None
-        return await self._parts.store.get(job_id)
+        job = await self._parts.store.get(job_id)
+        if job is None or (user_id is not None and job.user_id != user_id):
+            return None
+        return job
 
     def _queue(self, queue: str) -> str:
-        if queue not in self._parts.queues:
-            raise Rejected("unknown_queue", f"queue {queue!r} is not configured")
+        if not isinstance(queue, str) or queue not in self._parts.queues:
+            raise Rejected("unknown_queue", f"queue {str(queue)[:80]!r} is not configured")
         return queue
 
     async def jobs(
-        self, queue: str, state: JobState, offset: int = 0, limit: int = 50
-    ) -> list[Job]:
-        """Jobs of one state of one queue, paged."""
-        if offset < 0 or not 1 <= limit <= 1000:
-            raise Rejected("invalid_options", "offset must be >= 0 and limit 1..1000")
-        return await self._parts.store.jobs(self._queue(queue), state, offset, limit)
+        self,
+        queue: str,
+        state: JobState,
+        offset: int = 0,
+        limit: int = 50,
+        *,
+        user_id: str | None = None,
+        cursor: int = 0,
+    ) -> JobPage:
+        """One page of a queue's jobs in one state (run order, or newest first).
+
+        With ``user_id`` only that user's jobs count: ``offset`` skips that
+        many of them and the page holds up to ``limit`` of them (the store
+        scans a bounded stretch per call; go on from the page's
+        ``next_cursor``/``next_offset``). ``cursor`` is a position in the
+        state's list, as a previous page returned it.
+        """
+        if not (_is_int(offset) and _is_int(cursor) and _is_int(limit)) or (
+            offset < 0 or cursor < 0 or not 1 <= limit <= 1000
+        ):
+            raise Rejected(
+                "invalid_options", "offset and cursor must be integers >= 0 and limit 1..1000"
+            )
+        if state not in JOB_STATES:
+            raise Rejected("invalid_options", f"state must be one of {list(JOB_STATES)}")
+        name = self._queue(queue)
+        return await self._parts.store.jobs(
+            name, state, offset, limit, user_id=_check_user(user_id), cursor=cursor
+        )
 
     async def counts(self, queue: str) -> QueueCounts:
         """Jobs per state of ``queue``."""
@@ -206,11 +293,17 @@ class Queue:
 
     # -- control -------------------------------------------------------------------------------
 
-    async def cancel(self, job_id: str) -> CancelOutcome:
-        """Cancel a waiting/delayed job, or stop an active one (here at once, elsewhere soon)."""
-        if queue_of(job_id) is None:
+    async def cancel(self, job_id: str, *, user_id: str | None = None) -> CancelOutcome:
+        """Cancel a waiting/delayed job, or stop an active one (here at once, elsewhere soon).
+
+        With ``user_id``, another user's job is ``missing``.
+        """
+        _check_user(user_id)
+        if _job_queue(job_id) is None:
             return "missing"
         job = await self._parts.store.get(job_id)
+        if user_id is not None and (job is None or job.user_id != user_id):
+            return "missing"
         event = None
         if job is not None and job.user_id is not None:
             event = JobEvent(
@@ -232,10 +325,16 @@ class Queue:
             self._parts.finished.notify()
         return outcome
 
-    async def retry(self, job_id: str) -> bool:
-        """Put a failed or cancelled job back to waiting with fresh attempts."""
-        queue = queue_of(job_id)
+    async def retry(self, job_id: str, *, user_id: str | None = None) -> bool:
+        """Put a failed or cancelled job back to waiting with fresh attempts.
+
+        ``False`` if it is not failed or cancelled, is missing, or (with
+        ``user_id``) is another user's job.
+        """
+        queue = _job_queue(job_id)
         if queue is None:
+            return False
+        if user_id is not None and await self.get(job_id, user_id=user_id) is None:
             return False
         done = await self._parts.store.retry(job_id, self._parts.clock.time())
         if done:

@@ -2,8 +2,10 @@
 
 A user sees, cancels and retries only their own jobs (the token's ``sub`` is
 the job's ``user_id``); someone else's job answers 404, as a missing one does,
-so ids do not leak. The ``admin`` role sees every job (and its traceback) and
-alone may pause and resume a queue (403 otherwise).
+so ids do not leak. The routes pass the subject to the facade as ``user_id``,
+which decides ownership (as it does for the queue's messages), and a user's
+``GET /api/jobs`` pages count only their jobs. The ``admin`` role sees every
+job (and its traceback) and alone may pause and resume a queue (403 otherwise).
 
 Errors keep the node's shape: the facade's refusals answer 400 (404 for an
 unknown queue or job type, 413 for a payload over the limit), a body that
@@ -33,7 +35,7 @@ from runtime import (
 
 from ._facade import QUEUE
 from ._messages import EnqueueRequest, QueueInfo
-from ._model import JOB_STATES, JobOptions, JobState, Progress, queue_of
+from ._model import JOB_STATES, JobOptions, JobState, Progress
 from ._store import Added, QueueCounts
 
 if TYPE_CHECKING:
@@ -101,20 +103,29 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class JobList(msgspec.Struct, frozen=True, kw_only=True):
-    """``GET /api/jobs``: one page of a queue's jobs in one state."""
+    """``GET /api/jobs``: one page of a queue's jobs in one state (a user's: only theirs).
+
+    ``next_cursor`` is ``null`` at the end of the list; otherwise the next
+    page is ``?cursor=<next_cursor>&offset=<next_offset>`` (``offset + limit``
+    from the same ``cursor`` works too, scanning again from there).
+    """
 
     jobs: list[JobView]
     offset: int
     limit: int
+    cursor: int = 0
+    next_cursor: int | None = None
+    next_offset: int = 0
 
 
 class JobQuery(msgspec.Struct, frozen=True, kw_only=True):
-    """The query of ``GET /api/jobs``."""
+    """The query of ``GET /api/jobs`` (``offset`` and ``limit`` count the caller's jobs)."""
 
     queue: str
     state: JobState = "waiting"
     offset: Annotated[int, Meta(ge=0)] = 0
     limit: Annotated[int, Meta(ge=1, le=500)] = 50
+    cursor: Annotated[int, Meta(ge=0)] = 0
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -131,6 +142,11 @@ def _queue() -> Queue:
 
 def _is_admin(principal: Principal) -> bool:
     return principal.has_role(ADMIN_ROLE)
+
+
+def _scope(principal: Principal) -> str | None:
+    """The ``user_id`` the facade scopes the caller's reads to (``None``: an admin sees all)."""
+    return None if _is_admin(principal) else principal.subject
 
 
 def _view(job: Job, *, admin: bool) -> JobView:
@@ -160,9 +176,8 @@ def _view(job: Job, *, admin: bool) -> JobView:
 
 async def _own_job(job_id: str) -> Job:
     """The job, if the caller may see it; 404 otherwise (another user's job looks missing)."""
-    principal = current_principal()
-    job = await _queue().get(job_id) if queue_of(job_id) is not None else None
-    if job is None or not (_is_admin(principal) or job.user_id == principal.subject):
+    job = await _queue().get(job_id, user_id=_scope(current_principal()))
+    if job is None:
         raise ApiError(404, "not_found", f"no job {job_id[:80]!r}")
     return job
 
@@ -227,13 +242,24 @@ def queue_blueprint() -> Blueprint:
             raise ApiError(422, "validation_error", f"state must be one of {list(JOB_STATES)}")
         offset = _int_arg("offset", request.args.get("offset"), 0, 0, 1_000_000)
         limit = _int_arg("limit", request.args.get("limit"), 50, 1, 500)
+        cursor = _int_arg("cursor", request.args.get("cursor"), 0, 0, 1_000_000_000)
         try:
-            jobs = await _queue().jobs(queue, state, offset=offset, limit=limit)
+            page = await _queue().jobs(
+                queue, state, offset, limit, user_id=_scope(principal), cursor=cursor
+            )
         except Rejected as exc:
             raise _rejected(exc) from None
         admin = _is_admin(principal)
-        views = [_view(j, admin=admin) for j in jobs if admin or j.user_id == principal.subject]
-        return json_response(JobList(jobs=views, offset=offset, limit=limit))
+        return json_response(
+            JobList(
+                jobs=[_view(job, admin=admin) for job in page.jobs],
+                offset=offset,
+                limit=limit,
+                cursor=cursor,
+                next_cursor=page.next_cursor,
+                next_offset=page.next_offset,
+            )
+        )
 
     @routes.get("/jobs/<job_id>")
     @document_response(JobView)
@@ -248,8 +274,7 @@ def queue_blueprint() -> Blueprint:
     @document_errors(401, 404)
     @require_auth()
     async def cancel(job_id: str) -> Response:
-        await _own_job(job_id)
-        outcome = await _queue().cancel(job_id)
+        outcome = await _queue().cancel(job_id, user_id=_scope(current_principal()))
         if outcome == "missing":
             raise ApiError(404, "not_found", f"no job {job_id[:80]!r}")
         return json_response(Outcome(id=job_id, outcome=outcome))

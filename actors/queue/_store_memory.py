@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING
 from msgspec.structs import replace
 
 from ._model import Job, JobError, JobEvent, JobState, NewJob, Progress, Retention
-from ._store import Added, CancelOutcome, Claim, Finish, OutboxEntry, QueueCounts
+from ._store import (
+    USER_SCAN_LIMIT,
+    Added,
+    CancelOutcome,
+    Claim,
+    Finish,
+    JobPage,
+    OutboxEntry,
+    QueueCounts,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -413,8 +422,22 @@ class MemoryJobStore:
         """A job's record, or ``None``."""
         return self._jobs.get(job_id)
 
-    async def jobs(self, queue: str, state: JobState, offset: int, limit: int) -> list[Job]:
-        """Jobs of one state: waiting/delayed in run order, others newest first."""
+    async def jobs(
+        self,
+        queue: str,
+        state: JobState,
+        offset: int,
+        limit: int,
+        *,
+        user_id: str | None = None,
+        cursor: int = 0,
+    ) -> JobPage:
+        """Jobs of one state: waiting/delayed in run order, others newest first.
+
+        From position ``cursor``, skip ``offset`` matching jobs (``user_id``'s, or
+        all) and return the next ``limit``; a ``user_id`` scan examines at most
+        :data:`~._store.USER_SCAN_LIMIT` positions (as the Redis twin does).
+        """
         q = self._queue(queue)
         ids: list[str]
         if state == "waiting":
@@ -428,7 +451,32 @@ class MemoryJobStore:
             entries = q.finished[state]
             ids = [j for j, _ in sorted(entries.items(), key=lambda item: (item[1], item[0]))]
             ids.reverse()
-        return [self._jobs[j] for j in ids[offset : offset + limit]]
+        return self._page(ids, offset, limit, user_id, cursor)
+
+    def _page(
+        self, ids: list[str], offset: int, limit: int, user_id: str | None, cursor: int
+    ) -> JobPage:
+        """The page of ``ids`` :meth:`jobs` describes (a bounded scan with ``user_id``)."""
+        if user_id is None:
+            start = cursor + offset
+            found = [self._jobs[j] for j in ids[start : start + limit]]
+            end = start + len(found)
+            return JobPage(jobs=found, next_cursor=end if end < len(ids) else None)
+        found, position, skip = [], cursor, offset
+        stop = min(len(ids), cursor + USER_SCAN_LIMIT)
+        while position < stop and len(found) < limit:
+            job = self._jobs[ids[position]]
+            position += 1
+            if job.user_id == user_id:
+                if skip:
+                    skip -= 1
+                else:
+                    found.append(job)
+        return JobPage(
+            jobs=found,
+            next_cursor=position if position < len(ids) else None,
+            next_offset=skip,
+        )
 
     async def counts(self, queue: str) -> QueueCounts:
         """Jobs per state."""

@@ -34,7 +34,17 @@ import msgspec
 
 from ._keys import QueueKeys
 from ._model import Job, JobError, JobEvent, JobOptions, JobState, NewJob, Progress
-from ._store import Added, CancelOutcome, Claim, Finish, OutboxEntry, QueueCounts, StoreLost
+from ._store import (
+    USER_SCAN_LIMIT,
+    Added,
+    CancelOutcome,
+    Claim,
+    Finish,
+    JobPage,
+    OutboxEntry,
+    QueueCounts,
+    StoreLost,
+)
 from ._store_memory import LEASE_EXPIRED
 
 if TYPE_CHECKING:
@@ -348,16 +358,36 @@ return 1
 _JOBS: Final = (
     _COMMON
     + """
-local state, first, last = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
-local ids
-if state == 'waiting' or state == 'delayed' then
-  ids = redis.call('ZRANGE', K[state], first, last)
-else
-  ids = redis.call('ZREVRANGE', K[state], first, last)
-end
+-- {next cursor (-1: the end), offset still to skip, rows}; see RedisJobStore.jobs
+local state, cursor, skip, limit = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local uid, bound = ARGV[7], tonumber(ARGV[8])
+local set, total = K[state], redis.call('ZCARD', K[state])
+local range = (state == 'waiting' or state == 'delayed') and 'ZRANGE' or 'ZREVRANGE'
 local out = {}
-for i, id in ipairs(ids) do out[i] = redis.call('HGETALL', P .. id) end
-return out
+if uid == '' then
+  local first = cursor + skip
+  local ids = redis.call(range, set, first, first + limit - 1)
+  for i, id in ipairs(ids) do out[i] = redis.call('HGETALL', P .. id) end
+  local after = first + #ids
+  return {after < total and after or -1, 0, out}
+end
+local position, stop = cursor, math.min(total, cursor + bound)
+while position < stop and #out < limit do
+  local ids = redis.call(range, set, position, math.min(position + 256, stop) - 1)
+  if #ids == 0 then break end
+  for _, id in ipairs(ids) do
+    position = position + 1
+    if redis.call('HGET', P .. id, 'uid') == uid then
+      if skip > 0 then
+        skip = skip - 1
+      else
+        out[#out + 1] = redis.call('HGETALL', P .. id)
+        if #out == limit then break end
+      end
+    end
+  end
+end
+return {position < total and position or -1, skip, out}
 """
 )
 
@@ -700,13 +730,36 @@ class RedisJobStore:
             flat += [name, value]
         return _job(flat)
 
-    async def jobs(self, queue: str, state: JobState, offset: int, limit: int) -> list[Job]:
-        """Jobs of one state: waiting/delayed in run order, others newest first."""
+    async def jobs(
+        self,
+        queue: str,
+        state: JobState,
+        offset: int,
+        limit: int,
+        *,
+        user_id: str | None = None,
+        cursor: int = 0,
+    ) -> JobPage:
+        """Jobs of one state: waiting/delayed in run order, others newest first.
+
+        One script: from position ``cursor`` it skips ``offset`` matching jobs
+        and returns the next ``limit``. With ``user_id`` it walks the state's
+        sorted set in chunks of 256, matching each job hash's ``uid``, and
+        stops after :data:`~._store.USER_SCAN_LIMIT` positions (a bounded time
+        with Redis blocked), returning where it stopped and what is left to skip.
+        """
         if limit <= 0:
-            return []
-        args = [state, offset, offset + limit - 1]
-        rows = cast("list[list[bytes]]", await self._run(self._jobs, queue, args, "queue jobs"))
-        return [_job(row) for row in rows if row]
+            return JobPage(jobs=[], next_cursor=cursor + offset)
+        args = [state, cursor, offset, limit, user_id or "", USER_SCAN_LIMIT]
+        after, skip, rows = cast(
+            "tuple[int, int, list[list[bytes]]]",
+            await self._run(self._jobs, queue, args, "queue jobs"),
+        )
+        return JobPage(
+            jobs=[_job(row) for row in rows if row],
+            next_cursor=None if after < 0 else after,
+            next_offset=skip,
+        )
 
     async def counts(self, queue: str) -> QueueCounts:
         """Jobs per state."""

@@ -10,6 +10,7 @@ import anyio
 import msgspec
 
 from actors.queue import Queue, QueueParts, QueueSettings, queue_child
+from runtime import ServiceSpec
 
 WAIT = 5.0
 
@@ -32,7 +33,8 @@ async def running_queue(
         register(queue)
     async with anyio.create_task_group() as group:
         for spec in specs:
-            await group.start(spec.run)
+            if isinstance(spec, ServiceSpec):  # the services; not the QueueActor (a ChildSpec)
+                await group.start(spec.run)
         try:
             yield queue, parts
         finally:

@@ -86,3 +86,15 @@ async def test_graceful_shutdown_hands_back_what_did_not_finish() -> None:
         assert not parts.active
         stats = {s.queue: s for s in queue.statistics()}["default"]
         assert stats.types[0].handed_back == 1
+
+
+def test_job_ids_made_in_one_millisecond_sort_in_the_order_they_were_made() -> None:
+    from actors.queue._facade import new_job_id
+
+    same_ms = [new_job_id("default", 1_000.0005) for _ in range(1_000)]
+    stepped_back = [new_job_id("default", 999.0) for _ in range(10)]  # the clock stepped back
+    later = new_job_id("default", 1_000.002)
+    ids = [*same_ms, *stepped_back, later]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == len("default.") + 18 for i in ids)

@@ -192,3 +192,42 @@ async def test_a_failed_job_shows_its_result_and_traceback_only_to_an_admin() ->
         assert mine["error"]["message"] == "smtp is down" and "traceback" not in mine["error"]
         admin = await (await client.get(f"/api/jobs/{bad_id}", headers=tokens["root"])).get_json()
         assert "RuntimeError" in admin["error"]["traceback"]
+
+
+async def test_a_users_pages_hold_their_own_jobs_however_many_others_come_first() -> None:
+    async with node() as (client, tokens, _):
+
+        async def enqueue(user: str, delay: int) -> str:
+            body = _email(options={"delay_seconds": delay})
+            created = await client.post("/api/jobs", json=body, headers=tokens[user])
+            job_id: str = (await created.get_json())["id"]
+            return job_id
+
+        # delayed lists run in run_at order: bob's three jobs come before alice's three
+        bobs = [await enqueue("bob", 3600 + i) for i in range(3)]
+        alices = [await enqueue("alice", 3610 + i) for i in range(3)]
+
+        async def page(user: str, query: str) -> dict[str, Any]:
+            listed = await client.get(
+                f"/api/jobs?queue=email&state=delayed&{query}", headers=tokens[user]
+            )
+            assert listed.status_code == 200
+            body: dict[str, Any] = await listed.get_json()
+            return body
+
+        first = await page("alice", "limit=2")
+        assert [j["id"] for j in first["jobs"]] == alices[:2]  # full, though bob's came first
+        assert (first["next_cursor"], first["next_offset"]) == (5, 0)
+        second = await page("alice", "limit=2&offset=2")
+        assert [j["id"] for j in second["jobs"]] == alices[2:]
+        assert second["next_cursor"] is None and second["offset"] == 2
+        resumed = await page("alice", f"limit=2&cursor={first['next_cursor']}")
+        assert [j["id"] for j in resumed["jobs"]] == alices[2:] and resumed["cursor"] == 5
+        assert [j["id"] for j in (await page("bob", "limit=5"))["jobs"]] == bobs
+        admin = await page("root", "limit=4")
+        assert [j["id"] for j in admin["jobs"]] == bobs + alices[:1]
+        assert admin["next_cursor"] == 4
+        refused = await client.get(
+            "/api/jobs?queue=email&state=delayed&cursor=-1", headers=tokens["alice"]
+        )
+        assert await _error(refused) == (422, "validation_error")

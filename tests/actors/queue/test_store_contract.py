@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from actors.queue._model import JobError, JobEvent, Progress, Retention
-from actors.queue._store import Finish
+from actors.queue._store import USER_SCAN_LIMIT, Finish, JobPage
 from actors.queue._store_memory import MemoryJobStore
 from actors.queue._store_redis import RedisJobStore
 
@@ -60,7 +60,7 @@ async def test_priority_then_fifo(store: Store) -> None:
     await store.add(
         [new_job("1"), new_job("2", priority=5), new_job("3"), new_job("4", priority=5)], 1000
     )
-    waiting = [j.id for j in await store.jobs("default", "waiting", 0, 10)]
+    waiting = [j.id for j in (await store.jobs("default", "waiting", 0, 10)).jobs]
     assert waiting == ["default.2", "default.4", "default.1", "default.3"]
     claims = await store.claim("default", 3, 1000, 30)
     assert [c.job.id for c in claims] == ["default.2", "default.4", "default.1"]
@@ -122,7 +122,7 @@ async def test_outcomes(store: Store) -> None:
     assert d is not None and d.attempt == 0
     counts = await store.counts("default")
     assert (counts.completed, counts.failed, counts.cancelled, counts.delayed) == (1, 1, 1, 1)
-    assert [j.id for j in await store.jobs("default", "failed", 0, 10)] == ["default.c"]
+    assert [j.id for j in (await store.jobs("default", "failed", 0, 10)).jobs] == ["default.c"]
 
 
 async def test_retention_by_count_and_age(store: Store) -> None:
@@ -130,7 +130,7 @@ async def test_retention_by_count_and_age(store: Store) -> None:
     await store.add(jobs, 1000)
     for i, claim in enumerate(await store.claim("default", 4, 1000, 30)):
         await store.finish([done(claim.job.id, claim.token, 1001 + i)])
-    kept = [j.id for j in await store.jobs("default", "completed", 0, 10)]
+    kept = [j.id for j in (await store.jobs("default", "completed", 0, 10)).jobs]
     assert kept == ["default.3", "default.2"]
     assert await store.get("default.0") is None
     aged = [new_job(f"g{i}", remove_on_fail=Retention(age_seconds=10)) for i in range(2)]
@@ -141,7 +141,7 @@ async def test_retention_by_count_and_age(store: Store) -> None:
                                finished_at=1000, error=err)])  # fmt: skip
     await store.finish([Finish(job_id=claims[1].job.id, token=claims[1].token, outcome="failed",
                                finished_at=1020, error=err)])  # fmt: skip
-    assert [j.id for j in await store.jobs("default", "failed", 0, 10)] == [claims[1].job.id]
+    assert [j.id for j in (await store.jobs("default", "failed", 0, 10)).jobs] == [claims[1].job.id]
 
 
 async def test_result_ttl(store: Store) -> None:
@@ -257,9 +257,85 @@ async def test_retention_count_zero_removes_at_once(store: Store) -> None:
 
 async def test_listing_order_and_paging(store: Store) -> None:
     await store.add([new_job(f"{i}", run_at=1100 - i) for i in range(4)], 1000)
-    delayed = [j.id for j in await store.jobs("default", "delayed", 1, 2)]
+    delayed = [j.id for j in (await store.jobs("default", "delayed", 1, 2)).jobs]
     assert delayed == ["default.2", "default.1"]
-    assert await store.jobs("default", "completed", 0, 10) == []
+    assert (await store.jobs("default", "completed", 0, 10)).jobs == []
+
+
+def _ids(page: JobPage) -> list[str]:
+    return [job.id for job in page.jobs]
+
+
+async def test_unfiltered_pages_say_where_the_next_starts(store: Store) -> None:
+    await store.add([new_job(f"{i}") for i in range(5)], 1000)
+    first = await store.jobs("default", "waiting", 0, 2)
+    assert (_ids(first), first.next_cursor, first.next_offset) == (
+        ["default.0", "default.1"],
+        2,
+        0,
+    )
+    second = await store.jobs("default", "waiting", 0, 2, cursor=2)
+    assert _ids(second) == ["default.2", "default.3"] and second.next_cursor == 4
+    assert _ids(await store.jobs("default", "waiting", 2, 2)) == _ids(second)
+    last = await store.jobs("default", "waiting", 1, 5, cursor=3)
+    assert (_ids(last), last.next_cursor) == (["default.4"], None)
+
+
+async def test_a_users_pages_count_only_their_jobs(store: Store) -> None:
+    # a, b and anonymous jobs interleaved: a's pages are full, in the state's order
+    owners = ["a", "b", None, "b", "a", "b", "b", None, "a", "b", "a", "b"]
+    await store.add([new_job(f"{i:02d}", user_id=owner) for i, owner in enumerate(owners)], 1000)
+    mine = [f"default.{i:02d}" for i, owner in enumerate(owners) if owner == "a"]
+    first = await store.jobs("default", "waiting", 0, 2, user_id="a")
+    assert _ids(first) == mine[:2]
+    assert first.next_cursor == 5 and first.next_offset == 0  # just past a's second job
+    second = await store.jobs("default", "waiting", 2, 2, user_id="a")
+    assert _ids(second) == mine[2:] and second.next_cursor == 11  # b's last job follows
+    resumed = await store.jobs("default", "waiting", 0, 2, user_id="a", cursor=5)
+    assert _ids(resumed) == mine[2:]
+    end = await store.jobs("default", "waiting", 0, 2, user_id="a", cursor=11)
+    assert (_ids(end), end.next_cursor) == ([], None)
+    everything = await store.jobs("default", "waiting", 0, 10, user_id="a")
+    assert (_ids(everything), everything.next_cursor) == (mine, None)
+    assert _ids(await store.jobs("default", "waiting", 4, 10, user_id="a")) == []
+    assert _ids(await store.jobs("default", "waiting", 0, 10, user_id="nobody")) == []
+    # finished lists page newest first, filtered the same way
+    claims = await store.claim("default", len(owners), 1000, 30)
+    finishes = [done(c.job.id, c.token, 1001 + i) for i, c in enumerate(claims)]
+    assert all(await store.finish(finishes))
+    newest = await store.jobs("default", "completed", 1, 2, user_id="a")
+    assert _ids(newest) == mine[::-1][1:3] and newest.next_cursor is not None
+    assert (
+        _ids(await store.jobs("default", "completed", 0, 10, user_id="b"))
+        == [f"default.{i:02d}" for i, owner in reversed(list(enumerate(owners))) if owner == "b"][
+            :10
+        ]
+    )
+
+
+async def test_a_users_scan_stops_at_its_bound_and_says_where_to_go_on(store: Store) -> None:
+    # one of u's jobs first, USER_SCAN_LIMIT others', then two more of u's
+    jobs = [new_job("00000", user_id="u")]
+    jobs += [new_job(f"{i:05d}", user_id="other") for i in range(1, USER_SCAN_LIMIT + 1)]
+    jobs += [new_job("late1", user_id="u"), new_job("late2", user_id="u")]
+    for start in range(0, len(jobs), 1000):  # batches well inside Redis's command deadline
+        await store.add(jobs[start : start + 1000], 1000)
+    first = await store.jobs("default", "waiting", 0, 10, user_id="u")
+    assert _ids(first) == ["default.00000"]  # short: the scan reached its bound
+    assert (first.next_cursor, first.next_offset) == (USER_SCAN_LIMIT, 0)
+    rest = await store.jobs("default", "waiting", 0, 10, user_id="u", cursor=USER_SCAN_LIMIT)
+    assert (_ids(rest), rest.next_cursor) == (["default.late1", "default.late2"], None)
+    # stopped while still skipping: what is left to skip carries over
+    skipping = await store.jobs("default", "waiting", 2, 10, user_id="u")
+    assert (_ids(skipping), skipping.next_cursor, skipping.next_offset) == (
+        [],
+        USER_SCAN_LIMIT,
+        1,
+    )
+    after = await store.jobs(
+        "default", "waiting", skipping.next_offset, 10, user_id="u", cursor=USER_SCAN_LIMIT
+    )
+    assert _ids(after) == ["default.late2"]
 
 
 async def test_renew_of_unknown_and_finished_jobs(store: Store) -> None:
