@@ -327,7 +327,12 @@ def report(plan: Plan, contenders: list[Contender], seconds: float, persistence:
     ]
     targets_table = markdown_table(["Target", "Switchyard / saq", "verdict"], targets, "lrl")
     return "\n\n".join(
-        [f"## Queue: Switchyard against saq and arq (Redis {persistence})", table, targets_table, "\n".join(notes)]
+        [
+            f"## Queue: Switchyard against saq and arq (Redis {persistence})",
+            table,
+            targets_table,
+            "\n".join(notes),
+        ]
     )
 
 
