@@ -297,6 +297,13 @@ class MemoryJobStore:
             q.window_count += len(claims)
         return claims
 
+    async def claim_due(
+        self, queue: str, limit: int, now: float, lease_seconds: float
+    ) -> tuple[list[Claim], float | None]:
+        """:meth:`claim`, then :meth:`next_due`, in one step."""
+        claims = await self.claim(queue, limit, now, lease_seconds)
+        return claims, await self.next_due(queue)
+
     async def next_due(self, queue: str) -> float | None:
         """When the earliest delayed job of ``queue`` is due, or ``None``."""
         delayed = self._queue(queue).delayed

@@ -68,9 +68,12 @@ class _Record(msgspec.Struct, frozen=True, array_like=True):
 
 _COMMON: Final = """
 local P, OUTBOX_SIZE = ARGV[1], tonumber(ARGV[2])
-local K = {meta = KEYS[1], waiting = KEYS[2], delayed = KEYS[3], active = KEYS[4],
-  completed = KEYS[5], failed = KEYS[6], cancelled = KEYS[7], dedup = KEYS[8],
-  cancel = KEYS[9], expires = KEYS[10], outbox = KEYS[11], rate = KEYS[12]}
+-- KEYS[1] is the queue's meta key; its other keys share its prefix (and its hash tag: one slot)
+local B = string.sub(KEYS[1], 1, -5)
+local K = {meta = KEYS[1], waiting = B .. 'waiting', delayed = B .. 'delayed',
+  active = B .. 'active', completed = B .. 'completed', failed = B .. 'failed',
+  cancelled = B .. 'cancelled', dedup = B .. 'dedup', cancel = B .. 'cancel',
+  expires = B .. 'expires', outbox = B .. 'outbox', rate = B .. 'rate'}
 
 local function emit(data)
   if data == nil or data == '' then return end
@@ -154,8 +157,10 @@ _ADD: Final = (
     + """
 local now, channel = tonumber(ARGV[3]), ARGV[4]
 local out, woke = {}, false
-for a = 5, #ARGV, 14 do
-  local id, dk = ARGV[a], ARGV[a + 1]
+-- per job: id, dedup key, run_at, record, priority, attempts, n, then n optional field/value pairs
+local a = 5
+while a <= #ARGV do
+  local id, dk, n = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 6])
   local existing = false
   if dk ~= '' then existing = redis.call('HGET', K.dedup, dk) end
   if existing then
@@ -164,26 +169,24 @@ for a = 5, #ARGV, 14 do
     out[#out + 1] = {id, 0}
   else
     local h = P .. id
-    local run_at = ARGV[a + 2]
+    local run_at, prio = ARGV[a + 2], ARGV[a + 4]
     local seq = redis.call('HINCRBY', K.meta, 'seq', 1)
-    redis.call('HSET', h, 'r', ARGV[a + 3], 'run_at', run_at, 'prio', ARGV[a + 4], 'seq', seq,
-      'attempts', ARGV[a + 5], 'attempt', 0, 'token', 0)
-    local opt = {'dk', dk, 'uid', ARGV[a + 6], 'ttl', ARGV[a + 7], 'rc_n', ARGV[a + 8],
-      'rc_age', ARGV[a + 9], 'rf_n', ARGV[a + 10], 'rf_age', ARGV[a + 11]}
-    for i = 1, #opt, 2 do
-      if opt[i + 1] ~= '' then redis.call('HSET', h, opt[i], opt[i + 1]) end
-    end
+    local delayed = tonumber(run_at) > now
+    local fields = {'r', ARGV[a + 3], 'run_at', run_at, 'prio', prio, 'seq', seq,
+      'attempts', ARGV[a + 5], 'attempt', 0, 'token', 0,
+      'state', delayed and 'delayed' or 'waiting'}
+    for i = a + 7, a + 6 + 2 * n do fields[#fields + 1] = ARGV[i] end
+    redis.call('HSET', h, unpack(fields))
     if dk ~= '' then redis.call('HSET', K.dedup, dk, id) end
-    if tonumber(run_at) > now then
-      redis.call('HSET', h, 'state', 'delayed')
+    if delayed then
       redis.call('ZADD', K.delayed, run_at, id)
     else
-      redis.call('HSET', h, 'state', 'waiting')
-      redis.call('ZADD', K.waiting, wscore(h), id)
+      redis.call('ZADD', K.waiting, (1000 - tonumber(prio)) * 1099511627776 + seq, id)
       woke = true
     end
     out[#out + 1] = {id, 1}
   end
+  a = a + 7 + 2 * n
 end
 if woke and channel ~= '' then redis.call('PUBLISH', channel, 'wake') end
 return out
@@ -219,11 +222,16 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.active, '-inf', now)) do
     redis.call('ZADD', K.waiting, wscore(h), id)
   end
 end
-if redis.call('HGET', K.meta, 'paused') == '1' or limit <= 0 then return {} end
+-- {when the earliest delayed job is due ('' if none), claimed job hashes}
+local function due()
+  local first = redis.call('ZRANGE', K.delayed, 0, 0, 'WITHSCORES')
+  return first[2] or ''
+end
+if redis.call('HGET', K.meta, 'paused') == '1' or limit <= 0 then return {due(), {}} end
 if rate_max >= 0 then
   local used = tonumber(redis.call('GET', K.rate) or '0')
   limit = math.min(limit, rate_max - used)
-  if limit <= 0 then return {} end
+  if limit <= 0 then return {due(), {}} end
 end
 local ids = redis.call('ZRANGE', K.waiting, 0, limit - 1)
 local out = {}
@@ -241,7 +249,7 @@ if rate_max >= 0 and #ids > 0 then
   local n = redis.call('INCRBY', K.rate, #ids)
   if n == #ids then redis.call('PEXPIRE', K.rate, rate_ms) end
 end
-return out
+return {due(), out}
 """
 )
 
@@ -421,6 +429,10 @@ def _f(value: float | None) -> str:
     return "" if value is None else repr(float(value))
 
 
+def _n(value: int | None) -> str:
+    return "" if value is None else str(int(value))
+
+
 def _event(event: JobEvent | None) -> bytes:
     return b"" if event is None else b"E" + _EVENT.encode(event)
 
@@ -524,9 +536,11 @@ class RedisJobStore:
         return [self._keys.job_prefix(queue), self._outbox_size]
 
     async def _run(self, script: object, queue: str, args: Sequence[object], what: str) -> object:
+        # One declared key, the queue's meta; the scripts derive its other keys (same slot)
+        # from it, so a call packs 1 key instead of 12.
         with self._link.map_errors(what):
             return await script(  # type: ignore[operator]
-                keys=self._keys.keys(queue), args=[*self._args(queue), *args]
+                keys=self._keys.keys(queue)[:1], args=[*self._args(queue), *args]
             )
 
     # -- lifecycle --------------------------------------------------------------
@@ -585,6 +599,20 @@ class RedisJobStore:
                     created_at=new.created_at,
                     repeat_key=new.repeat_key,
                 )
+                optional = [
+                    part
+                    for name, value in (
+                        ("dk", o.dedup_key or ""),
+                        ("uid", new.user_id or ""),
+                        ("ttl", _f(o.result_ttl_seconds)),
+                        ("rc_n", _n(o.remove_on_complete.count)),
+                        ("rc_age", _f(o.remove_on_complete.age_seconds)),
+                        ("rf_n", _n(o.remove_on_fail.count)),
+                        ("rf_age", _f(o.remove_on_fail.age_seconds)),
+                    )
+                    if value
+                    for part in (name, value)
+                ]
                 args += [
                     new.id,
                     o.dedup_key or "",
@@ -592,14 +620,8 @@ class RedisJobStore:
                     _EVENT.encode(record),
                     o.priority,
                     o.attempts,
-                    new.user_id or "",
-                    _f(o.result_ttl_seconds),
-                    "" if o.remove_on_complete.count is None else o.remove_on_complete.count,
-                    _f(o.remove_on_complete.age_seconds),
-                    "" if o.remove_on_fail.count is None else o.remove_on_fail.count,
-                    _f(o.remove_on_fail.age_seconds),
-                    "",
-                    "",
+                    len(optional) // 2,
+                    *optional,
                 ]
             rows = cast("list[list[object]]", await self._run(self._add, queue, args, "queue add"))
             for index, (job_id, created) in zip(indexes, rows, strict=True):
@@ -608,6 +630,13 @@ class RedisJobStore:
 
     async def claim(self, queue: str, limit: int, now: float, lease_seconds: float) -> list[Claim]:
         """Promote due jobs, reclaim expired leases, then claim up to ``limit`` jobs."""
+        claims, _ = await self.claim_due(queue, limit, now, lease_seconds)
+        return claims
+
+    async def claim_due(
+        self, queue: str, limit: int, now: float, lease_seconds: float
+    ) -> tuple[list[Claim], float | None]:
+        """:meth:`claim`, and :meth:`next_due` after it, in the same script (one round trip)."""
         rate = self._rate_limits.get(self._queue(queue))
         rate_max, rate_ms = (rate[0], max(1, round(rate[1] * 1000))) if rate else (-1, 0)
         args = [
@@ -618,12 +647,15 @@ class RedisJobStore:
             rate_ms,
             _EVENT.encode(LEASE_EXPIRED),
         ]
-        rows = cast("list[list[bytes]]", await self._run(self._claim, queue, args, "queue claim"))
+        due, rows = cast(
+            "tuple[bytes, list[list[bytes]]]",
+            await self._run(self._claim, queue, args, "queue claim"),
+        )
         claims = []
         for row in rows:
             job = _job(row)
             claims.append(Claim(job=job, token=job.token))
-        return claims
+        return claims, float(due) if due else None
 
     async def next_due(self, queue: str) -> float | None:
         """When the earliest delayed job of ``queue`` is due, or ``None``."""

@@ -130,10 +130,10 @@ class Worker:
             free = self.concurrency - len(self.attempts)
             if free > 0:
                 try:
-                    claims = await parts.store.claim(
+                    # One round trip: the claims, and when the earliest delayed job is due.
+                    claims, due = await parts.store.claim_due(
                         self.queue, free, clock.time(), parts.settings.lease_seconds
                     )
-                    due = None if len(claims) == free else await parts.store.next_due(self.queue)
                 except RedisUnavailable:
                     logger.warning("queue %s: store unavailable while claiming", self.queue)
                     await self._backoff()
@@ -288,9 +288,12 @@ class Worker:
                 continue
             self._failures = 0
             del self._pending[: len(batch)]
+            events = False
             for (attempt, finish), ok in zip(batch, applied, strict=True):
                 self._release(attempt, finish if ok else None)
-            self._parts.outbox_waker.notify()
+                events = events or finish.event is not None
+            if events:  # else the outbox has nothing new from us: spare it a read
+                self._parts.outbox_waker.notify()
             self._parts.finished.notify()
 
     def _release(self, attempt: Attempt, finish: Finish | None) -> None:
