@@ -49,6 +49,10 @@ from _common import markdown_table, median, progress, rotated, verdict
 from runtime.testing import NodeProcess, RedisServer
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+# Every Switchyard process imports this checkout's code (not whatever the venv's editable
+# install points at), and the worker node also finds the ``_queue_switchyard`` hook.
+CODE_PATH = os.pathsep.join([str(HERE), str(REPO)])
 VENVS = HERE / ".venvs"
 THROUGHPUT_VS_SAQ, MEMORY_VS_SAQ = 2.0, 10.0
 CONCURRENCIES = (10, 100)
@@ -130,7 +134,7 @@ def worker(contender: Contender, url: str, concurrency: int) -> Iterator[NodePro
             "SWITCHYARD_REDIS_URL": url,
             "SWITCHYARD_QUEUE_CONCURRENCY": f"default={concurrency}",
             "SWITCHYARD_JWT_SECRET": "bench-queue-secret-at-least-32-bytes-long",
-            "PYTHONPATH": str(HERE),
+            "PYTHONPATH": CODE_PATH,
         }
         process = NodeProcess(env, ["--app", "_queue_switchyard:setup"], cwd=str(HERE))
     else:
@@ -151,7 +155,12 @@ def produce(contender: Contender, role: str, url: str, number: int) -> dict[str,
         script = str(HERE / f"_queue_peer_{contender.peer.script}.py")
         command = [str(python_of(contender.peer)), script, role, url, str(number)]
     done = subprocess.run(
-        [*command, *contender.extra], capture_output=True, text=True, timeout=900, check=False
+        [*command, *contender.extra],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+        env={**os.environ, "PYTHONPATH": CODE_PATH},
     )
     if done.returncode != 0:
         raise RuntimeError(f"{contender.name} {role} failed:\n{done.stderr[-2000:]}")
@@ -162,7 +171,14 @@ def produce(contender: Contender, role: str, url: str, number: int) -> dict[str,
 def memory_turn(plan: Plan, contender: Contender, run: int) -> None:
     """Switchyard without Redis: producer and workers in one process (concurrency 100)."""
     command = [sys.executable, SWITCHYARD, "memory", str(plan.jobs), str(CONCURRENCIES[-1])]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=True)
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=True,
+        env={**os.environ, "PYTHONPATH": CODE_PATH},
+    )
     result = json.loads(done.stdout)
     contender.add("memory", plan.jobs / float(result["seconds"]))
     progress(
