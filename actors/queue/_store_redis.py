@@ -510,6 +510,8 @@ class RedisJobStore:
         self._rate_limits = dict(rate_limits or {})
         self._outbox_size = outbox_size
         self._epochs: dict[str, str] = {}
+        self._heads: dict[str, tuple[list[str], list[str | bytes | int | float]]] = {}
+        self._channels: dict[str, str] = {}
         client = link.client
         self._add = client.register_script(_ADD)
         self._claim = client.register_script(_CLAIM)
@@ -537,10 +539,13 @@ class RedisJobStore:
 
     async def _run(self, script: object, queue: str, args: Sequence[object], what: str) -> object:
         # One declared key, the queue's meta; the scripts derive its other keys (same slot)
-        # from it, so a call packs 1 key instead of 12.
+        # from it, so a call packs 1 key instead of 12. Keys and common arguments are built once.
+        head = self._heads.get(queue)
+        if head is None:
+            head = self._heads[queue] = ([self._keys.keys(queue)[0]], self._args(queue))
         with self._link.map_errors(what):
             return await script(  # type: ignore[operator]
-                keys=self._keys.keys(queue)[:1], args=[*self._args(queue), *args]
+                keys=head[0], args=[*head[1], *args]
             )
 
     # -- lifecycle --------------------------------------------------------------
@@ -580,11 +585,13 @@ class RedisJobStore:
             by_queue.setdefault(self._queue(new.queue), []).append(index)
         added: list[Added | None] = [None] * len(jobs)
         for queue, indexes in by_queue.items():
-            channel = (
-                self._fanout.redis_channel(QueueKeys.channel(queue))
-                if self._fanout is not None
-                else ""
-            )
+            channel = self._channels.get(queue)
+            if channel is None:
+                channel = self._channels[queue] = (
+                    self._fanout.redis_channel(QueueKeys.channel(queue))
+                    if self._fanout is not None
+                    else ""
+                )
             args: list[str | bytes | int | float] = [repr(float(now)), channel]
             for index in indexes:
                 new = jobs[index]
