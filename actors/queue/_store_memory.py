@@ -317,6 +317,19 @@ class MemoryJobStore:
         claims = await self.claim(queue, limit, now, lease_seconds)
         return claims, await self.next_due(queue)
 
+    async def finish_claim(
+        self,
+        finishes: Sequence[Finish],
+        queue: str,
+        limit: int,
+        now: float,
+        lease_seconds: float,
+    ) -> tuple[list[bool], list[Claim], float | None]:
+        """:meth:`finish`, then :meth:`claim_due` on ``queue``, in one step."""
+        done = await self.finish(finishes)
+        claims, due = await self.claim_due(queue, limit, now, lease_seconds)
+        return done, claims, due
+
     async def next_due(self, queue: str) -> float | None:
         """When the earliest delayed job of ``queue`` is due, or ``None``."""
         delayed = self._queue(queue).delayed

@@ -193,11 +193,11 @@ return out
 """
 )
 
-_CLAIM: Final = (
-    _COMMON
-    + """
-local now, limit, lease_until = ARGV[3], tonumber(ARGV[4]), ARGV[5]
-local rate_max, rate_ms, lease_error = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
+_CLAIM_BODY: Final = """
+-- claim(c): ARGV[c..c+5] = now, limit, lease_until, rate_max, rate_ms, lease_error
+local function claim(c)
+local now, limit, lease_until = ARGV[c], tonumber(ARGV[c + 1]), ARGV[c + 2]
+local rate_max, rate_ms, lease_error = tonumber(ARGV[c + 3]), tonumber(ARGV[c + 4]), ARGV[c + 5]
 sweep(now)
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.delayed, '-inf', now)) do
   local h = P .. id
@@ -250,8 +250,10 @@ if rate_max >= 0 and #ids > 0 then
   if n == #ids then redis.call('PEXPIRE', K.rate, rate_ms) end
 end
 return {due(), out}
+end
 """
-)
+
+_CLAIM: Final = _COMMON + _CLAIM_BODY + "return claim(3)\n"
 
 _RENEW: Final = (
     _COMMON
@@ -285,14 +287,14 @@ return 1
 """
 )
 
-_FINISH: Final = (
-    _COMMON
-    + """
-local out = {}
+_FINISH_BODY: Final = """
 local function put(h, field, value)
   if value == '' then redis.call('HDEL', h, field) else redis.call('HSET', h, field, value) end
 end
-for a = 3, #ARGV, 8 do
+-- finish(first): 8 arguments per outcome from ARGV[first] on; 1 applied, 0 not (fencing)
+local function finish(first)
+local out = {}
+for a = first, #ARGV, 8 do
   local id, outcome, at = ARGV[a], ARGV[a + 2], ARGV[a + 3]
   local h = P .. id
   local f = redis.call('HMGET', h, 'state', 'token')
@@ -325,6 +327,20 @@ for a = 3, #ARGV, 8 do
   end
 end
 return out
+end
+"""
+
+_FINISH: Final = _COMMON + _FINISH_BODY + "return finish(3)\n"
+
+_FINISH_CLAIM: Final = (
+    _COMMON
+    + _FINISH_BODY
+    + _CLAIM_BODY
+    + """
+-- ARGV[3..8]: the claim's arguments, then the outcomes: {applied, due, claimed hashes}
+local applied = finish(9)
+local claimed = claim(3)
+return {applied, claimed[1], claimed[2]}
 """
 )
 
@@ -423,10 +439,32 @@ _DECODE_EVENT: Final = msgspec.msgpack.Decoder(JobEvent)
 _DECODE_RECORD: Final = msgspec.msgpack.Decoder(_Record)
 _DECODE_PROGRESS: Final = msgspec.msgpack.Decoder(Progress)
 _DECODE_ERROR: Final = msgspec.msgpack.Decoder(JobError)
+_LEASE_EXPIRED: Final = _EVENT.encode(LEASE_EXPIRED)
 
 
 def _f(value: float | None) -> str:
     return "" if value is None else repr(float(value))
+
+
+def _finish_args(fin: Finish) -> list[str | bytes | int | float]:
+    return [
+        fin.job_id,
+        str(fin.token),
+        fin.outcome,
+        repr(float(fin.finished_at)),
+        fin.result or b"",
+        b"" if fin.error is None else _EVENT.encode(fin.error),
+        repr(float(fin.retry_at if fin.retry_at is not None else fin.finished_at)),
+        _event(fin.event),
+    ]
+
+
+def _claims(rows: Sequence[Sequence[bytes]]) -> list[Claim]:
+    claims = []
+    for row in rows:
+        job = _job(row)
+        claims.append(Claim(job=job, token=job.token))
+    return claims
 
 
 def _n(value: int | None) -> str:
@@ -518,6 +556,7 @@ class RedisJobStore:
         self._renew = client.register_script(_RENEW)
         self._progress = client.register_script(_PROGRESS)
         self._finish = client.register_script(_FINISH)
+        self._finish_claim = client.register_script(_FINISH_CLAIM)
         self._cancel = client.register_script(_CANCEL)
         self._retry = client.register_script(_RETRY)
         self._jobs = client.register_script(_JOBS)
@@ -644,25 +683,56 @@ class RedisJobStore:
         self, queue: str, limit: int, now: float, lease_seconds: float
     ) -> tuple[list[Claim], float | None]:
         """:meth:`claim`, and :meth:`next_due` after it, in the same script (one round trip)."""
+        args = self._claim_args(queue, limit, now, lease_seconds)
+        due, rows = cast(
+            "tuple[bytes, list[list[bytes]]]",
+            await self._run(self._claim, queue, args, "queue claim"),
+        )
+        return _claims(rows), float(due) if due else None
+
+    def _claim_args(
+        self, queue: str, limit: int, now: float, lease_seconds: float
+    ) -> list[str | bytes | int | float]:
         rate = self._rate_limits.get(self._queue(queue))
         rate_max, rate_ms = (rate[0], max(1, round(rate[1] * 1000))) if rate else (-1, 0)
-        args = [
+        return [
             repr(float(now)),
             limit,
             repr(float(now + lease_seconds)),
             rate_max,
             rate_ms,
-            _EVENT.encode(LEASE_EXPIRED),
+            _LEASE_EXPIRED,
         ]
-        due, rows = cast(
-            "tuple[bytes, list[list[bytes]]]",
-            await self._run(self._claim, queue, args, "queue claim"),
+
+    async def finish_claim(
+        self,
+        finishes: Sequence[Finish],
+        queue: str,
+        limit: int,
+        now: float,
+        lease_seconds: float,
+    ) -> tuple[list[bool], list[Claim], float | None]:
+        """:meth:`finish`, then :meth:`claim_due` on ``queue``, in one script.
+
+        Outcomes of other queues' jobs (a worker has none) go in their own
+        scripts first. Each outcome is still fenced by its own token.
+        """
+        mine = [i for i, fin in enumerate(finishes) if self._owner(fin.job_id) == queue]
+        others = [i for i in range(len(finishes)) if self._owner(finishes[i].job_id) != queue]
+        done = [False] * len(finishes)
+        if others:
+            for i, ok in zip(others, await self.finish([finishes[i] for i in others]), strict=True):
+                done[i] = ok
+        args = self._claim_args(queue, limit, now, lease_seconds)
+        for i in mine:
+            args += _finish_args(finishes[i])
+        applied, due, rows = cast(
+            "tuple[list[int], bytes, list[list[bytes]]]",
+            await self._run(self._finish_claim, queue, args, "queue finish"),
         )
-        claims = []
-        for row in rows:
-            job = _job(row)
-            claims.append(Claim(job=job, token=job.token))
-        return claims, float(due) if due else None
+        for i, flag in zip(mine, applied, strict=True):
+            done[i] = flag == 1
+        return done, _claims(rows), float(due) if due else None
 
     async def next_due(self, queue: str) -> float | None:
         """When the earliest delayed job of ``queue`` is due, or ``None``."""
@@ -714,17 +784,7 @@ class RedisJobStore:
         for queue, indexes in by_queue.items():
             args: list[str | bytes | int | float] = []
             for index in indexes:
-                fin = finishes[index]
-                args += [
-                    fin.job_id,
-                    str(fin.token),
-                    fin.outcome,
-                    repr(float(fin.finished_at)),
-                    fin.result or b"",
-                    b"" if fin.error is None else _EVENT.encode(fin.error),
-                    repr(float(fin.retry_at if fin.retry_at is not None else fin.finished_at)),
-                    _event(fin.event),
-                ]
+                args += _finish_args(finishes[index])
             rows = cast("list[int]", await self._run(self._finish, queue, args, "queue finish"))
             for index, ok in zip(indexes, rows, strict=True):
                 done[index] = ok == 1
