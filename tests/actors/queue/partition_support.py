@@ -20,7 +20,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import anyio.to_thread
@@ -36,9 +36,11 @@ from actors.queue import (
     JobState,
     Queue,
     QueueSettings,
+    RedisJobStore,
     Retention,
     queue_child,
 )
+from actors.queue._keys import QUEUE_KEY_PARTS, QueueKeys
 from actors.socket_hub import HubKeys, personal_room
 from runtime import RedisLink, RedisUnavailable, SystemClock
 from runtime.testing import NodeProcess
@@ -181,8 +183,6 @@ class Producer:
 async def all_done(producer: Producer, reader: redis.asyncio.Redis, *, at_least: int) -> None:
     """Wait until no job is waiting, delayed or active, ``at_least`` completed, and every
     node's outbox delivered its events (the queue's outbox stream is empty)."""
-    from actors.queue._keys import QUEUE_KEY_PARTS, QueueKeys
-
     outbox = QueueKeys(PREFIX).keys("default")[QUEUE_KEY_PARTS.index("outbox")]
 
     async def done() -> bool:
@@ -228,8 +228,6 @@ class Collected(msgspec.Struct, frozen=True, kw_only=True):
 
 async def collect(redis_url: str) -> Collected:
     """Read every job record, attempt mark and ``completed`` event (a fresh connection)."""
-    from actors.queue import QueueKeys, RedisJobStore
-
     jobs: dict[str, Job] = {}
     async with RedisLink(redis_url, clock=SystemClock(), command_timeout_seconds=5.0) as link:
         store = RedisJobStore(link, QueueKeys(PREFIX), ["default"])
@@ -243,7 +241,8 @@ async def collect(redis_url: str) -> Collected:
         marks = [msgspec.json.decode(raw, type=Mark) for raw in await reader.lrange(MARKS, 0, -1)]
         history = HubKeys(PREFIX).history(personal_room(USER))
         events: dict[str, list[bytes]] = defaultdict(list)
-        for _, fields in await reader.xrange(history):
+        rows = cast("list[tuple[bytes, dict[bytes, bytes]]]", await reader.xrange(history))
+        for _, fields in rows:
             frame = json.loads(fields[b"f"])
             if frame.get("state") == "completed":
                 events[frame["task_id"]].append(json.dumps(frame.get("result")).encode())
@@ -331,9 +330,9 @@ def judge(producer: Producer, collected: Collected) -> Verdict:
         events_repeated += max(0, len(results) - len(distinct))
     stale_attempts = 0
     for mark in ends:
-        job = jobs.get(mark.job)
-        if job is not None and job.result is not None:
-            ran = msgspec.json.decode(job.result, type=Ran)
+        ended = jobs.get(mark.job)
+        if ended is not None and ended.result is not None:
+            ran = msgspec.json.decode(ended.result, type=Ran)
             stale_attempts += (ran.node, ran.attempt) != (mark.node, mark.attempt)
     return Verdict(
         jobs=len(jobs),
