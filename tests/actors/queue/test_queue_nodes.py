@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import functools
 import logging
+import signal
 from collections import Counter
 from typing import TYPE_CHECKING
 
 import anyio
 import pytest
+import redis.asyncio
 
 from actors.queue import EnqueueRequest, JobOptions, Retention
 from runtime.testing import RedisServer
 from tests.actors.queue.nodes_queue_support import producer, queue_node, records
 from tests.actors.socket_hub.nodes_support import poll_until
-from tests.apps.queue_app import TAGGED
+from tests.apps.queue_app import HELD, HELD_DONE, TAGGED
 
 if TYPE_CHECKING:
     from actors.queue import Job, Queue
@@ -104,3 +106,103 @@ async def test_three_nodes_share_a_queue_each_job_completed_once() -> None:
         drained,
     )
     assert all(share >= JOBS // 20 for share in shares), shares  # each node ran a real share
+
+
+# -- 2. graceful shutdown ------------------------------------------------------------------
+
+GRACE = 2.0
+LEASE = "60"  # only a hand-back, never a lease expiry, can explain a prompt re-run
+
+
+@pytest.mark.xfail(
+    reason="the supervisor cancels the queue workers once HTTP drained: no grace, no hand-back",
+    raises=BaseException,
+    strict=True,
+)
+async def test_sigterm_finishes_within_grace_and_hands_back_the_rest_to_another_node() -> None:
+    with RedisServer(appendonly=True, appendfsync="always") as server:
+        env = {
+            "SWITCHYARD_QUEUE_CONCURRENCY": "default=4",
+            "SWITCHYARD_QUEUE_LEASE_SECONDS": LEASE,
+            "SWITCHYARD_QUEUE_SHUTDOWN_GRACE_SECONDS": str(GRACE),
+        }
+        leaving, taking = queue_node(server.url, **env), queue_node(server.url, **env)
+        client = redis.asyncio.Redis.from_url(server.url)
+        try:
+            await _start([leaving])
+            async with producer(server.url) as queue:
+                short = [(await queue.enqueue("hold", {"gate": "gate:short"})).id for _ in range(2)]
+                long = [(await queue.enqueue("hold", {"gate": "gate:long"})).id for _ in range(2)]
+
+                async def all_four_started() -> bool:
+                    return len(await records(server.url, HELD)) == 4
+
+                await poll_until(all_four_started, timeout_seconds=15)
+                waiting = [(await queue.enqueue("tagged", {"ms": 5})).id for _ in range(3)]
+                before = await queue.counts("default")
+
+                sigterm = anyio.current_time()
+                leaving.signal(signal.SIGTERM)
+                await anyio.to_thread.run_sync(
+                    functools.partial(leaving.wait_for_log, "SIGTERM received", timeout_seconds=10)
+                )
+                await client.set("gate:short", 1)  # the short jobs end within the grace
+                taking.start(wait_ready=False)  # boots while the leaving node drains
+
+                async def handed_back() -> bool:
+                    jobs = await _get_all(queue, long)
+                    return all(
+                        job.state != "active" or job.token != long_tokens[job.id] for job in jobs
+                    )
+
+                long_tokens = {job.id: job.token for job in await _get_all(queue, long)}
+                await poll_until(handed_back, timeout_seconds=GRACE + 10, interval=0.02)
+                hand_back = anyio.current_time() - sigterm
+                status = await anyio.to_thread.run_sync(leaving.wait, GRACE + 15)
+                exited = anyio.current_time() - sigterm
+
+                async def long_rerun() -> bool:
+                    return len(await records(server.url, HELD)) == 6
+
+                await poll_until(long_rerun, timeout_seconds=30)
+                rerun = anyio.current_time() - sigterm
+                await client.set("gate:long", 1)
+
+                async def all_completed() -> bool:
+                    return (await queue.counts("default")).completed == 7
+
+                await poll_until(all_completed, timeout_seconds=15)
+                jobs = {job.id: job for job in await _get_all(queue, short + long + waiting)}
+        finally:
+            await client.aclose()
+            _stop([leaving, taking])
+        held = await records(server.url, HELD)
+        done = await records(server.url, HELD_DONE)
+        tagged = await records(server.url, TAGGED)
+    log.warning(
+        "SIGTERM with a %.1fs grace: handed back at %.2fs, node exited (status %d) at %.2fs, "
+        "long jobs re-run on the other node at %.2fs",
+        GRACE,
+        hand_back,
+        status,
+        exited,
+        rerun,
+    )
+    gone, other = str(leaving.pid), str(taking.pid)
+    assert before.active == 4 and before.waiting == 3
+    assert status == 0 and exited < GRACE + 10
+    assert GRACE - 0.5 <= hand_back < GRACE + 5  # the grace was given, then handed back at once
+    assert rerun < float(LEASE) / 2  # well before any lease could have expired
+    # The short jobs finished on the leaving node, within its grace: one execution each.
+    assert [h for h in held if h[0] in short] == [[i, gone] for i in short]
+    assert sorted(d for d in done if d[0] in short) == sorted([i, gone] for i in short)
+    # The long ones started there, were handed back and ran to the end on the other node.
+    assert sorted(h for h in held if h[0] in long) == sorted(
+        [[i, gone] for i in long] + [[i, other] for i in long]
+    )
+    assert sorted(d for d in done if d[0] in long) == sorted([i, other] for i in long)
+    # The waiting jobs were never taken by the leaving node: one execution each, elsewhere.
+    assert sorted(tagged) == sorted([i, other] for i in waiting)
+    for job_id in short + long + waiting:
+        job = jobs[job_id]
+        assert job.state == "completed" and job.attempt == 1, job  # a hand-back spends none
