@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import signal
+import time
 from collections import Counter
 from typing import TYPE_CHECKING
 
@@ -22,7 +24,7 @@ from actors.queue import EnqueueRequest, JobOptions, Retention
 from runtime.testing import RedisServer
 from tests.actors.queue.nodes_queue_support import producer, queue_node, records
 from tests.actors.socket_hub.nodes_support import poll_until
-from tests.apps.queue_app import HELD, HELD_DONE, TAGGED
+from tests.apps.queue_app import HELD, HELD_DONE, TAGGED, TICK_EVERY_ENV, TICKS
 
 if TYPE_CHECKING:
     from actors.queue import Job, Queue
@@ -201,3 +203,79 @@ async def test_sigterm_finishes_within_grace_and_hands_back_the_rest_to_another_
     for job_id in short + long + waiting:
         job = jobs[job_id]
         assert job.state == "completed" and job.attempt == 1, job  # a hand-back spends none
+
+
+# -- 3. repeatable jobs --------------------------------------------------------------------
+
+EVERY = 1.0
+PERIODS = 5  # slots judged with both nodes up, then again with the survivor alone
+
+
+def _slot(created: float) -> float:
+    """The slot a tick was enqueued for: its scheduler enqueues at the slot, a little later."""
+    return math.floor(created / EVERY + 0.05) * EVERY
+
+
+async def test_repeatable_job_runs_once_per_slot_across_nodes_and_survives_a_sigkill() -> None:
+    with RedisServer(appendonly=True, appendfsync="always") as server:
+        env = {TICK_EVERY_ENV: str(EVERY), "SWITCHYARD_QUEUE_CONCURRENCY": "default=2"}
+        nodes = [queue_node(server.url, **env), queue_node(server.url, **env)]
+
+        async def ticks() -> list[tuple[float, str, str]]:
+            return [(_slot(float(c)), pid, i) for c, pid, i in await records(server.url, TICKS)]
+
+        async def ticked_after(moment: float, slots: int) -> bool:
+            return len({s for s, _, _ in await ticks() if s > moment}) >= slots
+
+        try:
+            await _start(nodes)
+            both_up = time.time()
+            await poll_until(
+                functools.partial(ticked_after, both_up, PERIODS), timeout_seconds=PERIODS * 4
+            )
+            async with producer(server.url) as queue:
+                # Strike between slots: the newest tick has completed, the next one is ahead.
+                newest = (await ticks())[-1][2]
+
+                async def newest_completed() -> bool:
+                    job = await queue.get(newest)
+                    return job is not None and job.state == "completed"
+
+                await poll_until(newest_completed, timeout_seconds=10)
+                nodes[0].signal(signal.SIGKILL)
+                await anyio.to_thread.run_sync(nodes[0].wait)
+                killed = time.time()
+                await poll_until(
+                    functools.partial(ticked_after, killed, PERIODS), timeout_seconds=PERIODS * 4
+                )
+                listed = await queue.jobs("default", "completed", 0, 1000)
+        finally:
+            _stop(nodes)
+        seen = await ticks()
+        lags = [float(c) - _slot(float(c)) for c, _, _ in await records(server.url, TICKS)]
+    slots = Counter(s for s, _, _ in seen)
+    first, last = min(slots), max(slots)
+    expected = {first + k * EVERY for k in range(round((last - first) / EVERY) + 1)}
+    dead, survivor = str(nodes[0].pid), str(nodes[1].pid)
+    before = Counter(pid for s, pid, _ in seen if s <= killed)
+    after = Counter(pid for s, pid, _ in seen if s > killed)
+    log.warning(
+        "repeatable job every %gs on 2 nodes: %d slots (%d before the SIGKILL, ran by "
+        "{killed: %d, survivor: %d}; %d after, all by the survivor), no slot twice; "
+        "enqueued %.0f-%.0f ms after the slot",
+        EVERY,
+        len(slots),
+        sum(before.values()),
+        before[dead],
+        before[survivor],
+        sum(after.values()),
+        min(lags) * 1000,
+        max(lags) * 1000,
+    )
+    assert set(slots.values()) == {1}, sorted(s for s, n in slots.items() if n > 1)
+    assert set(slots) == expected, sorted(expected - set(slots))  # no slot missed
+    assert len([s for s in slots if s > both_up]) >= 2 * PERIODS
+    assert set(after) == {survivor}  # the dead node runs nothing after its death
+    ticks_listed = [job for job in listed if job.type == "tick"]
+    assert all(job.repeat_key == "tick" for job in ticks_listed)
+    assert len(ticks_listed) == len(seen)  # one job per slot, each completed once
