@@ -8,9 +8,11 @@
 * ``hold`` records ``<job id> <pid>`` in ``exec:hold`` as it starts, then
   runs until its ``gate`` key exists in Redis (or it is asked to stop), and
   records ``<job id> <pid>`` in ``done:hold`` when it finishes.
-* ``tick`` records ``<created_at> <pid> <job id>`` in ``exec:tick``; with
-  ``QUEUE_APP_TICK_EVERY`` set (seconds) the node registers ``tick`` as a
-  repeatable job (key ``tick``) at that interval.
+* ``tick`` records ``<created_at> <pid> <job id> <repeat key>`` in
+  ``exec:tick``; with ``QUEUE_APP_TICK_EVERY`` set (seconds) the node
+  registers ``tick`` as a repeatable job (key ``tick``) at that interval, and
+  with ``QUEUE_APP_TICK_CRON`` (a cron text) as one on that cron (key
+  ``tick-cron``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ __all__ = [
     "HELD_DONE",
     "TAGGED",
     "TICKS",
+    "TICK_CRON_ENV",
     "TICK_EVERY_ENV",
     "Hold",
     "Tick",
@@ -47,6 +50,7 @@ HELD = "exec:hold"
 HELD_DONE = "done:hold"
 TICKS = "exec:tick"
 TICK_EVERY_ENV = "QUEUE_APP_TICK_EVERY"
+TICK_CRON_ENV = "QUEUE_APP_TICK_CRON"
 _GATE_POLL_SECONDS = 0.02
 
 
@@ -97,9 +101,12 @@ def setup(node: NodeSetup) -> None:
     @queue.handler("tick", payload=Tick)
     async def tick(ctx: JobContext[Tick]) -> None:
         job = await queue.get(ctx.job_id)
-        created = job.created_at if job is not None else -1.0
-        await client.rpush(TICKS, f"{created!r} {pid} {ctx.job_id}")
+        created, key = (job.created_at, job.repeat_key) if job is not None else (-1.0, None)
+        await client.rpush(TICKS, f"{created!r} {pid} {ctx.job_id} {key}")
 
     every = os.environ.get(TICK_EVERY_ENV)
     if every:
         queue.repeat("tick", {}, key="tick", every_seconds=float(every))
+    cron = os.environ.get(TICK_CRON_ENV)
+    if cron:
+        queue.repeat("tick", {}, key="tick-cron", cron=cron)

@@ -14,7 +14,7 @@ import math
 import signal
 import time
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import anyio
 import pytest
@@ -24,7 +24,7 @@ from actors.queue import EnqueueRequest, JobOptions, Retention
 from runtime.testing import RedisServer
 from tests.actors.queue.nodes_queue_support import producer, queue_node, records
 from tests.actors.socket_hub.nodes_support import poll_until
-from tests.apps.queue_app import HELD, HELD_DONE, TAGGED, TICK_EVERY_ENV, TICKS
+from tests.apps.queue_app import HELD, HELD_DONE, TAGGED, TICK_CRON_ENV, TICK_EVERY_ENV, TICKS
 
 if TYPE_CHECKING:
     from actors.queue import Job, Queue
@@ -208,24 +208,56 @@ async def test_sigterm_finishes_within_grace_and_hands_back_the_rest_to_another_
 # -- 3. repeatable jobs --------------------------------------------------------------------
 
 EVERY = 1.0
-PERIODS = 5  # slots judged with both nodes up, then again with the survivor alone
+CRON, CRON_PERIOD = "* * * * * */2", 2.0  # croniter's sixth field is the second
+PERIODS = 5  # 1 s slots judged with both nodes up, then again with the survivor alone
+PERIOD_OF = {"tick": EVERY, "tick-cron": CRON_PERIOD}
 
 
-def _slot(created: float) -> float:
+def _slot(created: float, period: float) -> float:
     """The slot a tick was enqueued for: its scheduler enqueues at the slot, a little later."""
-    return math.floor(created / EVERY + 0.05) * EVERY
+    return math.floor(created / period + 0.05) * period
+
+
+class Tick(NamedTuple):
+    """One execution of a repeatable job: its schedule, slot, node and job."""
+
+    key: str
+    slot: float
+    pid: str
+    job_id: str
+    lag: float
+
+
+async def _ticks(url: str) -> list[Tick]:
+    result = []
+    for created, pid, job_id, key in await records(url, TICKS):
+        slot = _slot(float(created), PERIOD_OF[key])
+        result.append(Tick(key, slot, pid, job_id, float(created) - slot))
+    return result
+
+
+def _judge_schedule(ticks: list[Tick], key: str, period: float) -> Counter[float]:
+    """Every slot of ``key`` from its first to its last ran exactly once."""
+    slots = Counter(t.slot for t in ticks if t.key == key)
+    assert set(slots.values()) == {1}, (key, sorted(s for s, n in slots.items() if n > 1))
+    first, last = min(slots), max(slots)
+    expected = {first + k * period for k in range(round((last - first) / period) + 1)}
+    assert set(slots) == expected, (key, sorted(expected - set(slots)))  # none missed
+    return slots
 
 
 async def test_repeatable_job_runs_once_per_slot_across_nodes_and_survives_a_sigkill() -> None:
     with RedisServer(appendonly=True, appendfsync="always") as server:
-        env = {TICK_EVERY_ENV: str(EVERY), "SWITCHYARD_QUEUE_CONCURRENCY": "default=2"}
+        env = {
+            TICK_EVERY_ENV: str(EVERY),
+            TICK_CRON_ENV: CRON,
+            "SWITCHYARD_QUEUE_CONCURRENCY": "default=2",
+        }
         nodes = [queue_node(server.url, **env), queue_node(server.url, **env)]
 
-        async def ticks() -> list[tuple[float, str, str]]:
-            return [(_slot(float(c)), pid, i) for c, pid, i in await records(server.url, TICKS)]
-
         async def ticked_after(moment: float, slots: int) -> bool:
-            return len({s for s, _, _ in await ticks() if s > moment}) >= slots
+            ticks = await _ticks(server.url)
+            return len({t.slot for t in ticks if t.key == "tick" and t.slot > moment}) >= slots
 
         try:
             await _start(nodes)
@@ -234,12 +266,12 @@ async def test_repeatable_job_runs_once_per_slot_across_nodes_and_survives_a_sig
                 functools.partial(ticked_after, both_up, PERIODS), timeout_seconds=PERIODS * 4
             )
             async with producer(server.url) as queue:
-                # Strike between slots: the newest tick has completed, the next one is ahead.
-                newest = (await ticks())[-1][2]
+                # Strike between slots: the newest ticks have completed, the next ones are ahead.
+                newest = [t.job_id for t in (await _ticks(server.url))[-2:]]
 
                 async def newest_completed() -> bool:
-                    job = await queue.get(newest)
-                    return job is not None and job.state == "completed"
+                    jobs = [await queue.get(job_id) for job_id in newest]
+                    return all(job is not None and job.state == "completed" for job in jobs)
 
                 await poll_until(newest_completed, timeout_seconds=10)
                 nodes[0].signal(signal.SIGKILL)
@@ -251,31 +283,31 @@ async def test_repeatable_job_runs_once_per_slot_across_nodes_and_survives_a_sig
                 listed = await queue.jobs("default", "completed", 0, 1000)
         finally:
             _stop(nodes)
-        seen = await ticks()
-        lags = [float(c) - _slot(float(c)) for c, _, _ in await records(server.url, TICKS)]
-    slots = Counter(s for s, _, _ in seen)
-    first, last = min(slots), max(slots)
-    expected = {first + k * EVERY for k in range(round((last - first) / EVERY) + 1)}
+        ticks = await _ticks(server.url)
     dead, survivor = str(nodes[0].pid), str(nodes[1].pid)
-    before = Counter(pid for s, pid, _ in seen if s <= killed)
-    after = Counter(pid for s, pid, _ in seen if s > killed)
+    every = _judge_schedule(ticks, "tick", EVERY)
+    cron = _judge_schedule(ticks, "tick-cron", CRON_PERIOD)
+    before = Counter(t.pid for t in ticks if t.slot <= killed)
+    after = Counter(t.pid for t in ticks if t.slot > killed)
     log.warning(
-        "repeatable job every %gs on 2 nodes: %d slots (%d before the SIGKILL, ran by "
-        "{killed: %d, survivor: %d}; %d after, all by the survivor), no slot twice; "
+        "repeatable jobs on 2 nodes: every %gs %d slots, cron %r %d slots, each once; before "
+        "the SIGKILL %d runs {killed: %d, survivor: %d}, after it %d, all by the survivor; "
         "enqueued %.0f-%.0f ms after the slot",
         EVERY,
-        len(slots),
+        len(every),
+        CRON,
+        len(cron),
         sum(before.values()),
         before[dead],
         before[survivor],
         sum(after.values()),
-        min(lags) * 1000,
-        max(lags) * 1000,
+        min(t.lag for t in ticks) * 1000,
+        max(t.lag for t in ticks) * 1000,
     )
-    assert set(slots.values()) == {1}, sorted(s for s, n in slots.items() if n > 1)
-    assert set(slots) == expected, sorted(expected - set(slots))  # no slot missed
-    assert len([s for s in slots if s > both_up]) >= 2 * PERIODS
+    assert len([s for s in every if s > both_up]) >= 2 * PERIODS
+    assert len([s for s in cron if s > killed]) >= PERIODS // 2  # the cron one went on too
     assert set(after) == {survivor}  # the dead node runs nothing after its death
-    ticks_listed = [job for job in listed if job.type == "tick"]
-    assert all(job.repeat_key == "tick" for job in ticks_listed)
-    assert len(ticks_listed) == len(seen)  # one job per slot, each completed once
+    runs = {t.job_id for t in ticks}
+    listed_ticks = [job for job in listed if job.type == "tick"]
+    assert {job.id for job in listed_ticks} == runs and len(listed_ticks) == len(ticks)
+    assert all(job.repeat_key in PERIOD_OF and job.attempt == 1 for job in listed_ticks)
