@@ -138,7 +138,8 @@ async def test_sigterm_finishes_within_grace_and_hands_back_the_rest_to_another_
                 waiting = [(await queue.enqueue("tagged", {"ms": 5})).id for _ in range(3)]
                 before = await queue.counts("default")
 
-                sigterm = anyio.current_time()
+                long_tokens = {job.id: job.token for job in await _get_all(queue, long)}
+                sigterm, sigterm_at = anyio.current_time(), time.time()
                 leaving.signal(signal.SIGTERM)
                 await anyio.to_thread.run_sync(
                     functools.partial(leaving.wait_for_log, "SIGTERM received", timeout_seconds=10)
@@ -152,7 +153,6 @@ async def test_sigterm_finishes_within_grace_and_hands_back_the_rest_to_another_
                         job.state != "active" or job.token != long_tokens[job.id] for job in jobs
                     )
 
-                long_tokens = {job.id: job.token for job in await _get_all(queue, long)}
                 await poll_until(handed_back, timeout_seconds=GRACE + 10, interval=0.02)
                 hand_back = anyio.current_time() - sigterm
                 status = await anyio.to_thread.run_sync(leaving.wait, GRACE + 15)
@@ -191,6 +191,7 @@ async def test_sigterm_finishes_within_grace_and_hands_back_the_rest_to_another_
     assert GRACE - 0.5 <= hand_back < GRACE + 5  # the grace was given, then handed back at once
     assert rerun < float(LEASE) / 2  # well before any lease could have expired
     # The short jobs finished on the leaving node, within its grace: one execution each.
+    assert all((jobs[i].finished_at or 0.0) < sigterm_at + GRACE for i in short)
     assert sorted(h for h in held if h[0] in short) == sorted([i, gone] for i in short)
     assert sorted(d for d in done if d[0] in short) == sorted([i, gone] for i in short)
     # The long ones started there, were handed back and ran to the end on the other node.
