@@ -87,24 +87,30 @@ class Worker:
         self._finish_waker = Waker()
         self._drained = Waker()
         self._failures = 0
+        self._shield = anyio.CancelScope()
 
     # -- the loops -------------------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Work until cancelled or the node stops (then drain and hand back)."""
-        async with anyio.create_task_group() as group:
-            group.start_soon(self._renew_loop)
-            group.start_soon(self._finish_loop)
-            group.start_soon(self._listen)
-            group.start_soon(self._watch_stopping)
-            task_status.started()
-            await self._claim_loop(group)
-            await self._drain()
-            group.cancel_scope.cancel()
+        # Shielded once the node stops: its supervisor cancels the service as soon as HTTP
+        # has drained, and the drain (bounded by the grace) must still run to its end.
+        self._shield = anyio.CancelScope()  # a fresh one per incarnation (a restart)
+        with self._shield:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._renew_loop)
+                group.start_soon(self._finish_loop)
+                group.start_soon(self._listen)
+                group.start_soon(self._watch_stopping)
+                task_status.started()
+                await self._claim_loop(group)
+                await self._drain()
+                group.cancel_scope.cancel()
         await anyio.sleep_forever()  # drained: idle until the node stops the service
 
     async def _watch_stopping(self) -> None:
         await self._parts.stopping.wait()
+        self._shield.shield = True
         self._waker.notify()
 
     async def _listen(self) -> None:
