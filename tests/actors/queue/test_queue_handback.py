@@ -35,7 +35,6 @@ async def _ready(node: NodeProcess) -> None:
     )
 
 
-@pytest.mark.xfail(reason="a hand-back wakes no node: the idle one finds the jobs at its next poll")
 async def test_a_handed_back_job_wakes_an_idle_node_at_once() -> None:
     env = {
         "SWITCHYARD_QUEUE_CONCURRENCY": "default=4",
