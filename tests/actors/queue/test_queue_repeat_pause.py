@@ -59,14 +59,14 @@ async def test_a_stalled_node_does_not_rerun_a_slot_when_it_resumes() -> None:
             frozen.signal(signal.SIGCONT)
             steady.stop()
             frozen.stop()
-    created = [float(created) for created, _, _ in ticks]
+    created = [float(entry[0]) for entry in ticks]  # <created_at> <pid> <job id> ...
     slots = Counter(round(at) for at in created)
     log.warning(
         "stall of a node: %d ticks over slots %d..%d, executions per node %s",
         len(ticks),
         min(slots),
         max(slots),
-        dict(Counter(pid for _, pid, _ in ticks)),
+        dict(Counter(entry[1] for entry in ticks)),
     )
     late = [at for at in created if abs(at - round(at)) > 0.5 / 2]
     assert not late, f"ticks enqueued away from their slot: {late}"
