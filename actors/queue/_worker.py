@@ -8,11 +8,12 @@ the batcher runs, one ``store.finish`` call). It idles on a waker (a local
 enqueue, a fanout wake-up, a freed slot), the earliest delayed job, and
 ``poll_seconds`` as a fallback. On the node's ``stopping`` it stops claiming,
 lets active attempts run for ``shutdown_grace_seconds``, then cancels the
-rest and hands them back.
+rest and hands them back, waking the other nodes to take them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import traceback
@@ -26,6 +27,7 @@ import msgspec
 from runtime import RedisUnavailable
 
 from ._context import JobContext
+from ._keys import QueueKeys
 from ._model import JobError, JobEvent
 from ._parts import Waker
 from ._store import Finish
@@ -359,11 +361,15 @@ class Worker:
         with clock.move_on_after(self._parts.settings.shutdown_grace_seconds):
             while self.attempts:
                 await self._drained.wait()
+        handing_back = bool(self.attempts)
         for attempt in list(self.attempts.values()):
             attempt.stop("handed_back")
         with clock.move_on_after(self._parts.settings.shutdown_grace_seconds + 5.0):
             while self.attempts:
                 await self._drained.wait()
+        if handing_back:  # the jobs are waiting again: wake the idle nodes, as an enqueue does
+            with contextlib.suppress(RedisUnavailable):  # else they find them at their poll
+                await self._parts.fanout.publish(QueueKeys.channel(self.queue), b"handed_back")
         if self.attempts:
             logger.error(
                 "queue %s: %d attempts not handed back; their leases will expire",
