@@ -89,7 +89,7 @@ class Worker:
         self._finish_waker = Waker()
         self._drained = Waker()
         self._failures = 0
-        self._shield = anyio.CancelScope()
+        self._shield: anyio.CancelScope | None = None  # made in run(): needs a running loop
 
     # -- the loops -------------------------------------------------------------------------
 
@@ -112,7 +112,8 @@ class Worker:
 
     async def _watch_stopping(self) -> None:
         await self._parts.stopping.wait()
-        self._shield.shield = True
+        if self._shield is not None:
+            self._shield.shield = True
         self._waker.notify()
 
     async def _listen(self) -> None:

@@ -232,10 +232,11 @@ async def collect(redis_url: str) -> Collected:
     async with RedisLink(redis_url, clock=SystemClock(), command_timeout_seconds=5.0) as link:
         store = RedisJobStore(link, QueueKeys(PREFIX), ["default"])
         for state in _STATES:
-            offset = 0
-            while page := await store.jobs("default", state, offset, 1000):
-                jobs.update((job.id, job) for job in page)
-                offset += len(page)
+            cursor: int | None = 0
+            while cursor is not None:
+                page = await store.jobs("default", state, 0, 1000, cursor=cursor)
+                jobs.update((job.id, job) for job in page.jobs)
+                cursor = page.next_cursor
     reader = redis.asyncio.Redis.from_url(redis_url)
     try:
         marks = [msgspec.json.decode(raw, type=Mark) for raw in await reader.lrange(MARKS, 0, -1)]

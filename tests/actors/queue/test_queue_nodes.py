@@ -85,7 +85,7 @@ async def test_three_nodes_share_a_queue_each_job_completed_once() -> None:
                 drained = anyio.current_time() - began
                 jobs = await _get_all(queue, ids)
                 counts = await queue.counts("default")
-                listed = await queue.jobs("default", "completed", 0, 1000)
+                listed = (await queue.jobs("default", "completed", 0, 1000)).jobs
         finally:
             _stop(nodes)
         executions = await records(server.url, TAGGED)
@@ -281,7 +281,7 @@ async def test_repeatable_job_runs_once_per_slot_across_nodes_and_survives_a_sig
                 await poll_until(
                     functools.partial(ticked_after, killed, PERIODS), timeout_seconds=PERIODS * 4
                 )
-                listed = await queue.jobs("default", "completed", 0, 1000)
+                listed = (await queue.jobs("default", "completed", 0, 1000)).jobs
         finally:
             _stop(nodes)
         ticks = await _ticks(server.url)

@@ -106,7 +106,7 @@ async def test_a_node_blackholed_past_its_leases_loses_nothing_and_records_each_
 
                 async def a_holds_no_lease() -> bool:
                     """Every active job is an attempt B began: A's leases ran out, B re-ran them."""
-                    active = await producer.queue.jobs("default", "active", 0, 1000)
+                    active = (await producer.queue.jobs("default", "active", 0, 1000)).jobs
                     marks = await _marks(reader)
                     b_began = {(m.job, m.attempt) for m in starts_of(marks, "B")}
                     return all((job.id, job.attempt) in b_began for job in active)
