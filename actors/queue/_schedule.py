@@ -2,7 +2,9 @@
 
 Every node runs the schedule service; at each slot, each node asks the store
 to ``claim_schedule(key, slot)`` and only the one that gets ``True`` enqueues
-(with ``repeat_key`` set), so a cluster of nodes runs each slot once.
+(with ``repeat_key`` set), so a cluster of nodes runs each slot once. A node
+that wakes a period or more after a slot (it stalled) skips that slot rather
+than claim it after its claim may have expired.
 """
 
 from __future__ import annotations
@@ -89,6 +91,16 @@ class Scheduler:
         slot = schedule.next_slot(clock.time())
         while True:
             await clock.sleep(max(0.0, slot - clock.time()))
+            late = clock.time() - slot
+            if late >= schedule.period(slot):
+                # A stalled node (a pause, a blocked loop): the slot's claim, which lives two
+                # periods from an on-time node's claim, may be gone; claiming it now could run
+                # the slot a second time. Skip it (no node on time means the slot is missed).
+                logger.warning(
+                    "repeatable job %s: slot %s skipped, %.1fs late", schedule.key, slot, late
+                )
+                slot = schedule.next_slot(clock.time())
+                continue
             try:
                 mine = await self._parts.store.claim_schedule(
                     schedule.key, slot, schedule.period(slot) * 2

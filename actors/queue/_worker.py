@@ -8,11 +8,12 @@ the batcher runs, one ``store.finish`` call). It idles on a waker (a local
 enqueue, a fanout wake-up, a freed slot), the earliest delayed job, and
 ``poll_seconds`` as a fallback. On the node's ``stopping`` it stops claiming,
 lets active attempts run for ``shutdown_grace_seconds``, then cancels the
-rest and hands them back.
+rest and hands them back, waking the other nodes to take them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import traceback
@@ -26,6 +27,7 @@ import msgspec
 from runtime import RedisUnavailable
 
 from ._context import JobContext
+from ._keys import QueueKeys
 from ._model import JobError, JobEvent
 from ._parts import Waker
 from ._store import Finish
@@ -89,25 +91,32 @@ class Worker:
         self._failures = 0
         self._reserved = 0  # slots a claim in flight may fill
         self._group: TaskGroup | None = None
+        self._shield: anyio.CancelScope | None = None  # made in run(): needs a running loop
 
     # -- the loops -------------------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Work until cancelled or the node stops (then drain and hand back)."""
-        async with anyio.create_task_group() as group:
-            self._group = group
-            group.start_soon(self._renew_loop)
-            group.start_soon(self._finish_loop)
-            group.start_soon(self._listen)
-            group.start_soon(self._watch_stopping)
-            task_status.started()
-            await self._claim_loop(group)
-            await self._drain()
-            group.cancel_scope.cancel()
+        # Shielded once the node stops: its supervisor cancels the service as soon as HTTP
+        # has drained, and the drain (bounded by the grace) must still run to its end.
+        self._shield = anyio.CancelScope()  # a fresh one per incarnation (a restart)
+        with self._shield:
+            async with anyio.create_task_group() as group:
+                self._group = group
+                group.start_soon(self._renew_loop)
+                group.start_soon(self._finish_loop)
+                group.start_soon(self._listen)
+                group.start_soon(self._watch_stopping)
+                task_status.started()
+                await self._claim_loop(group)
+                await self._drain()
+                group.cancel_scope.cancel()
         await anyio.sleep_forever()  # drained: idle until the node stops the service
 
     async def _watch_stopping(self) -> None:
         await self._parts.stopping.wait()
+        if self._shield is not None:
+            self._shield.shield = True
         self._waker.notify()
 
     async def _listen(self) -> None:
@@ -389,11 +398,15 @@ class Worker:
         with clock.move_on_after(self._parts.settings.shutdown_grace_seconds):
             while self.attempts:
                 await self._drained.wait()
+        handing_back = bool(self.attempts)
         for attempt in list(self.attempts.values()):
             attempt.stop("handed_back")
         with clock.move_on_after(self._parts.settings.shutdown_grace_seconds + 5.0):
             while self.attempts:
                 await self._drained.wait()
+        if handing_back:  # the jobs are waiting again: wake the idle nodes, as an enqueue does
+            with contextlib.suppress(RedisUnavailable):  # else they find them at their poll
+                await self._parts.fanout.publish(QueueKeys.channel(self.queue), b"handed_back")
         if self.attempts:
             logger.error(
                 "queue %s: %d attempts not handed back; their leases will expire",

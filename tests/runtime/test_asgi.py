@@ -55,7 +55,11 @@ def test_hypercorn_serves_a_full_node_and_stops_it_on_sigterm() -> None:
             assert client.get("/healthz").json() == {"status": "ok"}
             ready = client.get("/readyz")
             assert ready.status_code == 200, ready.text
-            assert ready.json()["actors"] == {"cache": "running", "socket_hub": "running"}
+            assert ready.json()["actors"] == {
+                "cache": "running",
+                "socket_hub": "running",
+                "queue": "running",
+            }
             denied = client.put("/api/cache/greeting", content=b"hi")
             assert denied.status_code == 401
             assert denied.json()["error"]["code"] == "missing_token"

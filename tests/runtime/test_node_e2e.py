@@ -29,7 +29,12 @@ def test_node_serves_health_and_the_users_actors_then_drains_on_sigterm() -> Non
             assert client.get("/healthz").json() == {"status": "ok"}
             ready = client.get("/readyz")
             assert ready.status_code == 200
-            actors = {"cache": "running", "socket_hub": "running", "echo": "running"}
+            actors = {
+                "cache": "running",
+                "socket_hub": "running",
+                "queue": "running",
+                "echo": "running",
+            }
             assert ready.json()["actors"] == actors
             assert client.get("/echo/hello").json() == {"echo": "hello"}
 
