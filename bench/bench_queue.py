@@ -2,7 +2,8 @@
 
 Every contender runs one worker process and one sequential producer process
 on the same private ``redis-server`` (``runtime.testing.RedisServer``, flushed
-between turns):
+between turns) with durability on: an append only file, ``appendfsync
+everysec`` (read back with ``CONFIG GET`` and printed in the header):
 
 * **saq 0.26** (``bench/.venvs/saq``): ``saq.Worker`` at the row's concurrency,
   ``queue.enqueue``; latency waits with ``job.refresh(until_complete=...)``
@@ -48,6 +49,10 @@ from _common import markdown_table, median, progress, rotated, verdict
 from runtime.testing import NodeProcess, RedisServer
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+# Every Switchyard process imports this checkout's code (not whatever the venv's editable
+# install points at), and the worker node also finds the ``_queue_switchyard`` hook.
+CODE_PATH = os.pathsep.join([str(HERE), str(REPO)])
 VENVS = HERE / ".venvs"
 THROUGHPUT_VS_SAQ, MEMORY_VS_SAQ = 2.0, 10.0
 CONCURRENCIES = (10, 100)
@@ -129,7 +134,7 @@ def worker(contender: Contender, url: str, concurrency: int) -> Iterator[NodePro
             "SWITCHYARD_REDIS_URL": url,
             "SWITCHYARD_QUEUE_CONCURRENCY": f"default={concurrency}",
             "SWITCHYARD_JWT_SECRET": "bench-queue-secret-at-least-32-bytes-long",
-            "PYTHONPATH": str(HERE),
+            "PYTHONPATH": CODE_PATH,
         }
         process = NodeProcess(env, ["--app", "_queue_switchyard:setup"], cwd=str(HERE))
     else:
@@ -150,7 +155,12 @@ def produce(contender: Contender, role: str, url: str, number: int) -> dict[str,
         script = str(HERE / f"_queue_peer_{contender.peer.script}.py")
         command = [str(python_of(contender.peer)), script, role, url, str(number)]
     done = subprocess.run(
-        [*command, *contender.extra], capture_output=True, text=True, timeout=900, check=False
+        [*command, *contender.extra],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+        env={**os.environ, "PYTHONPATH": CODE_PATH},
     )
     if done.returncode != 0:
         raise RuntimeError(f"{contender.name} {role} failed:\n{done.stderr[-2000:]}")
@@ -161,7 +171,14 @@ def produce(contender: Contender, role: str, url: str, number: int) -> dict[str,
 def memory_turn(plan: Plan, contender: Contender, run: int) -> None:
     """Switchyard without Redis: producer and workers in one process (concurrency 100)."""
     command = [sys.executable, SWITCHYARD, "memory", str(plan.jobs), str(CONCURRENCIES[-1])]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=True)
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=True,
+        env={**os.environ, "PYTHONPATH": CODE_PATH},
+    )
     result = json.loads(done.stdout)
     contender.add("memory", plan.jobs / float(result["seconds"]))
     progress(
@@ -201,8 +218,24 @@ def turn(plan: Plan, contender: Contender, redis: RedisServer, run: int) -> None
     )
 
 
-def measure(plan: Plan, contenders: list[Contender]) -> None:
-    with RedisServer() as redis:
+def durability(redis: RedisServer) -> str:
+    """The bench Redis's persistence, read back from the server (``CONFIG GET``)."""
+    import redis as redis_  # the bench's own interpreter has redis-py (Switchyard's)
+
+    client = redis_.Redis.from_url(redis.url)
+    try:
+        found = client.config_get("appendonly")
+        found.update(client.config_get("appendfsync"))
+    finally:
+        client.close()
+    return f"appendonly {found['appendonly']}, appendfsync {found['appendfsync']}"
+
+
+def measure(plan: Plan, contenders: list[Contender]) -> str:
+    # Durability on, for every contender alike: an append only file fsynced every second.
+    with RedisServer(appendonly=True, appendfsync="everysec") as redis:
+        persistence = durability(redis)
+        progress(f"bench redis-server: {persistence}")
         for run in range(plan.runs):
             for contender in rotated(contenders, run):
                 try:
@@ -211,6 +244,7 @@ def measure(plan: Plan, contenders: list[Contender]) -> None:
                         memory_turn(plan, contender, run)
                 except (OSError, RuntimeError, TimeoutError, subprocess.SubprocessError) as exc:
                     progress(f"{contender.name}: the turn failed: {exc}")
+    return persistence
 
 
 # -- report -------------------------------------------------------------------------------------
@@ -243,7 +277,7 @@ def ratio_cell(found: list[float]) -> str:
     return f"{median(found):.2f}x ({', '.join(f'{r:.2f}' for r in found)})"
 
 
-def report(plan: Plan, contenders: list[Contender], seconds: float) -> str:
+def report(plan: Plan, contenders: list[Contender], seconds: float, persistence: str) -> str:
     saq = contenders[0]
     header = [
         "Measure",
@@ -302,14 +336,19 @@ def report(plan: Plan, contenders: list[Contender], seconds: float) -> str:
         + "; ".join(
             f"{p.venv} {peer_version(p)} in bench/.venvs/{p.venv}" for p in (SAQ_PEER, ARQ_PEER)
         )
-        + "; every process on uvloop; one private redis-server (no persistence)",
+        + f"; every process on uvloop; one private redis-server ({persistence}, RDB off)",
         f"- Machine: {os.cpu_count()} cores, {platform.machine()}, {platform.system()} "
         f"{platform.release()}; load average at the end {load} (shared machine); "
         f"{platform.python_implementation()} {platform.python_version()}; took {seconds:.0f}s",
     ]
     targets_table = markdown_table(["Target", "Switchyard / saq", "verdict"], targets, "lrl")
     return "\n\n".join(
-        ["## Queue: Switchyard against saq and arq", table, targets_table, "\n".join(notes)]
+        [
+            f"## Queue: Switchyard against saq and arq (Redis {persistence})",
+            table,
+            targets_table,
+            "\n".join(notes),
+        ]
     )
 
 
@@ -335,8 +374,8 @@ def main() -> None:
     ]
     contenders.append(Contender("Switchyard", None))
     started_at = time.perf_counter()
-    measure(plan, contenders)
-    print(report(plan, contenders, time.perf_counter() - started_at))
+    persistence = measure(plan, contenders)
+    print(report(plan, contenders, time.perf_counter() - started_at, persistence))
     progress(f"done in {time.perf_counter() - started_at:.0f}s")
 
 

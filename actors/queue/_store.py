@@ -152,6 +152,23 @@ class JobStore(Protocol):
         """Promote due jobs, reclaim expired leases, then claim up to ``limit`` jobs."""
         ...
 
+    async def claim_due(
+        self, queue: str, limit: int, now: float, lease_seconds: float
+    ) -> tuple[list[Claim], float | None]:
+        """:meth:`claim`, then :meth:`next_due`, in one step (the worker's one round trip)."""
+        ...
+
+    async def finish_claim(
+        self,
+        finishes: Sequence[Finish],
+        queue: str,
+        limit: int,
+        now: float,
+        lease_seconds: float,
+    ) -> tuple[list[bool], list[Claim], float | None]:
+        """:meth:`finish`, then :meth:`claim_due` on ``queue``, in one step (one round trip)."""
+        ...
+
     async def next_due(self, queue: str) -> float | None:
         """When the earliest delayed job of ``queue`` is due, or ``None``."""
         ...

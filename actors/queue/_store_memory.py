@@ -58,6 +58,7 @@ def lease_expired_event(job: Job, kind: str) -> JobEvent | None:
 @dataclass
 class _Queue:
     waiting: list[tuple[int, int, int, str]] = field(default_factory=list)  # heap
+    live: set[str] = field(default_factory=set)  # the ids now waiting (the heap keeps stale ones)
     delayed: dict[str, float] = field(default_factory=dict)
     active: dict[str, float] = field(default_factory=dict)
     finished: dict[JobState, dict[str, float]] = field(
@@ -124,6 +125,7 @@ class MemoryJobStore:
         gen = next(self._counter)
         self._gen[job.id] = gen
         heapq.heappush(q.waiting, (-job.options.priority, self._seq[job.id], gen, job.id))
+        q.live.add(job.id)
 
     def _valid_waiting(self, entry: tuple[int, int, int, str]) -> bool:
         job = self._jobs.get(entry[3])
@@ -148,6 +150,7 @@ class MemoryJobStore:
         if job is None:
             return
         q = self._queues[job.queue]
+        q.live.discard(job_id)
         q.delayed.pop(job_id, None)
         q.active.pop(job_id, None)
         q.cancel_flags.discard(job_id)
@@ -159,6 +162,7 @@ class MemoryJobStore:
     def _end(self, q: _Queue, job: Job, now: float) -> None:
         """Store a job that just reached a finished state; apply retention and the TTL."""
         self._jobs[job.id] = job
+        q.live.discard(job.id)
         q.active.pop(job.id, None)
         q.delayed.pop(job.id, None)
         q.cancel_flags.discard(job.id)
@@ -166,7 +170,14 @@ class MemoryJobStore:
         if key is not None and q.dedup.get(key) == job.id:
             del q.dedup[key]
         finished_at = job.finished_at if job.finished_at is not None else now
-        q.finished[job.state][job.id] = finished_at
+        entries = q.finished[job.state]
+        entries.pop(job.id, None)
+        last = next(reversed(entries.items()), None)
+        entries[job.id] = finished_at
+        if last is not None and (last[1], last[0]) > (finished_at, job.id):  # rare: re-sort
+            ordered = sorted(entries.items(), key=lambda item: (item[1], item[0]))
+            entries.clear()
+            entries.update(ordered)
         if job.state == "completed" and job.options.result_ttl_seconds is not None:
             self._expires[job.id] = finished_at + job.options.result_ttl_seconds
         retention = (
@@ -177,14 +188,15 @@ class MemoryJobStore:
         self._retain(q.finished[job.state], retention, now)
 
     def _retain(self, entries: dict[str, float], retention: Retention, now: float) -> None:
+        # ``entries`` is ordered by (finished_at, id) (see _end): the oldest come first.
         if retention.age_seconds is not None:
             cutoff = now - retention.age_seconds
-            for job_id in [j for j, at in entries.items() if at < cutoff]:
+            old = list(itertools.takewhile(lambda item: item[1] < cutoff, entries.items()))
+            for job_id, _ in old:
                 self._remove(job_id)
         if retention.count is not None and len(entries) > retention.count:
             excess = len(entries) - retention.count
-            oldest = heapq.nsmallest(excess, entries.items(), key=lambda item: (item[1], item[0]))
-            for job_id, _ in oldest:
+            for job_id, _ in list(itertools.islice(entries.items(), excess)):
                 self._remove(job_id)
 
     def _sweep(self, now: float) -> None:
@@ -281,6 +293,7 @@ class MemoryJobStore:
             if not self._valid_waiting(entry):
                 continue
             job = self._jobs[entry[3]]
+            q.live.discard(job.id)
             token = next(self._tokens)
             job = replace(
                 job,
@@ -296,6 +309,26 @@ class MemoryJobStore:
         if rate is not None:
             q.window_count += len(claims)
         return claims
+
+    async def claim_due(
+        self, queue: str, limit: int, now: float, lease_seconds: float
+    ) -> tuple[list[Claim], float | None]:
+        """:meth:`claim`, then :meth:`next_due`, in one step."""
+        claims = await self.claim(queue, limit, now, lease_seconds)
+        return claims, await self.next_due(queue)
+
+    async def finish_claim(
+        self,
+        finishes: Sequence[Finish],
+        queue: str,
+        limit: int,
+        now: float,
+        lease_seconds: float,
+    ) -> tuple[list[bool], list[Claim], float | None]:
+        """:meth:`finish`, then :meth:`claim_due` on ``queue``, in one step."""
+        done = await self.finish(finishes)
+        claims, due = await self.claim_due(queue, limit, now, lease_seconds)
+        return done, claims, due
 
     async def next_due(self, queue: str) -> float | None:
         """When the earliest delayed job of ``queue`` is due, or ``None``."""
@@ -481,9 +514,8 @@ class MemoryJobStore:
     async def counts(self, queue: str) -> QueueCounts:
         """Jobs per state."""
         q = self._queue(queue)
-        waiting = sum(1 for entry in q.waiting if self._valid_waiting(entry))
         return QueueCounts(
-            waiting=waiting,
+            waiting=len(q.live),
             delayed=len(q.delayed),
             active=len(q.active),
             completed=len(q.finished["completed"]),

@@ -68,9 +68,12 @@ class _Record(msgspec.Struct, frozen=True, array_like=True):
 
 _COMMON: Final = """
 local P, OUTBOX_SIZE = ARGV[1], tonumber(ARGV[2])
-local K = {meta = KEYS[1], waiting = KEYS[2], delayed = KEYS[3], active = KEYS[4],
-  completed = KEYS[5], failed = KEYS[6], cancelled = KEYS[7], dedup = KEYS[8],
-  cancel = KEYS[9], expires = KEYS[10], outbox = KEYS[11], rate = KEYS[12]}
+-- KEYS[1] is the queue's meta key; its other keys share its prefix (and its hash tag: one slot)
+local B = string.sub(KEYS[1], 1, -5)
+local K = {meta = KEYS[1], waiting = B .. 'waiting', delayed = B .. 'delayed',
+  active = B .. 'active', completed = B .. 'completed', failed = B .. 'failed',
+  cancelled = B .. 'cancelled', dedup = B .. 'dedup', cancel = B .. 'cancel',
+  expires = B .. 'expires', outbox = B .. 'outbox', rate = B .. 'rate'}
 
 local function emit(data)
   if data == nil or data == '' then return end
@@ -154,8 +157,10 @@ _ADD: Final = (
     + """
 local now, channel = tonumber(ARGV[3]), ARGV[4]
 local out, woke = {}, false
-for a = 5, #ARGV, 14 do
-  local id, dk = ARGV[a], ARGV[a + 1]
+-- per job: id, dedup key, run_at, record, priority, attempts, n, then n optional field/value pairs
+local a = 5
+while a <= #ARGV do
+  local id, dk, n = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 6])
   local existing = false
   if dk ~= '' then existing = redis.call('HGET', K.dedup, dk) end
   if existing then
@@ -164,37 +169,35 @@ for a = 5, #ARGV, 14 do
     out[#out + 1] = {id, 0}
   else
     local h = P .. id
-    local run_at = ARGV[a + 2]
+    local run_at, prio = ARGV[a + 2], ARGV[a + 4]
     local seq = redis.call('HINCRBY', K.meta, 'seq', 1)
-    redis.call('HSET', h, 'r', ARGV[a + 3], 'run_at', run_at, 'prio', ARGV[a + 4], 'seq', seq,
-      'attempts', ARGV[a + 5], 'attempt', 0, 'token', 0)
-    local opt = {'dk', dk, 'uid', ARGV[a + 6], 'ttl', ARGV[a + 7], 'rc_n', ARGV[a + 8],
-      'rc_age', ARGV[a + 9], 'rf_n', ARGV[a + 10], 'rf_age', ARGV[a + 11]}
-    for i = 1, #opt, 2 do
-      if opt[i + 1] ~= '' then redis.call('HSET', h, opt[i], opt[i + 1]) end
-    end
+    local delayed = tonumber(run_at) > now
+    local fields = {'r', ARGV[a + 3], 'run_at', run_at, 'prio', prio, 'seq', seq,
+      'attempts', ARGV[a + 5], 'attempt', 0, 'token', 0,
+      'state', delayed and 'delayed' or 'waiting'}
+    for i = a + 7, a + 6 + 2 * n do fields[#fields + 1] = ARGV[i] end
+    redis.call('HSET', h, unpack(fields))
     if dk ~= '' then redis.call('HSET', K.dedup, dk, id) end
-    if tonumber(run_at) > now then
-      redis.call('HSET', h, 'state', 'delayed')
+    if delayed then
       redis.call('ZADD', K.delayed, run_at, id)
     else
-      redis.call('HSET', h, 'state', 'waiting')
-      redis.call('ZADD', K.waiting, wscore(h), id)
+      redis.call('ZADD', K.waiting, (1000 - tonumber(prio)) * 1099511627776 + seq, id)
       woke = true
     end
     out[#out + 1] = {id, 1}
   end
+  a = a + 7 + 2 * n
 end
 if woke and channel ~= '' then redis.call('PUBLISH', channel, 'wake') end
 return out
 """
 )
 
-_CLAIM: Final = (
-    _COMMON
-    + """
-local now, limit, lease_until = ARGV[3], tonumber(ARGV[4]), ARGV[5]
-local rate_max, rate_ms, lease_error = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
+_CLAIM_BODY: Final = """
+-- claim(c): ARGV[c..c+5] = now, limit, lease_until, rate_max, rate_ms, lease_error
+local function claim(c)
+local now, limit, lease_until = ARGV[c], tonumber(ARGV[c + 1]), ARGV[c + 2]
+local rate_max, rate_ms, lease_error = tonumber(ARGV[c + 3]), tonumber(ARGV[c + 4]), ARGV[c + 5]
 sweep(now)
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.delayed, '-inf', now)) do
   local h = P .. id
@@ -219,11 +222,16 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.active, '-inf', now)) do
     redis.call('ZADD', K.waiting, wscore(h), id)
   end
 end
-if redis.call('HGET', K.meta, 'paused') == '1' or limit <= 0 then return {} end
+-- {when the earliest delayed job is due ('' if none), claimed job hashes}
+local function due()
+  local first = redis.call('ZRANGE', K.delayed, 0, 0, 'WITHSCORES')
+  return first[2] or ''
+end
+if redis.call('HGET', K.meta, 'paused') == '1' or limit <= 0 then return {due(), {}} end
 if rate_max >= 0 then
   local used = tonumber(redis.call('GET', K.rate) or '0')
   limit = math.min(limit, rate_max - used)
-  if limit <= 0 then return {} end
+  if limit <= 0 then return {due(), {}} end
 end
 local ids = redis.call('ZRANGE', K.waiting, 0, limit - 1)
 local out = {}
@@ -241,9 +249,11 @@ if rate_max >= 0 and #ids > 0 then
   local n = redis.call('INCRBY', K.rate, #ids)
   if n == #ids then redis.call('PEXPIRE', K.rate, rate_ms) end
 end
-return out
+return {due(), out}
+end
 """
-)
+
+_CLAIM: Final = _COMMON + _CLAIM_BODY + "return claim(3)\n"
 
 _RENEW: Final = (
     _COMMON
@@ -277,14 +287,14 @@ return 1
 """
 )
 
-_FINISH: Final = (
-    _COMMON
-    + """
-local out = {}
+_FINISH_BODY: Final = """
 local function put(h, field, value)
   if value == '' then redis.call('HDEL', h, field) else redis.call('HSET', h, field, value) end
 end
-for a = 3, #ARGV, 8 do
+-- finish(first): 8 arguments per outcome from ARGV[first] on; 1 applied, 0 not (fencing)
+local function finish(first)
+local out = {}
+for a = first, #ARGV, 8 do
   local id, outcome, at = ARGV[a], ARGV[a + 2], ARGV[a + 3]
   local h = P .. id
   local f = redis.call('HMGET', h, 'state', 'token')
@@ -317,6 +327,20 @@ for a = 3, #ARGV, 8 do
   end
 end
 return out
+end
+"""
+
+_FINISH: Final = _COMMON + _FINISH_BODY + "return finish(3)\n"
+
+_FINISH_CLAIM: Final = (
+    _COMMON
+    + _FINISH_BODY
+    + _CLAIM_BODY
+    + """
+-- ARGV[3..8]: the claim's arguments, then the outcomes: {applied, due, claimed hashes}
+local applied = finish(9)
+local claimed = claim(3)
+return {applied, claimed[1], claimed[2]}
 """
 )
 
@@ -415,10 +439,36 @@ _DECODE_EVENT: Final = msgspec.msgpack.Decoder(JobEvent)
 _DECODE_RECORD: Final = msgspec.msgpack.Decoder(_Record)
 _DECODE_PROGRESS: Final = msgspec.msgpack.Decoder(Progress)
 _DECODE_ERROR: Final = msgspec.msgpack.Decoder(JobError)
+_LEASE_EXPIRED: Final = _EVENT.encode(LEASE_EXPIRED)
 
 
 def _f(value: float | None) -> str:
     return "" if value is None else repr(float(value))
+
+
+def _finish_args(fin: Finish) -> list[str | bytes | int | float]:
+    return [
+        fin.job_id,
+        str(fin.token),
+        fin.outcome,
+        repr(float(fin.finished_at)),
+        fin.result or b"",
+        b"" if fin.error is None else _EVENT.encode(fin.error),
+        repr(float(fin.retry_at if fin.retry_at is not None else fin.finished_at)),
+        _event(fin.event),
+    ]
+
+
+def _claims(rows: Sequence[Sequence[bytes]]) -> list[Claim]:
+    claims = []
+    for row in rows:
+        job = _job(row)
+        claims.append(Claim(job=job, token=job.token))
+    return claims
+
+
+def _n(value: int | None) -> str:
+    return "" if value is None else str(int(value))
 
 
 def _event(event: JobEvent | None) -> bytes:
@@ -498,12 +548,15 @@ class RedisJobStore:
         self._rate_limits = dict(rate_limits or {})
         self._outbox_size = outbox_size
         self._epochs: dict[str, str] = {}
+        self._heads: dict[str, tuple[list[str], list[str | bytes | int | float]]] = {}
+        self._channels: dict[str, str] = {}
         client = link.client
         self._add = client.register_script(_ADD)
         self._claim = client.register_script(_CLAIM)
         self._renew = client.register_script(_RENEW)
         self._progress = client.register_script(_PROGRESS)
         self._finish = client.register_script(_FINISH)
+        self._finish_claim = client.register_script(_FINISH_CLAIM)
         self._cancel = client.register_script(_CANCEL)
         self._retry = client.register_script(_RETRY)
         self._jobs = client.register_script(_JOBS)
@@ -524,9 +577,14 @@ class RedisJobStore:
         return [self._keys.job_prefix(queue), self._outbox_size]
 
     async def _run(self, script: object, queue: str, args: Sequence[object], what: str) -> object:
+        # One declared key, the queue's meta; the scripts derive its other keys (same slot)
+        # from it, so a call packs 1 key instead of 12. Keys and common arguments are built once.
+        head = self._heads.get(queue)
+        if head is None:
+            head = self._heads[queue] = ([self._keys.keys(queue)[0]], self._args(queue))
         with self._link.map_errors(what):
             return await script(  # type: ignore[operator]
-                keys=self._keys.keys(queue), args=[*self._args(queue), *args]
+                keys=head[0], args=[*head[1], *args]
             )
 
     # -- lifecycle --------------------------------------------------------------
@@ -566,11 +624,13 @@ class RedisJobStore:
             by_queue.setdefault(self._queue(new.queue), []).append(index)
         added: list[Added | None] = [None] * len(jobs)
         for queue, indexes in by_queue.items():
-            channel = (
-                self._fanout.redis_channel(QueueKeys.channel(queue))
-                if self._fanout is not None
-                else ""
-            )
+            channel = self._channels.get(queue)
+            if channel is None:
+                channel = self._channels[queue] = (
+                    self._fanout.redis_channel(QueueKeys.channel(queue))
+                    if self._fanout is not None
+                    else ""
+                )
             args: list[str | bytes | int | float] = [repr(float(now)), channel]
             for index in indexes:
                 new = jobs[index]
@@ -585,6 +645,20 @@ class RedisJobStore:
                     created_at=new.created_at,
                     repeat_key=new.repeat_key,
                 )
+                optional = [
+                    part
+                    for name, value in (
+                        ("dk", o.dedup_key or ""),
+                        ("uid", new.user_id or ""),
+                        ("ttl", _f(o.result_ttl_seconds)),
+                        ("rc_n", _n(o.remove_on_complete.count)),
+                        ("rc_age", _f(o.remove_on_complete.age_seconds)),
+                        ("rf_n", _n(o.remove_on_fail.count)),
+                        ("rf_age", _f(o.remove_on_fail.age_seconds)),
+                    )
+                    if value
+                    for part in (name, value)
+                ]
                 args += [
                     new.id,
                     o.dedup_key or "",
@@ -592,14 +666,8 @@ class RedisJobStore:
                     _EVENT.encode(record),
                     o.priority,
                     o.attempts,
-                    new.user_id or "",
-                    _f(o.result_ttl_seconds),
-                    "" if o.remove_on_complete.count is None else o.remove_on_complete.count,
-                    _f(o.remove_on_complete.age_seconds),
-                    "" if o.remove_on_fail.count is None else o.remove_on_fail.count,
-                    _f(o.remove_on_fail.age_seconds),
-                    "",
-                    "",
+                    len(optional) // 2,
+                    *optional,
                 ]
             rows = cast("list[list[object]]", await self._run(self._add, queue, args, "queue add"))
             for index, (job_id, created) in zip(indexes, rows, strict=True):
@@ -608,22 +676,63 @@ class RedisJobStore:
 
     async def claim(self, queue: str, limit: int, now: float, lease_seconds: float) -> list[Claim]:
         """Promote due jobs, reclaim expired leases, then claim up to ``limit`` jobs."""
+        claims, _ = await self.claim_due(queue, limit, now, lease_seconds)
+        return claims
+
+    async def claim_due(
+        self, queue: str, limit: int, now: float, lease_seconds: float
+    ) -> tuple[list[Claim], float | None]:
+        """:meth:`claim`, and :meth:`next_due` after it, in the same script (one round trip)."""
+        args = self._claim_args(queue, limit, now, lease_seconds)
+        due, rows = cast(
+            "tuple[bytes, list[list[bytes]]]",
+            await self._run(self._claim, queue, args, "queue claim"),
+        )
+        return _claims(rows), float(due) if due else None
+
+    def _claim_args(
+        self, queue: str, limit: int, now: float, lease_seconds: float
+    ) -> list[str | bytes | int | float]:
         rate = self._rate_limits.get(self._queue(queue))
         rate_max, rate_ms = (rate[0], max(1, round(rate[1] * 1000))) if rate else (-1, 0)
-        args = [
+        return [
             repr(float(now)),
             limit,
             repr(float(now + lease_seconds)),
             rate_max,
             rate_ms,
-            _EVENT.encode(LEASE_EXPIRED),
+            _LEASE_EXPIRED,
         ]
-        rows = cast("list[list[bytes]]", await self._run(self._claim, queue, args, "queue claim"))
-        claims = []
-        for row in rows:
-            job = _job(row)
-            claims.append(Claim(job=job, token=job.token))
-        return claims
+
+    async def finish_claim(
+        self,
+        finishes: Sequence[Finish],
+        queue: str,
+        limit: int,
+        now: float,
+        lease_seconds: float,
+    ) -> tuple[list[bool], list[Claim], float | None]:
+        """:meth:`finish`, then :meth:`claim_due` on ``queue``, in one script.
+
+        Outcomes of other queues' jobs (a worker has none) go in their own
+        scripts first. Each outcome is still fenced by its own token.
+        """
+        mine = [i for i, fin in enumerate(finishes) if self._owner(fin.job_id) == queue]
+        others = [i for i in range(len(finishes)) if self._owner(finishes[i].job_id) != queue]
+        done = [False] * len(finishes)
+        if others:
+            for i, ok in zip(others, await self.finish([finishes[i] for i in others]), strict=True):
+                done[i] = ok
+        args = self._claim_args(queue, limit, now, lease_seconds)
+        for i in mine:
+            args += _finish_args(finishes[i])
+        applied, due, rows = cast(
+            "tuple[list[int], bytes, list[list[bytes]]]",
+            await self._run(self._finish_claim, queue, args, "queue finish"),
+        )
+        for i, flag in zip(mine, applied, strict=True):
+            done[i] = flag == 1
+        return done, _claims(rows), float(due) if due else None
 
     async def next_due(self, queue: str) -> float | None:
         """When the earliest delayed job of ``queue`` is due, or ``None``."""
@@ -675,17 +784,7 @@ class RedisJobStore:
         for queue, indexes in by_queue.items():
             args: list[str | bytes | int | float] = []
             for index in indexes:
-                fin = finishes[index]
-                args += [
-                    fin.job_id,
-                    str(fin.token),
-                    fin.outcome,
-                    repr(float(fin.finished_at)),
-                    fin.result or b"",
-                    b"" if fin.error is None else _EVENT.encode(fin.error),
-                    repr(float(fin.retry_at if fin.retry_at is not None else fin.finished_at)),
-                    _event(fin.event),
-                ]
+                args += _finish_args(finishes[index])
             rows = cast("list[int]", await self._run(self._finish, queue, args, "queue finish"))
             for index, ok in zip(indexes, rows, strict=True):
                 done[index] = ok == 1

@@ -89,6 +89,8 @@ class Worker:
         self._finish_waker = Waker()
         self._drained = Waker()
         self._failures = 0
+        self._reserved = 0  # slots a claim in flight may fill
+        self._group: TaskGroup | None = None
         self._shield: anyio.CancelScope | None = None  # made in run(): needs a running loop
 
     # -- the loops -------------------------------------------------------------------------
@@ -100,6 +102,7 @@ class Worker:
         self._shield = anyio.CancelScope()  # a fresh one per incarnation (a restart)
         with self._shield:
             async with anyio.create_task_group() as group:
+                self._group = group
                 group.start_soon(self._renew_loop)
                 group.start_soon(self._finish_loop)
                 group.start_soon(self._listen)
@@ -136,17 +139,20 @@ class Worker:
         parts = self._parts
         clock = parts.clock
         while not parts.stopping.is_set():
-            free = self.concurrency - len(self.attempts)
+            free = self.concurrency - len(self.attempts) - self._reserved
             if free > 0:
+                self._reserved += free
                 try:
-                    claims = await parts.store.claim(
+                    # One round trip: the claims, and when the earliest delayed job is due.
+                    claims, due = await parts.store.claim_due(
                         self.queue, free, clock.time(), parts.settings.lease_seconds
                     )
-                    due = None if len(claims) == free else await parts.store.next_due(self.queue)
                 except RedisUnavailable:
                     logger.warning("queue %s: store unavailable while claiming", self.queue)
                     await self._backoff()
                     continue
+                finally:
+                    self._reserved -= free
                 self._failures = 0
                 for claim in claims:
                     self._start(group, claim)
@@ -289,20 +295,49 @@ class Worker:
                 await self._finish_waker.wait()
             await anyio.lowlevel.checkpoint()  # outcomes of the same moment go in one call
             batch = self._pending[: max(1, self.concurrency)]
+            # The slots these outcomes free are claimed again in the same round trip
+            # (unless the node is stopping, or a claim in flight may fill them).
+            free = self.concurrency - len(self.attempts) + len(batch) - self._reserved
+            if self._parts.stopping.is_set() or self._group is None:
+                free = 0
+            claims: list[Claim] = []
+            due: float | None = None
+            self._reserved += free
             try:
-                applied = await store.finish([finish for _, finish in batch])
+                if free > 0:
+                    applied, claims, due = await store.finish_claim(
+                        [finish for _, finish in batch],
+                        self.queue,
+                        free,
+                        self._parts.clock.time(),
+                        self._parts.settings.lease_seconds,
+                    )
+                else:
+                    applied = await store.finish([finish for _, finish in batch])
             except RedisUnavailable:
                 logger.warning("queue %s: store unavailable; finishes retried", self.queue)
                 await self._backoff()
                 continue
+            finally:
+                self._reserved -= free
             self._failures = 0
             del self._pending[: len(batch)]
+            events = False
             for (attempt, finish), ok in zip(batch, applied, strict=True):
-                self._release(attempt, finish if ok else None)
-            self._parts.outbox_waker.notify()
+                # With a claim done here, the claim loop need not look again: the queue
+                # had no more waiting jobs than it handed out, or every slot is full.
+                self._release(attempt, finish if ok else None, wake=free == 0)
+                events = events or finish.event is not None
+            if self._group is not None:
+                for claim in claims:
+                    self._start(self._group, claim)
+            if free > 0 and (due is not None or len(claims) == free):
+                self._waker.notify()  # a delayed job to time (or more to claim): the claim loop
+            if events:  # else the outbox has nothing new from us: spare it a read
+                self._parts.outbox_waker.notify()
             self._parts.finished.notify()
 
-    def _release(self, attempt: Attempt, finish: Finish | None) -> None:
+    def _release(self, attempt: Attempt, finish: Finish | None, *, wake: bool = True) -> None:
         job = attempt.claim.job
         self.attempts.pop(job.id, None)
         if self._parts.active.get(job.id) is attempt:
@@ -323,7 +358,8 @@ class Worker:
                     counters.cancelled += 1
                 case "handed_back":
                     counters.handed_back += 1
-        self._waker.notify()
+        if wake:
+            self._waker.notify()
         if not self.attempts:
             self._drained.notify()
 
