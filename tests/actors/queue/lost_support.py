@@ -16,7 +16,7 @@ import anyio
 import redis.asyncio
 
 from actors.queue import EnqueueRequest, JobOptions, Queue, QueueSettings, Retention, queue_child
-from runtime import RedisFanout, RedisUnavailable, TokenVerifier
+from runtime import RedisFanout, RedisUnavailable, SystemClock, TokenVerifier
 from runtime.testing import NodeProcess
 from tests.actors.socket_hub.nodes_support import poll_until
 from tests.apps.queue_lost_app import EXECUTIONS, RECORDER_ENV, Record
@@ -75,7 +75,7 @@ def producer(link: RedisLink) -> Queue:
 
 def bearer() -> dict[str, str]:
     """An admin's ``Authorization`` header for the node's HTTP routes."""
-    token = TokenVerifier(SECRET).issue("producer", roles=("admin",))
+    token = TokenVerifier(SECRET, clock=SystemClock()).issue("producer", roles=("admin",))
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -88,7 +88,8 @@ async def executions(recorder_url: str) -> list[tuple[str, int]]:
         await client.aclose()
     out = []
     for row in rows:
-        job_id, _, seq = row.decode().partition(" ")
+        text = row.decode() if isinstance(row, bytes) else str(row)
+        job_id, _, seq = text.partition(" ")
         out.append((job_id, int(seq)))
     return out
 
