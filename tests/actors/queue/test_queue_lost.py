@@ -15,12 +15,15 @@ from typing import Any
 import anyio
 import httpx
 
+from actors.queue import Queue
 from runtime import RedisLink, RedisUnavailable, SystemClock
 from runtime.testing import RedisServer
 from tests.actors.queue.lost_support import (
     History,
+    bearer,
     enqueue_request,
     executions,
+    job_body,
     lost_node,
     producer,
     wait_for_line,
@@ -148,3 +151,147 @@ async def test_redis_restarted_empty_is_reported_and_never_taken_for_an_empty_qu
     assert len(gone) == len(acked_before), "the old jobs' records are gone with the data"
     # Only attempts claimed before the loss can still run: the workers' slots.
     assert len(resurrected) <= CONCURRENCY, (resurrected, never_ran)
+
+
+class HttpProducer:
+    """``POST /api/jobs`` at ~``rate``/s, each request on its own, and what each answered."""
+
+    def __init__(self, http: httpx.AsyncClient, history: History) -> None:
+        self.http = http
+        self.history = history
+        self.refusals: list[tuple[int, dict[str, Any]]] = []
+        self.wrong: list[str] = []  # anything but 202 or a 503 "unavailable"; or no answer
+        self.answered = 0
+        self.slowest_refusal = 0.0
+
+    async def post(self, seq: int) -> None:
+        sent = anyio.current_time()
+        try:
+            response = await self.http.post("/api/jobs", json=job_body(seq), headers=bearer())
+        except httpx.HTTPError as exc:
+            self.wrong.append(f"#{seq}: {exc!r}")
+            return
+        took = anyio.current_time() - sent
+        self.answered += 1
+        body = response.json()
+        if response.status_code == 202:
+            self.history.acked[seq] = body["id"]
+            self.history.acked_at[seq] = anyio.current_time()
+        elif response.status_code == 503 and body.get("error", {}).get("code") == "unavailable":
+            self.refusals.append((seq, body))
+            self.slowest_refusal = max(self.slowest_refusal, took)
+        else:
+            self.wrong.append(f"#{seq}: {response.status_code} {response.text[:200]}")
+
+    async def run(self, stop: anyio.Event, *, rate: float = 100.0) -> None:
+        async with anyio.create_task_group() as tg:
+            while not stop.is_set():
+                tg.start_soon(self.post, self.history.sent)
+                self.history.sent += 1
+                with anyio.move_on_after(1 / rate):
+                    await stop.wait()
+
+
+def _precise(body: dict[str, Any]) -> bool:
+    """The node's error shape, naming the queue's store: ``{"error": {code, message}}``."""
+    error = body["error"]
+    return bool(error["code"] == "unavailable") and str(error["message"]).startswith(
+        "the queue cannot store jobs right now; retry"
+    )
+
+
+async def _all_completed(queue: Queue, ids: list[str]) -> bool:
+    try:
+        for job_id in ids:
+            job = await queue.get(job_id)
+            if job is None or job.state != "completed":
+                return False
+    except RedisUnavailable:
+        return False
+    return True
+
+
+async def test_starved_connections_refuse_enqueues_with_503_and_lose_no_acknowledged_job() -> None:
+    with RedisServer() as server, RedisServer() as recorder:
+        node = lost_node(server.url, recorder.url, QUEUE_LEASE_SECONDS="5")
+        node.start(ready_timeout_seconds=30)
+        try:
+            async with (
+                RedisLink(server.url, clock=SystemClock()) as link,
+                httpx.AsyncClient(base_url=node.url, timeout=10) as http,
+                anyio.create_task_group() as tg,
+            ):
+                tg.start_soon(link.run)
+                await link.wait_until(True)
+                queue = producer(link)
+                history, stop = History(), anyio.Event()
+                posts = HttpProducer(http, history)
+                tg.start_soon(posts.run, stop)
+
+                async def flowing() -> bool:
+                    return len(await executions(recorder.url)) >= 100
+
+                await poll_until(flowing, timeout_seconds=20)
+                with server.starve(spare=0) as limit:
+                    # No connection more than now: the pool cannot grow for a burst of 100.
+                    async with anyio.create_task_group() as burst:
+                        for _ in range(100):
+                            burst.start_soon(posts.post, history.sent)
+                            history.sent += 1
+                    refused_while_capped = len(posts.refusals)
+                    # Then none at all: every client dropped, and no reconnect accepted.
+                    server.set_maxclients(1)  # the control connection alone
+                    killed = server.client_kill("normal")
+                    starved_at = anyio.current_time()
+
+                    async def refused() -> bool:
+                        return len(posts.refusals) >= refused_while_capped + 100
+
+                    await poll_until(refused, timeout_seconds=20)
+                    starved_for = anyio.current_time() - starved_at
+                healed_at = anyio.current_time()
+                ran_at_heal = len(await executions(recorder.url))
+
+                async def resumed() -> bool:
+                    return len(await executions(recorder.url)) > ran_at_heal
+
+                await poll_until(resumed, timeout_seconds=20, interval=0.01)
+                resumed_in = anyio.current_time() - healed_at
+
+                async def enough_after() -> bool:
+                    return sum(1 for t in history.acked_at.values() if t > healed_at) >= 100
+
+                await poll_until(enough_after, timeout_seconds=20)
+                stop.set()
+                ids = list(history.acked.values())
+                await poll_until(
+                    lambda: _all_completed(queue, ids), timeout_seconds=30, interval=0.2
+                )
+                tg.cancel_scope.cancel()
+            runs = await executions(recorder.url)
+        finally:
+            node.stop()
+    verdict = history.judge(runs)
+    unacked_ran = {seq for _, seq in runs} - set(history.acked)
+    log.warning(
+        "starved: limit %d, %d refused while capped, %d clients killed, starved %.2fs, "
+        "resumed %.3fs after; %d posts, %d refused (503, slowest %.3fs), %d wrong; %s; "
+        "%d refused but stored",
+        limit,
+        refused_while_capped,
+        killed,
+        starved_for,
+        resumed_in,
+        history.sent,
+        len(posts.refusals),
+        posts.slowest_refusal,
+        len(posts.wrong),
+        verdict,
+        len(unacked_ran),
+    )
+    assert posts.wrong == [], posts.wrong[:5]  # no 500, no hang: a 503 or a 202
+    vague = [body for _, body in posts.refusals if not _precise(body)]
+    assert vague == [], vague[:3]
+    assert posts.slowest_refusal < 3.0, f"a refusal took {posts.slowest_refusal:.2f}s"
+    assert verdict["lost"] == 0 and verdict["duplicated"] == 0, verdict
+    assert resumed_in < 5.0, f"workers resumed {resumed_in:.2f}s after the connections came back"
