@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from runtime import RedisLink
 
 __all__ = [
+    "FANOUT_PREFIX",
     "KEEP",
     "SECRET",
     "History",
@@ -42,6 +43,7 @@ __all__ = [
 
 ROOT = Path(__file__).resolve().parents[3]
 SECRET = "queue-lost-test-secret-32-bytes-long!"
+FANOUT_PREFIX = "switchyard:fanout"  # the node's: f"{redis_prefix}:fanout"
 KEEP = JobOptions(remove_on_complete=Retention(count=100_000))
 
 
@@ -60,12 +62,14 @@ def lost_node(url: str, recorder_url: str, **settings: str) -> NodeProcess:
     return NodeProcess(env, ["--app", "tests.apps.queue_lost_app:setup"], cwd=str(ROOT))
 
 
-def producer(link: RedisLink) -> Queue:
-    """A producer on ``link`` (its workers are never started) that wakes the node's workers.
+def producer(link: RedisLink, *, wake: bool = True) -> Queue:
+    """A producer on ``link`` (its workers are never started).
 
-    It publishes the wake-up through the node's fanout naming, as another node would.
+    With ``wake`` its enqueues publish the workers' wake-up through the node's
+    fanout naming, as another node's would; without it the node's workers find
+    its jobs only when they poll.
     """
-    fanout = RedisFanout(link, prefix="switchyard:fanout")
+    fanout = RedisFanout(link, prefix=FANOUT_PREFIX) if wake else None
     _, _, queue = queue_child(
         settings=QueueSettings(concurrency="default=1"), redis=link, fanout=fanout
     )

@@ -14,11 +14,15 @@ from typing import Any
 
 import anyio
 import httpx
+import redis.asyncio
 
 from actors.queue import Queue
-from runtime import RedisLink, RedisUnavailable, SystemClock
+from actors.queue._keys import QueueKeys
+from runtime import RedisFanout, RedisLink, RedisUnavailable, SystemClock
 from runtime.testing import RedisServer
 from tests.actors.queue.lost_support import (
+    FANOUT_PREFIX,
+    KEEP,
     History,
     bearer,
     enqueue_request,
@@ -32,6 +36,8 @@ from tests.actors.socket_hub.nodes_support import poll_until
 
 log = logging.getLogger(__name__)
 CONCURRENCY = 10
+POLL = 3.0  # the idle workers' poll fallback in the kill test, in seconds
+PROBE = 2_000_000  # the sequence numbers of the idle wake-up probes
 BACKLOG = 1_000_000  # the sequence numbers of the slow backlog
 
 
@@ -295,3 +301,98 @@ async def test_starved_connections_refuse_enqueues_with_503_and_lose_no_acknowle
     assert posts.slowest_refusal < 3.0, f"a refusal took {posts.slowest_refusal:.2f}s"
     assert verdict["lost"] == 0 and verdict["duplicated"] == 0, verdict
     assert resumed_in < 5.0, f"workers resumed {resumed_in:.2f}s after the connections came back"
+
+
+async def _probe(queue: Queue, recorder_url: str, seq: int) -> float:
+    """Seconds from an idle node's enqueue of one job to its execution."""
+    runs = len(await executions(recorder_url))
+    started = anyio.current_time()
+    await queue.enqueue("record", {"seq": seq}, options=KEEP)
+
+    async def ran() -> bool:
+        return len(await executions(recorder_url)) > runs
+
+    await poll_until(ran, timeout_seconds=20, interval=0.002)
+    return anyio.current_time() - started
+
+
+async def test_killed_clients_reconnect_by_themselves_and_lose_no_job() -> None:
+    with RedisServer() as server, RedisServer() as recorder:
+        node = lost_node(
+            server.url, recorder.url, QUEUE_LEASE_SECONDS="2", QUEUE_POLL_SECONDS=str(POLL)
+        )
+        node.start(ready_timeout_seconds=30)
+        try:
+            async with (
+                RedisLink(server.url, clock=SystemClock()) as link,
+                anyio.create_task_group() as tg,
+            ):
+                tg.start_soon(link.run)
+                await link.wait_until(True)
+                queue = producer(link)
+                wake = RedisFanout(link, prefix=FANOUT_PREFIX).redis_channel(
+                    QueueKeys.channel("default")
+                )
+                control = redis.asyncio.Redis.from_url(server.url)
+
+                async def subscribed() -> bool:
+                    try:
+                        found = await control.pubsub_numsub(wake)
+                    except redis.RedisError:
+                        return False
+                    return bool(found and found[0][1] >= 1)
+
+                await poll_until(subscribed, timeout_seconds=10)
+                history, stop = History(), anyio.Event()
+                tg.start_soon(history.produce, queue, stop)
+                kills: list[tuple[str, int]] = []
+                resubscribed: list[float] = []
+                for kind in ("normal", "pubsub") * 3:
+                    ran = len(await executions(recorder.url))
+
+                    async def ran_more(ran: int = ran) -> bool:
+                        return len(await executions(recorder.url)) >= ran + 50
+
+                    await poll_until(ran_more, timeout_seconds=20)
+                    kills.append((kind, server.client_kill(kind)))
+                    if kind == "pubsub":
+                        killed_at = anyio.current_time()
+                        await poll_until(subscribed, timeout_seconds=10, interval=0.01)
+                        resubscribed.append(anyio.current_time() - killed_at)
+                stop.set()
+                ids = list(history.acked.values())
+                await poll_until(
+                    lambda: _all_completed(queue, ids), timeout_seconds=30, interval=0.2
+                )
+                # Idle wake-up after the pub/sub kills: a job starts within a round trip,
+                # against a job that no wake-up announces, found by the poll.
+                latencies = []
+                for seq in range(PROBE, PROBE + 5):
+                    await anyio.sleep(0.3)  # the node idles (the scenario, not a wait)
+                    latencies.append(await _probe(queue, recorder.url, seq))
+                await anyio.sleep(0.3)
+                unannounced = await _probe(producer(link, wake=False), recorder.url, PROBE + 5)
+                await control.aclose()
+                tg.cancel_scope.cancel()
+            runs = await executions(recorder.url)
+        finally:
+            node.stop()
+    verdict = history.judge(runs)
+    unacked_ran = {seq for _, seq in runs if seq < PROBE} - set(history.acked)
+    log.warning(
+        "clients killed %s: resubscribed in %s s; %d enqueues, %d refused; %s; "
+        "%d refused but stored; idle wake-up %s ms (no wake-up: %.0f ms, poll %ss)",
+        kills,
+        [round(t, 3) for t in resubscribed],
+        history.sent,
+        len(history.refused),
+        verdict,
+        len(unacked_ran),
+        [round(t * 1000, 1) for t in latencies],
+        unannounced * 1000,
+        POLL,
+    )
+    assert all(n >= 1 for _, n in kills), kills  # each kill cut live connections
+    assert verdict["lost"] == 0 and verdict["duplicated"] == 0, verdict
+    assert max(latencies) < 0.5, latencies  # the wake-up, not the 3 s poll
+    assert unannounced > 1.0, unannounced  # the measure tells the two apart
