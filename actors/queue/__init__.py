@@ -133,7 +133,8 @@ def _guard(parts: QueueParts, redis: RedisLink | None) -> ServiceSpec:
     """A service that opens the store, then checks its marker every few seconds.
 
     It also checks as soon as ``redis`` comes back up, so a Redis that
-    restarted empty is reported at once, not up to a guard period later.
+    restarted empty is reported at once, not up to a guard period later; a
+    loss found stays reported (readiness) until the next period's check.
     """
 
     async def run(*, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -167,7 +168,10 @@ def _guard(parts: QueueParts, redis: RedisLink | None) -> ServiceSpec:
                 except RedisUnavailable:
                     pass  # the link's own readiness check reports the outage
                 with parts.clock.move_on_after(_GUARD_SECONDS):
-                    await back.wait()
+                    if parts.lost_reason is None:
+                        await back.wait()
+                    else:  # a loss stays reported a whole period, even if the link flaps
+                        await anyio.sleep_forever()
         finally:
             if forget is not None:
                 forget()
