@@ -115,10 +115,14 @@ async def wait_for_line(node: NodeProcess, text: str, *, timeout_seconds: float)
 
 @dataclass
 class History:
-    """What a producer did: acknowledged jobs (id by seq), refusals, and its pace."""
+    """What a producer did: acknowledged jobs (id and send time by seq) and refusals.
+
+    The send time, not the answer's, tells on which side of a fault a job was
+    stored: an answer read after the fault may come from the server before it.
+    """
 
     acked: dict[int, str] = field(default_factory=dict)
-    acked_at: dict[int, float] = field(default_factory=dict)
+    sent_at: dict[int, float] = field(default_factory=dict)  # of acknowledged jobs only
     refused: list[str] = field(default_factory=list)
     sent: int = 0
 
@@ -139,13 +143,14 @@ class History:
         while not stop.is_set():
             seq = self.sent
             self.sent += 1
+            sent = anyio.current_time()
             try:
                 added = await queue.enqueue("record", {"seq": seq}, options=KEEP)
             except RedisUnavailable as exc:
                 self.refused.append(str(exc))
             else:
                 self.acked[seq] = added.id
-                self.acked_at[seq] = anyio.current_time()
+                self.sent_at[seq] = sent
             with anyio.move_on_after(1 / rate):
                 await stop.wait()
 

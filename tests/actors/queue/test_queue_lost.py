@@ -69,9 +69,10 @@ async def test_redis_restarted_empty_is_reported_and_never_taken_for_an_empty_qu
                 assert (await _json(http, "/readyz"))[0] == 200
                 # A backlog the loss takes with it: 200 jobs of 100 ms (2 s for 10 slots).
                 slow = [enqueue_request(BACKLOG + i, ms=100) for i in range(200)]
+                sent = anyio.current_time()
                 for i, added in enumerate(await queue.enqueue_many(slow)):
                     history.acked[BACKLOG + i] = added.id
-                    history.acked_at[BACKLOG + i] = anyio.current_time()
+                    history.sent_at[BACKLOG + i] = sent
 
                 async def backlog_started() -> bool:
                     return sum(s >= BACKLOG for _, s in await executions(recorder.url)) >= 20
@@ -114,23 +115,13 @@ async def test_redis_restarted_empty_is_reported_and_never_taken_for_an_empty_qu
 
                 # Jobs enqueued after the loss are the new epoch's: they all run, once.
                 async def enough_after() -> bool:
-                    return sum(1 for t in history.acked_at.values() if t > restarted_at) >= 100
+                    return sum(1 for t in history.sent_at.values() if t > restarted_at) >= 100
 
                 await poll_until(enough_after, timeout_seconds=20)
                 stop.set()
-                after = {s for s, t in history.acked_at.items() if t > restarted_at}
+                after = {s for s, t in history.sent_at.items() if t > restarted_at}
 
-                async def after_completed() -> bool:
-                    for seq in after:
-                        try:
-                            job = await queue.get(history.acked[seq])
-                        except RedisUnavailable:
-                            return False
-                        if job is None or job.state != "completed":
-                            return False
-                    return True
-
-                await poll_until(after_completed, timeout_seconds=30, interval=0.2)
+                await _wait_completed(queue, [history.acked[s] for s in after])
                 gone = [seq for seq in acked_before if await queue.get(history.acked[seq]) is None]
                 tg.cancel_scope.cancel()
             runs = await executions(recorder.url)
@@ -144,7 +135,8 @@ async def test_redis_restarted_empty_is_reported_and_never_taken_for_an_empty_qu
     verdict = history.judge(runs, after)
     log.warning(
         "Redis restarted empty: detected in %.2fs, 503 for %.2fs, %d acked before (%d ran, "
-        "%d lost with the data, %d run after the loss = in flight), after: %s, %d refused",
+        "%d lost with the data, %d run after the loss = in flight), after: %s, %d refused, "
+        "%d sent before and answered after",
         detected,
         reported_for,
         len(before),
@@ -153,6 +145,7 @@ async def test_redis_restarted_empty_is_reported_and_never_taken_for_an_empty_qu
         len(resurrected),
         verdict,
         len(history.refused),
+        len(history.acked) - len(acked_before) - len(after),
     )
     assert verdict["lost"] == 0 and verdict["duplicated"] == 0, verdict
     assert len(never_ran) >= 100, "the loss took a backlog with it"  # the scenario's premise
@@ -188,7 +181,7 @@ class HttpProducer:
         body = response.json()
         if response.status_code == 202:
             self.history.acked[seq] = body["id"]
-            self.history.acked_at[seq] = anyio.current_time()
+            self.history.sent_at[seq] = sent
         elif response.status_code == 503 and body.get("error", {}).get("code") == "unavailable":
             self.refusals.append((seq, body))
             self.slowest_refusal = max(self.slowest_refusal, took)
@@ -212,15 +205,26 @@ def _precise(body: dict[str, Any]) -> bool:
     )
 
 
-async def _all_completed(queue: Queue, ids: list[str]) -> bool:
+async def _wait_completed(queue: Queue, ids: list[str], timeout_seconds: float = 30) -> None:
+    """Wait until every job of ``ids`` is recorded completed; else fail naming the others."""
+    pending = list(ids)
+
+    async def done() -> bool:
+        try:
+            while pending:
+                job = await queue.get(pending[-1])
+                if job is None or job.state != "completed":
+                    return False
+                pending.pop()
+        except RedisUnavailable:
+            return False
+        return True
+
     try:
-        for job_id in ids:
-            job = await queue.get(job_id)
-            if job is None or job.state != "completed":
-                return False
-    except RedisUnavailable:
-        return False
-    return True
+        await poll_until(done, timeout_seconds=timeout_seconds, interval=0.2)
+    except TimeoutError:
+        jobs = [await queue.get(job_id) for job_id in pending[-5:]]
+        raise AssertionError(f"{len(pending)} of {len(ids)} jobs not completed: {jobs}") from None
 
 
 async def test_starved_connections_refuse_enqueues_with_503_and_lose_no_acknowledged_job() -> None:
@@ -271,14 +275,12 @@ async def test_starved_connections_refuse_enqueues_with_503_and_lose_no_acknowle
                 resumed_in = anyio.current_time() - healed_at
 
                 async def enough_after() -> bool:
-                    return sum(1 for t in history.acked_at.values() if t > healed_at) >= 100
+                    return sum(1 for t in history.sent_at.values() if t > healed_at) >= 100
 
                 await poll_until(enough_after, timeout_seconds=20)
                 stop.set()
                 ids = list(history.acked.values())
-                await poll_until(
-                    lambda: _all_completed(queue, ids), timeout_seconds=30, interval=0.2
-                )
+                await _wait_completed(queue, ids)
                 tg.cancel_scope.cancel()
             runs = await executions(recorder.url)
         finally:
@@ -367,9 +369,7 @@ async def test_killed_clients_reconnect_by_themselves_and_lose_no_job() -> None:
                         resubscribed.append(anyio.current_time() - killed_at)
                 stop.set()
                 ids = list(history.acked.values())
-                await poll_until(
-                    lambda: _all_completed(queue, ids), timeout_seconds=30, interval=0.2
-                )
+                await _wait_completed(queue, ids)
                 # Idle wake-up after the pub/sub kills: a job starts within a round trip,
                 # against a job that no wake-up announces, found by the poll.
                 latencies = []
