@@ -55,7 +55,7 @@ from ._messages import (
 )
 from ._model import Backoff, Job, JobError, JobEvent, JobOptions, JobState, Progress, Retention
 from ._outbox import Outbox
-from ._parts import QueueParts
+from ._parts import QueueParts, Waker
 from ._routes import queue_blueprint
 from ._schedule import Scheduler
 from ._settings import QUEUE_SETTINGS, QueueSettings
@@ -129,32 +129,52 @@ logger = logging.getLogger(__name__)
 _GUARD_SECONDS = 5.0
 
 
-def _guard(parts: QueueParts) -> ServiceSpec:
-    """A service that opens the store, then checks its marker every few seconds."""
+def _guard(parts: QueueParts, redis: RedisLink | None) -> ServiceSpec:
+    """A service that opens the store, then checks its marker every few seconds.
+
+    It also checks as soon as ``redis`` comes back up, so a Redis that
+    restarted empty is reported at once, not up to a guard period later; a
+    loss found stays reported (readiness) until the next period's check.
+    """
 
     async def run(*, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         from runtime import RedisUnavailable
 
+        back = Waker()
+
+        def came_back(up: bool) -> None:
+            if up:
+                back.notify()
+
+        forget = redis.on_transition(came_back) if redis is not None else None
         task_status.started()
         opened = False
-        while True:
-            try:
-                if not opened:
-                    await parts.store.open()
-                    opened = True
-                else:
-                    check = getattr(parts.store, "check", None)
-                    if check is not None:
-                        await check()
-                if parts.lost_reason is not None:
-                    logger.warning("queue store is back: %s no longer holds", parts.lost_reason)
-                parts.lost_reason = None
-            except StoreLost as exc:
-                parts.lost_reason = f"queue store lost its data: {exc}"
-                logger.error("%s; jobs are NOT taken for an empty queue", parts.lost_reason)
-            except RedisUnavailable:
-                pass  # the link's own readiness check reports the outage
-            await parts.clock.sleep(_GUARD_SECONDS)
+        try:
+            while True:
+                try:
+                    if not opened:
+                        await parts.store.open()
+                        opened = True
+                    else:
+                        check = getattr(parts.store, "check", None)
+                        if check is not None:
+                            await check()
+                    if parts.lost_reason is not None:
+                        logger.warning("queue store is back: %s no longer holds", parts.lost_reason)
+                    parts.lost_reason = None
+                except StoreLost as exc:
+                    parts.lost_reason = f"queue store lost its data: {exc}"
+                    logger.error("%s; jobs are NOT taken for an empty queue", parts.lost_reason)
+                except RedisUnavailable:
+                    pass  # the link's own readiness check reports the outage
+                with parts.clock.move_on_after(_GUARD_SECONDS):
+                    if parts.lost_reason is None:
+                        await back.wait()
+                    else:  # a loss stays reported a whole period, even if the link flaps
+                        await anyio.sleep_forever()
+        finally:
+            if forget is not None:
+                forget()
 
     return ServiceSpec("queue.guard", run)
 
@@ -208,7 +228,7 @@ def queue_child(
         parts.backoff = redis.backoff_seconds
     queue = Queue(parts)
     grace = settings.shutdown_grace_seconds + 10.0
-    specs: list[ServiceSpec | ChildSpec] = [_guard(parts)]
+    specs: list[ServiceSpec | ChildSpec] = [_guard(parts, redis)]
     specs.extend(
         ServiceSpec(f"queue.worker.{name}", Worker(parts, name).run, shutdown_seconds=grace)
         for name in queues
