@@ -323,6 +323,20 @@ async def test_starved_connections_refuse_enqueues_with_503_and_lose_no_acknowle
     assert resumed_in < 5.0, f"workers resumed {resumed_in:.2f}s after the connections came back"
 
 
+async def _idle(queue: Queue) -> None:
+    """Wait until the node holds no job: the last finish (which also claims) is recorded.
+
+    A probe enqueued while a finish is in flight could be taken by that finish's
+    claim instead of by a wake-up, which would measure the wrong path.
+    """
+
+    async def idle() -> bool:
+        counts = await queue.counts("default")
+        return counts.active == counts.waiting == counts.delayed == 0
+
+    await poll_until(idle, timeout_seconds=20, interval=0.01)
+
+
 async def _probe(queue: Queue, recorder_url: str, seq: int) -> float:
     """Seconds from an idle node's enqueue of one job to its execution."""
     runs = len(await executions(recorder_url))
@@ -386,9 +400,9 @@ async def test_killed_clients_reconnect_by_themselves_and_lose_no_job() -> None:
                 # against a job that no wake-up announces, found by the poll.
                 latencies = []
                 for seq in range(PROBE, PROBE + 5):
-                    await anyio.sleep(0.3)  # the node idles (the scenario, not a wait)
+                    await _idle(queue)
                     latencies.append(await _probe(queue, recorder.url, seq))
-                await anyio.sleep(0.3)
+                await _idle(queue)
                 unannounced = await _probe(producer(link, wake=False), recorder.url, PROBE + 5)
                 await control.aclose()
                 tg.cancel_scope.cancel()
