@@ -18,16 +18,14 @@
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
-
-import anyio
 
 from runtime import ChildSpec, MemoryFanout, RedisFanout, ServiceSpec, SystemClock
 
 from ._actor import QueueActor
 from ._context import JobContext
 from ._facade import QUEUE, Queue
+from ._guard import GUARD_SECONDS, StoreGuard, StoreHealth
 from ._handlers import Handlers
 from ._keys import QueueKeys
 from ._messages import (
@@ -55,7 +53,7 @@ from ._messages import (
 )
 from ._model import Backoff, Job, JobError, JobEvent, JobOptions, JobState, Progress, Retention
 from ._outbox import Outbox
-from ._parts import QueueParts, Waker
+from ._parts import QueueParts
 from ._routes import queue_blueprint
 from ._schedule import Scheduler
 from ._settings import QUEUE_SETTINGS, QueueSettings
@@ -66,12 +64,11 @@ from ._store_redis import RedisJobStore
 from ._worker import Worker
 
 if TYPE_CHECKING:
-    from anyio.abc import TaskStatus
-
     from actors.socket_hub import Hub
     from runtime import Clock, Fanout, NodeSetup, RedisLink
 
 __all__ = [
+    "GUARD_SECONDS",
     "MAX_BATCH",
     "QUEUE",
     "QUEUE_SETTINGS",
@@ -117,6 +114,8 @@ __all__ = [
     "QueueStatistics",
     "RedisJobStore",
     "Retention",
+    "StoreGuard",
+    "StoreHealth",
     "StoreLost",
     "Summary",
     "TypeStatistics",
@@ -124,59 +123,6 @@ __all__ = [
     "queue_blueprint",
     "queue_child",
 ]
-
-logger = logging.getLogger(__name__)
-_GUARD_SECONDS = 5.0
-
-
-def _guard(parts: QueueParts, redis: RedisLink | None) -> ServiceSpec:
-    """A service that opens the store, then checks its marker every few seconds.
-
-    It also checks as soon as ``redis`` comes back up, so a Redis that
-    restarted empty is reported at once, not up to a guard period later; a
-    loss found stays reported (readiness) until the next period's check.
-    """
-
-    async def run(*, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        from runtime import RedisUnavailable
-
-        back = Waker()
-
-        def came_back(up: bool) -> None:
-            if up:
-                back.notify()
-
-        forget = redis.on_transition(came_back) if redis is not None else None
-        task_status.started()
-        opened = False
-        try:
-            while True:
-                try:
-                    if not opened:
-                        await parts.store.open()
-                        opened = True
-                    else:
-                        check = getattr(parts.store, "check", None)
-                        if check is not None:
-                            await check()
-                    if parts.lost_reason is not None:
-                        logger.warning("queue store is back: %s no longer holds", parts.lost_reason)
-                    parts.lost_reason = None
-                except StoreLost as exc:
-                    parts.lost_reason = f"queue store lost its data: {exc}"
-                    logger.error("%s; jobs are NOT taken for an empty queue", parts.lost_reason)
-                except RedisUnavailable:
-                    pass  # the link's own readiness check reports the outage
-                with parts.clock.move_on_after(_GUARD_SECONDS):
-                    if parts.lost_reason is None:
-                        await back.wait()
-                    else:  # a loss stays reported a whole period, even if the link flaps
-                        await anyio.sleep_forever()
-        finally:
-            if forget is not None:
-                forget()
-
-    return ServiceSpec("queue.guard", run)
 
 
 def queue_child(
@@ -228,7 +174,8 @@ def queue_child(
         parts.backoff = redis.backoff_seconds
     queue = Queue(parts)
     grace = settings.shutdown_grace_seconds + 10.0
-    specs: list[ServiceSpec | ChildSpec] = [_guard(parts, redis)]
+    parts.guard = StoreGuard(parts, redis)
+    specs: list[ServiceSpec | ChildSpec] = [parts.guard.spec()]
     specs.extend(
         ServiceSpec(f"queue.worker.{name}", Worker(parts, name).run, shutdown_seconds=grace)
         for name in queues
@@ -257,5 +204,8 @@ def install(setup: NodeSetup) -> Queue:
     setup.add_readiness_check("queue.store", lambda: parts.lost_reason)
     setup.add_blueprint(queue_blueprint())
     setup.add_statistics("queue", queue.statistics)
+    guard = parts.guard
+    assert guard is not None  # queue_child built it
+    setup.add_statistics("queue.store", guard.statistics)
     setup.provide(QUEUE, queue)
     return queue

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     from runtime import Clock, Fanout
 
+    from ._guard import StoreGuard
     from ._handlers import Handlers
     from ._settings import QueueSettings
     from ._store import JobStore, QueueCounts
@@ -75,6 +76,7 @@ class QueueParts:
         active: this node's running attempts by job id.
         counters: the queue's counters.
         lost_reason: why the store counts as lost (readiness), or ``None``.
+        guard: the store guard (its ``statistics()`` are ``queue.store``), once built.
     """
 
     settings: QueueSettings
@@ -89,6 +91,7 @@ class QueueParts:
     active: dict[str, Any] = field(default_factory=dict)
     counters: Counters = field(default_factory=Counters)
     lost_reason: str | None = None
+    guard: StoreGuard | None = None
     completions: dict[str, deque[float]] = field(default_factory=dict)
     depths: dict[str, QueueCounts] = field(default_factory=dict)
     finished: Broadcast = field(default_factory=lambda: Broadcast())

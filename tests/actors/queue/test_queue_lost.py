@@ -109,7 +109,7 @@ async def test_redis_restarted_empty_is_reported_and_never_taken_for_an_empty_qu
                 await poll_until(reported, timeout_seconds=20)
                 detected = anyio.current_time() - restarted_at
                 error = await wait_for_line(node, "queue store lost its data", timeout_seconds=5)
-                assert "ERROR" in error and "NOT taken for an empty queue" in error, error
+                assert "ERROR" in error and "the jobs it held are gone" in error, error
                 assert "default" in lost_reasons[0], lost_reasons
                 # A failover may drop the link more than once: the loss stays reported.
                 server.restart(empty=False)  # the AOF keeps the new epoch: no second loss
@@ -124,6 +124,11 @@ async def test_redis_restarted_empty_is_reported_and_never_taken_for_an_empty_qu
                 reported_for = anyio.current_time() - restarted_at - detected
                 await wait_for_line(node, "queue store is back", timeout_seconds=5)
                 assert set(health) == {200}, health  # the node kept serving throughout
+                # The loss stays counted after readiness cleared (what an alert reads).
+                statistics = await http.get("/api/statistics", headers=bearer())
+                store = statistics.json()["queue.store"]
+                assert store["losses"] == 1 and not store["lost_now"], store
+                assert "default" in store["last_loss"] and store["last_loss_at"] > 0, store
 
                 # Jobs enqueued after the loss are the new epoch's: they all run, once.
                 async def enough_after() -> bool:
