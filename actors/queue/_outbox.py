@@ -38,6 +38,7 @@ __all__ = ["Outbox", "hub_state"]
 logger = logging.getLogger(__name__)
 _BATCH = 256
 _RELEASE_SECONDS = 2.0
+_WAIT_SLACK_SECONDS = 1.0
 
 
 def hub_state(event: JobEvent) -> str:
@@ -75,7 +76,9 @@ class Outbox:
                         await store.ack_events([entry.id for entry in entries])
                     if len(entries) < _BATCH:
                         if store.drains_outbox():
-                            with parts.clock.move_on_after(turn):
+                            # The store's own wait ends first (a cancelled blocking read
+                            # would cost its connection); this bounds the memory twin's.
+                            with parts.clock.move_on_after(turn + _WAIT_SLACK_SECONDS):
                                 await store.wait_events(turn)
                         else:
                             await parts.clock.sleep(turn)
