@@ -40,7 +40,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from typing import TYPE_CHECKING, Final, cast
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 import msgspec
 
@@ -61,8 +61,6 @@ from ._store_memory import LEASE_EXPIRED
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
-
-    from redis.asyncio.connection import AbstractConnection
 
     from runtime import RedisFanout, RedisLink
 
@@ -453,6 +451,14 @@ _DECODE_PROGRESS: Final = msgspec.msgpack.Decoder(Progress)
 _DECODE_ERROR: Final = msgspec.msgpack.Decoder(JobError)
 
 
+class _Waiter(Protocol):
+    """What the outbox's wait needs of its dedicated connection (the link's, redis-py's)."""
+
+    async def send_command(self, *args: Any, **kwargs: Any) -> None: ...
+
+    async def read_response(self) -> Any: ...
+
+
 def _stream_id(sid: str) -> tuple[int, int]:
     ms, _, seq = sid.partition("-")
     return int(ms), int(seq or 0)
@@ -558,7 +564,7 @@ class RedisJobStore:
         self._drains: set[str] = set()
         self._last: dict[str, str] = {}
         self._waiters = contextlib.AsyncExitStack()
-        self._waiter: AbstractConnection | None = None
+        self._waiter: _Waiter | None = None
 
     @property
     def epoch(self) -> str | None:
