@@ -161,6 +161,7 @@ def queue_child(
                 fanout=fanout if isinstance(fanout, RedisFanout) else None,
                 rate_limits=settings.limits,
                 outbox_size=settings.outbox_size,
+                outbox_lease_seconds=settings.outbox_lease_seconds,
             )
     parts = QueueParts(
         settings=settings,

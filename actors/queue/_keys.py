@@ -12,6 +12,7 @@ script touches one slot (Redis Cluster ready)::
     {prefix}:queue:{<q>}:cancel      set: active ids asked to stop
     {prefix}:queue:{<q>}:expires     zset: id -> when a completed record expires
     {prefix}:queue:{<q>}:outbox      stream: JobEvents not yet acknowledged
+    {prefix}:queue:{<q>}:outbox:owner  string: the token of the store draining the outbox (PX)
     {prefix}:queue:{<q>}:rate        counter of claims in the rate window (PEXPIRE)
     {prefix}:queue:{<q>}:marker      string: the store's epoch
     {prefix}:queue:{<q>}:job:<id>    hash: msgpack record ``r`` + mutable fields
@@ -68,6 +69,10 @@ class QueueKeys:
     def marker(self, queue: str) -> str:
         """The string holding the store's epoch (gone = Redis lost the queue's data)."""
         return self._queue(queue, "marker")
+
+    def outbox_owner(self, queue: str) -> str:
+        """The lease naming the one store that drains the queue's outbox (``SET NX PX``)."""
+        return self._queue(queue, "outbox:owner")
 
     def schedule(self, key: str, slot: float) -> str:
         """The claim of one repeatable job's slot."""

@@ -3,6 +3,16 @@
 Events are acknowledged only after the hub accepted them (appended to the
 user's personal room and its history), so a crash between the two re-sends,
 never loses. Without a hub the events are acknowledged and dropped.
+
+Every node runs the service, but with Redis one node at a time drains a
+queue's outbox: the store's ``events`` takes or renews the queue's lease in
+the read itself (see :mod:`._store_redis`), so events reach the hub in stream
+order and normally once. A node that drains waits for the next event with
+the store's ``wait_events`` (a blocking read: events other nodes write come
+in a round trip); one that drains nothing tries again every third of the
+lease, so a dead drainer is replaced within a lease. A drainer that lost its
+lease delivers the batch it had read (a repeat bounded by one batch at a
+handover). On the way out the service releases its leases.
 """
 
 from __future__ import annotations
@@ -27,6 +37,8 @@ __all__ = ["Outbox", "hub_state"]
 
 logger = logging.getLogger(__name__)
 _BATCH = 256
+_RELEASE_SECONDS = 2.0
+_WAIT_SLACK_SECONDS = 1.0
 
 
 def hub_state(event: JobEvent) -> str:
@@ -48,24 +60,39 @@ class Outbox:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Drain until cancelled."""
         parts = self._parts
+        store = parts.store
         task_status.started()
+        # The longest wait between two passes: the owner renews its lease at least every
+        # third of it, and a follower tries to take it as often.
+        turn = min(parts.settings.poll_seconds, parts.settings.outbox_lease_seconds / 3)
         failures = 0
-        while True:
-            try:
-                entries = await parts.store.events(_BATCH)
-                for entry in entries:
-                    await self._deliver(entry.event)
-                if entries:
-                    await parts.store.ack_events([entry.id for entry in entries])
-                failures = 0
-            except (RedisUnavailable, Rejected) as exc:
-                failures += 1
-                logger.warning("queue outbox: delivery deferred (%s)", exc)
-                await parts.clock.sleep(parts.backoff(failures))
-                continue
-            if len(entries) < _BATCH:
-                with parts.clock.move_on_after(parts.settings.poll_seconds):
-                    await parts.outbox_waker.wait()
+        try:
+            while True:
+                try:
+                    entries = await store.events(_BATCH)
+                    for entry in entries:
+                        await self._deliver(entry.event)
+                    if entries:
+                        await store.ack_events([entry.id for entry in entries])
+                    if len(entries) < _BATCH:
+                        if store.drains_outbox():
+                            # The store's own wait ends first (a cancelled blocking read
+                            # would cost its connection); this bounds the memory twin's.
+                            with parts.clock.move_on_after(turn + _WAIT_SLACK_SECONDS):
+                                await store.wait_events(turn)
+                        else:
+                            await parts.clock.sleep(turn)
+                    failures = 0
+                except (RedisUnavailable, Rejected) as exc:
+                    failures += 1
+                    logger.warning("queue outbox: delivery deferred (%s)", exc)
+                    await parts.clock.sleep(parts.backoff(failures))
+        finally:
+            with anyio.CancelScope(shield=True), parts.clock.move_on_after(_RELEASE_SECONDS):
+                try:
+                    await store.release_outbox()
+                except RedisUnavailable as exc:
+                    logger.warning("queue outbox: lease not released (%s); it expires", exc)
 
     async def _deliver(self, event: JobEvent) -> None:
         if self._hub is None:

@@ -122,6 +122,17 @@ class QueueSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
         int,
         Meta(ge=1, le=10_000_000, description="Job events that may wait for the socket hub."),
     ] = 10_000
+    outbox_lease_seconds: Annotated[
+        float,
+        Meta(
+            ge=0.3,
+            le=3600,
+            description=(
+                "One node drains each queue's job events (Redis); its lease, renewed on every "
+                "pass: a dead drainer is replaced within this long."
+            ),
+        ),
+    ] = 5.0
     shutdown_grace_seconds: Annotated[
         float,
         Meta(

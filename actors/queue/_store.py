@@ -22,7 +22,9 @@ The lifecycle the store enforces:
   applied in the same step, and the outcome's :class:`JobEvent` (if any) is
   appended to the outbox in the same step.
 * ``events``/``ack_events``: the outbox, drained into the socket hub at least
-  once; bounded by the store.
+  once; bounded by the store. With several nodes, one store drains each
+  queue's outbox (:meth:`JobStore.drains_outbox`); ``events`` of the others
+  returns nothing for it.
 """
 
 from __future__ import annotations
@@ -238,6 +240,22 @@ class JobStore(Protocol):
 
     async def ack_events(self, ids: Sequence[str]) -> None:
         """Drop delivered outbox events."""
+        ...
+
+    def drains_outbox(self) -> bool:
+        """Whether this store drained an outbox at its last ``events`` (memory: always)."""
+        ...
+
+    async def wait_events(self, seconds: float) -> None:
+        """Return when new events may be there for ``events``, or after about ``seconds``.
+
+        The memory twin waits for its next event and ignores ``seconds``: bound
+        the wait with the clock.
+        """
+        ...
+
+    async def release_outbox(self) -> None:
+        """Stop draining (shutdown): let another node's store drain the outbox now."""
         ...
 
     async def claim_schedule(self, key: str, slot: float, ttl_seconds: float) -> bool:

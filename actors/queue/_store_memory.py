@@ -14,6 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import anyio
 from msgspec.structs import replace
 
 from ._model import Job, JobError, JobEvent, JobState, NewJob, Progress, Retention
@@ -98,6 +99,7 @@ class MemoryJobStore:
         self._outbox: OrderedDict[str, JobEvent] = OrderedDict()
         self._outbox_ids = itertools.count(1)
         self._outbox_size = outbox_size
+        self._new_event = anyio.Event()
         self._rate_limits = dict(rate_limits or {})
         self._schedules: dict[str, float] = {}
         self.dropped_events = 0
@@ -141,6 +143,7 @@ class MemoryJobStore:
             self.dropped_events += 1
             return
         self._outbox[f"{next(self._outbox_ids):016d}"] = event
+        self._new_event.set()
 
     def _remove(self, job_id: str) -> None:
         job = self._jobs.pop(job_id, None)
@@ -539,6 +542,18 @@ class MemoryJobStore:
         """Drop delivered outbox events."""
         for event_id in ids:
             self._outbox.pop(event_id, None)
+
+    def drains_outbox(self) -> bool:
+        """Always: one process, one drainer."""
+        return True
+
+    async def wait_events(self, seconds: float) -> None:
+        """Wait for an event queued since the last wait returned (``seconds`` is the caller's)."""
+        await self._new_event.wait()
+        self._new_event = anyio.Event()
+
+    async def release_outbox(self) -> None:
+        """Nothing to release."""
 
     async def claim_schedule(self, key: str, slot: float, ttl_seconds: float) -> bool:
         """``True`` once per ``(key, slot)``: only a slot later than the last one claimed wins."""

@@ -9,12 +9,22 @@ part) and mutable string fields (``state``, ``attempt``, ``token``, ``run_at``,
 (same slot as the declared ``KEYS``).
 
 Round trips: ``add`` of N jobs, ``claim`` of N, ``renew`` of N and a
-``finish`` batch are one ``EVALSHA`` per queue of the batch. No blocking
-reads: every operation is a script or a single command, so the store needs no
-dedicated connection (size the link's pool for the callers only).
+``finish`` batch are one ``EVALSHA`` per queue of the batch. One blocking
+read: :meth:`RedisJobStore.wait_events` (the outbox's ``XREAD BLOCK``) has a
+dedicated connection of its own; everything else is a script or a single
+command (size the link's pool for the callers only).
 
 The outbox is one stream per queue, capped at ``outbox_size`` per queue (the
-oldest are dropped and counted in the ``dropped`` field of ``meta``); the
+oldest are dropped and counted in the ``dropped`` field of ``meta``). One
+store in the cluster drains a queue's outbox: the holder of its lease
+(``outbox:owner``, this store's random token, ``PX outbox_lease_seconds``),
+which :meth:`RedisJobStore.events` takes when it is free and renews on each
+pass, in the script that reads the stream; so events reach the hub in stream
+order, normally once. A drainer that lost its lease (it stalled past it)
+still delivers the batch it read before noticing: at a handover an event may
+be delivered twice, by at most one batch. The lease is released on a clean
+shutdown; a dead drainer's expires. Redis restarted empty just loses the
+lease, and the next pass takes it again. The
 rate limit is a counter per queue with ``PEXPIRE`` (Redis time, so
 cluster-wide); with ``fanout``, ``add`` publishes the queue name on
 ``queue.wake.<q>``.
@@ -27,8 +37,10 @@ different, and rewrites it so the next call passes.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import secrets
-from typing import TYPE_CHECKING, Final, cast
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 import msgspec
 
@@ -53,6 +65,8 @@ if TYPE_CHECKING:
     from runtime import RedisFanout, RedisLink
 
 __all__ = ["RedisJobStore"]
+
+logger = logging.getLogger(__name__)
 
 
 class _Record(msgspec.Struct, frozen=True, array_like=True):
@@ -427,6 +441,26 @@ return out
 """
 )
 
+_OUTBOX_READ: Final = """
+-- KEYS: the queue's outbox lease, its outbox; ARGV: this store's token, lease ms, count.
+-- Takes the lease if free, renews it if ours; reads the outbox only then (nil: not ours).
+local owner = redis.call('GET', KEYS[1])
+if owner == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+elseif owner then
+  return false
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+local rows = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', ARGV[3])
+return rows
+"""
+
+_OUTBOX_RELEASE: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 _MARKER: Final = """
 local value = redis.call('GET', KEYS[1])
 if value then return {value, 0} end
@@ -440,6 +474,19 @@ _DECODE_RECORD: Final = msgspec.msgpack.Decoder(_Record)
 _DECODE_PROGRESS: Final = msgspec.msgpack.Decoder(Progress)
 _DECODE_ERROR: Final = msgspec.msgpack.Decoder(JobError)
 _LEASE_EXPIRED: Final = _EVENT.encode(LEASE_EXPIRED)
+
+
+class _Waiter(Protocol):
+    """What the outbox's wait needs of its dedicated connection (the link's, redis-py's)."""
+
+    async def send_command(self, *args: Any, **kwargs: Any) -> None: ...
+
+    async def read_response(self) -> Any: ...
+
+
+def _stream_id(sid: str) -> tuple[int, int]:
+    ms, _, seq = sid.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _f(value: float | None) -> str:
@@ -540,6 +587,7 @@ class RedisJobStore:
         fanout: RedisFanout | None = None,
         rate_limits: Mapping[str, tuple[int, float]] | None = None,
         outbox_size: int = 10_000,
+        outbox_lease_seconds: float = 5.0,
     ) -> None:
         self._link = link
         self._keys = keys
@@ -562,6 +610,14 @@ class RedisJobStore:
         self._jobs = client.register_script(_JOBS)
         self._counts = client.register_script(_COUNTS)
         self._marker = client.register_script(_MARKER)
+        self._outbox_read = client.register_script(_OUTBOX_READ)
+        self._outbox_release = client.register_script(_OUTBOX_RELEASE)
+        self._owner_token = secrets.token_hex(8)
+        self._lease_ms = max(1, round(outbox_lease_seconds * 1000))
+        self._drains: set[str] = set()
+        self._last: dict[str, str] = {}
+        self._waiters = contextlib.AsyncExitStack()
+        self._waiter: _Waiter | None = None
 
     @property
     def epoch(self) -> str | None:
@@ -888,32 +944,56 @@ class RedisJobStore:
             total += int(value or 0)
         return total
 
-    async def events(self, limit: int) -> list[OutboxEntry]:
-        """Up to ``limit`` outbox events not yet acknowledged, oldest first.
+    # -- the outbox: one drainer per queue ---------------------------------------
 
-        Exact within a queue; across queues by the streams' Redis-time IDs (ms).
+    async def events(self, limit: int) -> list[OutboxEntry]:
+        """Up to ``limit`` outbox events not yet acknowledged, oldest first, of the queues
+        this store drains.
+
+        One script per queue takes the queue's outbox lease if nobody holds it,
+        renews it if this store does, and reads the stream only then (the read
+        is fenced by the lease). Exact order within a queue; across queues by
+        the streams' Redis-time IDs (ms).
         """
         if limit <= 0:
             return []
         found: list[tuple[tuple[int, int], str, bytes]] = []
         for queue in self._queues:
+            keys = [self._keys.outbox_owner(queue), self._keys.keys(queue)[10]]
             with self._link.map_errors("queue events"):
                 rows = cast(
-                    "list[tuple[bytes, dict[bytes, bytes]]]",
-                    await self._link.client.xrange(self._keys.keys(queue)[10], count=limit),
+                    "list[tuple[bytes, list[bytes]]] | None",
+                    await self._outbox_read(
+                        keys=keys, args=[self._owner_token, self._lease_ms, limit]
+                    ),
                 )
-            for stream_id, fields in rows:
+            self._set_drains(queue, rows is not None)
+            for stream_id, fields in rows or ():
                 sid = stream_id.decode()
-                ms, _, seq = sid.partition("-")
-                found.append(((int(ms), int(seq)), f"{queue}/{sid}", fields[b"e"]))
+                found.append((_stream_id(sid), f"{queue}/{sid}", fields[1]))
         found.sort(key=lambda item: item[0])
         return [
             OutboxEntry(id=event_id, event=_outbox_event(data))
             for _, event_id, data in found[:limit]
         ]
 
+    def _set_drains(self, queue: str, drains: bool) -> None:
+        if drains == (queue in self._drains):
+            return
+        if drains:
+            self._drains.add(queue)
+            logger.info("queue %s: this node now drains the outbox", queue)
+        else:
+            self._drains.discard(queue)
+            self._last.pop(queue, None)
+            logger.info("queue %s: another node drains the outbox", queue)
+
+    def drains_outbox(self) -> bool:
+        """Whether the last :meth:`events` found this store draining at least one queue."""
+        return bool(self._drains)
+
     async def ack_events(self, ids: Sequence[str]) -> None:
-        """Drop delivered outbox events."""
+        """Drop delivered outbox events (and remember the last one per queue)."""
         by_queue: dict[str, list[str]] = {}
         for event_id in ids:
             queue, _, sid = event_id.partition("/")
@@ -922,6 +1002,52 @@ class RedisJobStore:
         for queue, sids in by_queue.items():
             with self._link.map_errors("queue ack"):
                 await self._link.client.xdel(self._keys.keys(queue)[10], *sids)
+            last = max(sids, key=_stream_id)
+            known = self._last.get(queue, "0-0")
+            if queue in self._drains and _stream_id(last) > _stream_id(known):
+                self._last[queue] = last
+
+    async def wait_events(self, seconds: float) -> None:
+        """Return once a queue this store drains has an event after the last one acknowledged,
+        or after about ``seconds`` (at most 1 s): one ``XREAD BLOCK`` on a dedicated connection.
+
+        So events other nodes write reach the hub within a round trip, not a poll.
+        The connection has no command deadline (a blocked read would miss it),
+        only the link's socket timeout, far above the block. Without a queue to
+        drain it returns at once. (One ``XREAD`` over every drained stream: on
+        Redis Cluster this needs one per slot's node.)
+        """
+        queues = [queue for queue in self._queues if queue in self._drains]
+        if not queues:
+            return
+        block_ms = max(1, min(1000, round(seconds * 1000)))
+        keys = [self._keys.keys(queue)[10] for queue in queues]
+        ids = [self._last.get(queue, "0-0") for queue in queues]
+        with self._link.map_errors("queue outbox wait"):
+            if self._waiter is None:
+                self._waiter = await self._waiters.enter_async_context(
+                    self._link.dedicated_connection()
+                )
+            waiter = self._waiter
+            command = ("XREAD", "COUNT", 1, "BLOCK", block_ms, "STREAMS", *keys, *ids)
+            await waiter.send_command(*command, check_health=False)
+            await waiter.read_response()
+
+    async def release_outbox(self) -> None:
+        """Give up the outbox leases this store holds (a successor takes over at its next try)
+        and close the waiting connection; for a clean shutdown."""
+        drained, self._drains = self._drains, set()
+        self._last.clear()
+        try:
+            for queue in self._queues:
+                if queue in drained:
+                    with self._link.map_errors("queue outbox release"):
+                        await self._outbox_release(
+                            keys=[self._keys.outbox_owner(queue)], args=[self._owner_token]
+                        )
+        finally:
+            self._waiter = None
+            await self._waiters.aclose()
 
     async def claim_schedule(self, key: str, slot: float, ttl_seconds: float) -> bool:
         """``True`` for exactly one caller per ``(key, slot)`` in the cluster (``SET NX PX``)."""
