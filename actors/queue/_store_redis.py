@@ -108,16 +108,26 @@ local function remove_job(id)
   redis.call('DEL', h)
 end
 
+-- a finished job leaves its state's set: it is in no other state's set, nor in the cancel
+-- set, and end_job already dropped its dedup key (so three commands, not remove_job's twelve)
+local function remove_finished(set, id)
+  redis.call('ZREM', set, id)
+  redis.call('ZREM', K.expires, id)
+  redis.call('DEL', P .. id)
+end
+
 local function trim(set, n, age, now)
   if age then
     local cutoff = tonumber(now) - tonumber(age)
     local old = redis.call('ZRANGEBYSCORE', set, '-inf', '(' .. string.format('%.17g', cutoff))
-    for _, id in ipairs(old) do remove_job(id) end
+    for _, id in ipairs(old) do remove_finished(set, id) end
   end
   if n then
     local count, card = tonumber(n), redis.call('ZCARD', set)
     if card > count then
-      for _, id in ipairs(redis.call('ZRANGE', set, 0, card - count - 1)) do remove_job(id) end
+      for _, id in ipairs(redis.call('ZRANGE', set, 0, card - count - 1)) do
+        remove_finished(set, id)
+      end
     end
   end
 end
@@ -293,7 +303,7 @@ local function put(h, field, value)
 end
 -- finish(first): 8 arguments per outcome from ARGV[first] on; 1 applied, 0 not (fencing)
 local function finish(first)
-local out = {}
+local out, last = {}, '0'
 for a = first, #ARGV, 8 do
   local id, outcome, at = ARGV[a], ARGV[a + 2], ARGV[a + 3]
   local h = P .. id
@@ -322,10 +332,11 @@ for a = first, #ARGV, 8 do
       redis.call('ZADD', K.waiting, wscore(h), id)
     end
     emit(ARGV[a + 7])
-    sweep(at)
+    if tonumber(at) > tonumber(last) then last = at end
     out[#out + 1] = 1
   end
 end
+if last ~= '0' then sweep(last) end  -- once per batch, at its latest outcome
 return out
 end
 """
