@@ -392,7 +392,9 @@ class Worker:
             match finish.outcome:
                 case "completed":
                     counters.completed += 1
-                    marks = self._parts.completions.setdefault(job.queue, deque(maxlen=100_000))
+                    marks = self._parts.completions.get(job.queue)
+                    if marks is None:
+                        marks = self._parts.completions[job.queue] = deque(maxlen=100_000)
                     marks.append(finish.finished_at)
                 case "failed":
                     counters.failed += 1
