@@ -51,24 +51,39 @@ class JobContext(Generic[T]):
         self.user_id = job.user_id
         self.attempt = job.attempt
         self.token = token
-        self.log = _JobLog(_log, {"job_id": job.id})
         self._store = store
-        self._cancel = anyio.Event()
+        # Made on first use: most handlers never wait for a cancel nor log.
+        self._log: _JobLog | None = None
+        self._cancel: anyio.Event | None = None
+        self._cancel_requested = False
         self._on_event = on_event
         self.last_progress: float | None = None
 
     @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger whose records name the job."""
+        if self._log is None:
+            self._log = _JobLog(_log, {"job_id": self.job_id})
+        return self._log
+
+    @property
     def cancel_requested(self) -> bool:
         """``True`` once the job was asked to stop (cancel, timeout, lost lease, shutdown)."""
-        return self._cancel.is_set()
+        return self._cancel_requested
 
     async def cancelled(self) -> None:
         """Wait until the job is asked to stop."""
+        if self._cancel is None:
+            self._cancel = anyio.Event()
+            if self._cancel_requested:
+                self._cancel.set()
         await self._cancel.wait()
 
     def request_cancel(self) -> None:
         """Flag the attempt as asked to stop (the worker also cancels the handler's task)."""
-        self._cancel.set()
+        self._cancel_requested = True
+        if self._cancel is not None:
+            self._cancel.set()
 
     async def progress(
         self, percentage: float, stage: str | None = None, message: str | None = None

@@ -41,6 +41,7 @@ __all__ = ["QUEUE", "Queue"]
 T = TypeVar("T")
 _encoder = msgspec.json.Encoder()
 _FINISHED = ("completed", "failed", "cancelled")
+_DEFAULT_OPTIONS = JobOptions()
 
 
 class _JobIds:
@@ -146,12 +147,13 @@ class Queue:
             handler.decode(payload)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise Rejected("invalid_payload", f"{request.type}: {exc}") from None
-        try:
-            options = msgspec.convert(
-                msgspec.to_builtins(request.options or JobOptions()), JobOptions
-            )
-        except msgspec.ValidationError as exc:
-            raise Rejected("invalid_options", str(exc)) from None
+        if request.options is None:
+            options = _DEFAULT_OPTIONS  # valid, and one object: the store caches its fields
+        else:
+            try:
+                options = msgspec.convert(msgspec.to_builtins(request.options), JobOptions)
+            except msgspec.ValidationError as exc:
+                raise Rejected("invalid_options", str(exc)) from None
         run_at = options.run_at if options.run_at is not None else now + options.delay_seconds
         _check_user(request.user_id)
         return NewJob(

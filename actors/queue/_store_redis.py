@@ -43,6 +43,7 @@ import secrets
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 import msgspec
+from redis.exceptions import NoScriptError
 
 from ._keys import QueueKeys
 from ._model import Job, JobError, JobEvent, JobOptions, JobState, NewJob, Progress
@@ -121,16 +122,26 @@ local function remove_job(id)
   redis.call('DEL', h)
 end
 
+-- a finished job leaves its state's set: it is in no other state's set, nor in the cancel
+-- set, and end_job already dropped its dedup key (so three commands, not remove_job's twelve)
+local function remove_finished(set, id)
+  redis.call('ZREM', set, id)
+  redis.call('ZREM', K.expires, id)
+  redis.call('DEL', P .. id)
+end
+
 local function trim(set, n, age, now)
   if age then
     local cutoff = tonumber(now) - tonumber(age)
     local old = redis.call('ZRANGEBYSCORE', set, '-inf', '(' .. string.format('%.17g', cutoff))
-    for _, id in ipairs(old) do remove_job(id) end
+    for _, id in ipairs(old) do remove_finished(set, id) end
   end
   if n then
     local count, card = tonumber(n), redis.call('ZCARD', set)
     if card > count then
-      for _, id in ipairs(redis.call('ZRANGE', set, 0, card - count - 1)) do remove_job(id) end
+      for _, id in ipairs(redis.call('ZRANGE', set, 0, card - count - 1)) do
+        remove_finished(set, id)
+      end
     end
   end
 end
@@ -171,10 +182,10 @@ _ADD: Final = (
     + """
 local now, channel = tonumber(ARGV[3]), ARGV[4]
 local out, woke = {}, false
--- per job: id, dedup key, run_at, record, priority, attempts, n, then n optional field/value pairs
-local a = 5
-while a <= #ARGV do
-  local id, dk, n = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 6])
+-- ARGV[5]: msgpack of the jobs, each {id, dedup key, run_at, priority, attempts, then optional
+-- field/value pairs}, every value a string; ARGV[5 + i]: the record of the i-th job
+for i, job in ipairs(cmsgpack.unpack(ARGV[5])) do
+  local id, dk = job[1], job[2]
   local existing = false
   if dk ~= '' then existing = redis.call('HGET', K.dedup, dk) end
   if existing then
@@ -183,13 +194,13 @@ while a <= #ARGV do
     out[#out + 1] = {id, 0}
   else
     local h = P .. id
-    local run_at, prio = ARGV[a + 2], ARGV[a + 4]
+    local run_at, prio = job[3], job[4]
     local seq = redis.call('HINCRBY', K.meta, 'seq', 1)
     local delayed = tonumber(run_at) > now
-    local fields = {'r', ARGV[a + 3], 'run_at', run_at, 'prio', prio, 'seq', seq,
-      'attempts', ARGV[a + 5], 'attempt', 0, 'token', 0,
+    local fields = {'r', ARGV[5 + i], 'run_at', run_at, 'prio', prio, 'seq', seq,
+      'attempts', job[5], 'attempt', 0, 'token', 0,
       'state', delayed and 'delayed' or 'waiting'}
-    for i = a + 7, a + 6 + 2 * n do fields[#fields + 1] = ARGV[i] end
+    for f = 6, #job do fields[#fields + 1] = job[f] end
     redis.call('HSET', h, unpack(fields))
     if dk ~= '' then redis.call('HSET', K.dedup, dk, id) end
     if delayed then
@@ -200,7 +211,6 @@ while a <= #ARGV do
     end
     out[#out + 1] = {id, 1}
   end
-  a = a + 7 + 2 * n
 end
 if woke and channel ~= '' then redis.call('PUBLISH', channel, 'wake') end
 return out
@@ -307,7 +317,7 @@ local function put(h, field, value)
 end
 -- finish(first): 8 arguments per outcome from ARGV[first] on; 1 applied, 0 not (fencing)
 local function finish(first)
-local out = {}
+local out, last = {}, '0'
 for a = first, #ARGV, 8 do
   local id, outcome, at = ARGV[a], ARGV[a + 2], ARGV[a + 3]
   local h = P .. id
@@ -336,10 +346,11 @@ for a = first, #ARGV, 8 do
       redis.call('ZADD', K.waiting, wscore(h), id)
     end
     emit(ARGV[a + 7])
-    sweep(at)
+    if tonumber(at) > tonumber(last) then last = at end
     out[#out + 1] = 1
   end
 end
+if last ~= '0' then sweep(last) end  -- once per batch, at its latest outcome
 return out
 end
 """
@@ -569,6 +580,14 @@ def _outbox_event(data: bytes) -> JobEvent:
     return JobEvent(job_id=job_id, user_id=user_id, kind="cancelled", percentage=float(pct))
 
 
+class _Lane(Protocol):
+    """What the store needs of the client's lane (``runtime``'s ``CommandLane``)."""
+
+    async def execute(self, commands: Sequence[tuple[object, ...]]) -> list[object]:
+        """Send ``commands`` in one write; their raw replies, a refused one as its error."""
+        ...
+
+
 class RedisJobStore:
     """The :class:`~actors.queue._store.JobStore` shared by every node through Redis.
 
@@ -599,6 +618,13 @@ class RedisJobStore:
         self._heads: dict[str, tuple[list[str], list[str | bytes | int | float]]] = {}
         self._channels: dict[str, str] = {}
         client = link.client
+        # The node's client offers a lane (a connection of its own, no pool bookkeeping per
+        # call): a script call takes it when it is free, else goes through the pool.
+        make_lane = getattr(client, "lane", None)
+        self._lane: _Lane | None = make_lane() if callable(make_lane) else None
+        self._lane_busy = False
+        self._tail_of: JobOptions | None = None
+        self._tail: list[str] = []
         self._add = client.register_script(_ADD)
         self._claim = client.register_script(_CLAIM)
         self._renew = client.register_script(_RENEW)
@@ -639,9 +665,23 @@ class RedisJobStore:
         if head is None:
             head = self._heads[queue] = ([self._keys.keys(queue)[0]], self._args(queue))
         with self._link.map_errors(what):
-            return await script(  # type: ignore[operator]
-                keys=head[0], args=[*head[1], *args]
-            )
+            lane = self._lane
+            if lane is None or self._lane_busy:
+                return await script(  # type: ignore[operator]
+                    keys=head[0], args=[*head[1], *args]
+                )
+            self._lane_busy = True
+            try:
+                command = ("EVALSHA", script.sha, 1, head[0][0], *head[1], *args)  # type: ignore[attr-defined]
+                reply = (await lane.execute([command]))[0]
+                if isinstance(reply, NoScriptError):
+                    await self._link.client.script_load(script.script)  # type: ignore[attr-defined]
+                    reply = (await lane.execute([command]))[0]
+            finally:
+                self._lane_busy = False
+            if isinstance(reply, Exception):
+                raise reply
+            return reply
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -687,7 +727,8 @@ class RedisJobStore:
                     if self._fanout is not None
                     else ""
                 )
-            args: list[str | bytes | int | float] = [repr(float(now)), channel]
+            packed: list[list[str]] = []
+            records: list[bytes] = []
             for index in indexes:
                 new = jobs[index]
                 o = new.options
@@ -701,34 +742,34 @@ class RedisJobStore:
                     created_at=new.created_at,
                     repeat_key=new.repeat_key,
                 )
-                optional = [
-                    part
-                    for name, value in (
-                        ("dk", o.dedup_key or ""),
-                        ("uid", new.user_id or ""),
-                        ("ttl", _f(o.result_ttl_seconds)),
-                        ("rc_n", _n(o.remove_on_complete.count)),
-                        ("rc_age", _f(o.remove_on_complete.age_seconds)),
-                        ("rf_n", _n(o.remove_on_fail.count)),
-                        ("rf_age", _f(o.remove_on_fail.age_seconds)),
-                    )
-                    if value
-                    for part in (name, value)
-                ]
-                args += [
-                    new.id,
-                    o.dedup_key or "",
-                    repr(float(new.run_at)),
-                    _EVENT.encode(record),
-                    o.priority,
-                    o.attempts,
-                    len(optional) // 2,
-                    *optional,
-                ]
+                records.append(_EVENT.encode(record))
+                job = [new.id, o.dedup_key or "", repr(float(new.run_at)), *self._options_tail(o)]
+                if new.user_id:
+                    job += ("uid", new.user_id)
+                packed.append(job)
+            args = [repr(float(now)), channel, _EVENT.encode(packed), *records]
             rows = cast("list[list[object]]", await self._run(self._add, queue, args, "queue add"))
             for index, (job_id, created) in zip(indexes, rows, strict=True):
                 added[index] = Added(id=cast("bytes", job_id).decode(), created=created == 1)
         return [a for a in added if a is not None]
+
+    def _options_tail(self, o: JobOptions) -> list[str]:
+        """An add's priority, attempts and the optional fields of ``o`` (cached: the last one)."""
+        if o is self._tail_of:
+            return self._tail
+        tail = [str(o.priority), str(o.attempts)]
+        for name, value in (
+            ("dk", o.dedup_key or ""),
+            ("ttl", _f(o.result_ttl_seconds)),
+            ("rc_n", _n(o.remove_on_complete.count)),
+            ("rc_age", _f(o.remove_on_complete.age_seconds)),
+            ("rf_n", _n(o.remove_on_fail.count)),
+            ("rf_age", _f(o.remove_on_fail.age_seconds)),
+        ):
+            if value:
+                tail += (name, value)
+        self._tail_of, self._tail = o, tail
+        return tail
 
     async def claim(self, queue: str, limit: int, now: float, lease_seconds: float) -> list[Claim]:
         """Promote due jobs, reclaim expired leases, then claim up to ``limit`` jobs."""

@@ -13,6 +13,7 @@ rest and hands them back, waking the other nodes to take them.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import random
@@ -76,8 +77,31 @@ class Attempt:
         self.scope.cancel()
 
 
+class _Signal:
+    """A worker-local :class:`~._parts.Waker` on one reused ``asyncio.Event`` (none made per wait).
+
+    The runtime runs on asyncio; anyio's cancel scopes cancel a task waiting on it.
+    """
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+        self._event.clear()
+
+
 class Worker:
-    """The worker of one queue (a supervised service: :meth:`run`)."""
+    """The worker of one queue (a supervised service: :meth:`run`).
+
+    Attempts run on a fixed pool of ``concurrency`` runner tasks (one per slot): a
+    started attempt goes to an idle runner, so no task is spawned per job.
+    """
 
     def __init__(self, parts: QueueParts, queue: str) -> None:
         self._parts = parts
@@ -86,8 +110,9 @@ class Worker:
         self.attempts: dict[str, Attempt] = {}
         self._waker = parts.wakers.setdefault(queue, Waker())
         self._pending: list[tuple[Attempt, Finish]] = []
-        self._finish_waker = Waker()
-        self._drained = Waker()
+        self._finish_waker = _Signal()
+        self._drained = _Signal()
+        self._idle: list[asyncio.Future[tuple[Attempt, JobError | None]]] = []
         self._failures = 0
         self._reserved = 0  # slots a claim in flight may fill
         self._group: TaskGroup | None = None
@@ -103,6 +128,9 @@ class Worker:
         with self._shield:
             async with anyio.create_task_group() as group:
                 self._group = group
+                self._idle = []
+                for _ in range(self.concurrency):
+                    group.start_soon(self._runner)
                 group.start_soon(self._renew_loop)
                 group.start_soon(self._finish_loop)
                 group.start_soon(self._listen)
@@ -186,7 +214,23 @@ class Worker:
         self._parts.active[job.id] = attempt
         counters = self._parts.counters.of(job.queue, job.type)
         counters.wait.add(max(0.0, attempt.started - job.run_at))
-        group.start_soon(self._run, attempt, problem)
+        idle = self._idle
+        while idle:
+            runner = idle.pop()
+            if not runner.done():
+                runner.set_result((attempt, problem))
+                return
+        group.start_soon(self._run, attempt, problem)  # no idle runner (not expected): a task
+
+    async def _runner(self) -> None:
+        """One slot's runner: wait for an attempt, run it, again."""
+        loop = asyncio.get_running_loop()
+        idle = self._idle
+        while True:
+            handed: asyncio.Future[tuple[Attempt, JobError | None]] = loop.create_future()
+            idle.append(handed)
+            attempt, problem = await handed
+            await self._run(attempt, problem)
 
     async def _run(self, attempt: Attempt, problem: JobError | None) -> None:
         job = attempt.claim.job
@@ -348,7 +392,9 @@ class Worker:
             match finish.outcome:
                 case "completed":
                     counters.completed += 1
-                    marks = self._parts.completions.setdefault(job.queue, deque(maxlen=100_000))
+                    marks = self._parts.completions.get(job.queue)
+                    if marks is None:
+                        marks = self._parts.completions[job.queue] = deque(maxlen=100_000)
                     marks.append(finish.finished_at)
                 case "failed":
                     counters.failed += 1
