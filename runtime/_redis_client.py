@@ -275,6 +275,15 @@ class CommandLane:
         self._client = client
         self._connection: AbstractConnection | None = None
 
+    @staticmethod
+    def missing_script(reply: object) -> bool:
+        """Whether ``reply`` is Redis's ``NOSCRIPT`` error (an ``EVALSHA`` of an unloaded script).
+
+        Callers load the script and send again; actors use this instead of
+        importing redis-py's exception types.
+        """
+        return isinstance(reply, redis.exceptions.NoScriptError)
+
     async def execute(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Send ``commands`` in one write and read their replies, within the deadline.
 

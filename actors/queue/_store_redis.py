@@ -43,7 +43,6 @@ import secrets
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 import msgspec
-from redis.exceptions import NoScriptError
 
 from ._keys import QueueKeys
 from ._model import Job, JobError, JobEvent, JobOptions, JobState, NewJob, Progress
@@ -587,6 +586,10 @@ class _Lane(Protocol):
         """Send ``commands`` in one write; their raw replies, a refused one as its error."""
         ...
 
+    def missing_script(self, reply: object) -> bool:
+        """Whether ``reply`` is Redis's ``NOSCRIPT`` error."""
+        ...
+
 
 class RedisJobStore:
     """The :class:`~actors.queue._store.JobStore` shared by every node through Redis.
@@ -674,7 +677,7 @@ class RedisJobStore:
             try:
                 command = ("EVALSHA", script.sha, 1, head[0][0], *head[1], *args)  # type: ignore[attr-defined]
                 reply = (await lane.execute([command]))[0]
-                if isinstance(reply, NoScriptError):
+                if lane.missing_script(reply):
                     await self._link.client.script_load(script.script)  # type: ignore[attr-defined]
                     reply = (await lane.execute([command]))[0]
             finally:

@@ -81,17 +81,35 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
+# Drop a room's expired nodes: their entries and their hashes (named like this node's,
+# presence(room, node), with the dead node's id in place of this one's), as members() does.
+_PRUNE_LUA: Final = """
+local function prune(nodes, presence, me)
+  local dead = redis.call('ZRANGEBYSCORE', nodes, '-inf', now)
+  if #dead > 0 then
+    local prefix = string.sub(presence, 1, #presence - #me)
+    for _, node in ipairs(dead) do
+      if node ~= me then
+        redis.call('DEL', prefix .. node)
+      end
+    end
+    redis.call('ZREMRANGEBYSCORE', nodes, '-inf', now)
+  end
+end
+"""
+
 # Refresh this node in a batch of rooms. KEYS: nodes(room), presence(room, node) per room;
 # ARGV: node id, TTL in ms. Dead nodes are pruned first (this node too, if it expired). Per
 # room it returns 1 if this node's entry was missing (added now) + 2 if its hash was missing.
 _HEARTBEAT_LUA: Final = (
     _NOW_LUA
+    + _PRUNE_LUA
     + """
 local ttl = tonumber(ARGV[2])
 local codes = {}
 for i = 1, #KEYS, 2 do
   local nodes = KEYS[i]
-  redis.call('ZREMRANGEBYSCORE', nodes, '-inf', now)
+  prune(nodes, KEYS[i + 1], ARGV[1])
   local code = redis.call('ZADD', nodes, now + ttl, ARGV[1])
   if redis.call('PTTL', nodes) < ttl then
     redis.call('PEXPIRE', nodes, ttl)
@@ -109,6 +127,7 @@ return codes
 # ARGV: node id, TTL in ms, then per room: its field count n and n pairs (user id, value).
 _REWRITE_LUA: Final = (
     _NOW_LUA
+    + _PRUNE_LUA
     + """
 local ttl = tonumber(ARGV[2])
 local a = 3
@@ -124,7 +143,7 @@ for i = 1, #KEYS, 2 do
   if n > 0 then
     redis.call('PEXPIRE', presence, ttl)
   end
-  redis.call('ZREMRANGEBYSCORE', nodes, '-inf', now)
+  prune(nodes, presence, ARGV[1])
   redis.call('ZADD', nodes, now + ttl, ARGV[1])
   if redis.call('PTTL', nodes) < ttl then
     redis.call('PEXPIRE', nodes, ttl)

@@ -149,8 +149,13 @@ async def evalsha_calls(link: RedisLink) -> int:
 
 async def test_batches_are_one_script_call(redis_url: str) -> None:
     async with opened(redis_url) as (link, store):
-        await store.add([new_job("warm")], 1000)  # loads the script
-        await store.claim("default", 1, 1000, 30)
+        # Warm every script first: a script the server has not seen costs a NOSCRIPT reply
+        # and a resend, which would be counted below when this test runs on a fresh Redis.
+        await store.add([new_job("warm")], 1000)
+        (warm,) = await store.claim("default", 1, 1000, 30)
+        await store.renew("default", [(warm.job.id, warm.token)], 1000, 30)
+        await store.finish([Finish(job_id=warm.job.id, token=warm.token, outcome="completed",
+                                   finished_at=1000)])  # fmt: skip
         before = await evalsha_calls(link)
         await store.add([new_job(f"{i}") for i in range(50)], 1000)
         claims = await store.claim("default", 50, 1000, 30)
