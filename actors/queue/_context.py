@@ -10,7 +10,7 @@ import anyio
 from ._model import JobEvent, Progress
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, MutableMapping
+    from collections.abc import MutableMapping
 
     from ._model import Job
     from ._store import JobStore
@@ -42,7 +42,6 @@ class JobContext(Generic[T]):
         token: int,
         payload: T,
         store: JobStore,
-        on_event: Callable[[], None] | None = None,
     ) -> None:
         self.payload = payload
         self.job_id = job.id
@@ -56,7 +55,6 @@ class JobContext(Generic[T]):
         self._log: _JobLog | None = None
         self._cancel: anyio.Event | None = None
         self._cancel_requested = False
-        self._on_event = on_event
         self.last_progress: float | None = None
 
     @property
@@ -104,7 +102,4 @@ class JobContext(Generic[T]):
         )
         progress = Progress(percentage=pct, stage=stage, message=message)
         self.last_progress = pct
-        stored = await self._store.progress(self.job_id, self.token, progress, event)
-        if event is not None and self._on_event is not None:
-            self._on_event()
-        return stored
+        return await self._store.progress(self.job_id, self.token, progress, event)

@@ -323,7 +323,6 @@ class Queue:
         elif outcome == "cancelled":
             if job is not None:
                 self._parts.counters.of(job.queue, job.type).cancelled += 1
-            self._parts.outbox_waker.notify()
             self._parts.finished.notify()
         return outcome
 

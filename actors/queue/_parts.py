@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -42,12 +43,17 @@ class Broadcast:
 
 
 class Waker:
-    """Wakes whoever waits in :meth:`wait` at the next :meth:`notify` (or one before it)."""
+    """Wakes whoever waits in :meth:`wait` at the next :meth:`notify` (or one before it).
+
+    One ``asyncio.Event`` for its whole life, cleared when a wait returns (the
+    worker waits on its wakers once per batch: no event is made per wait). The
+    runtime runs on asyncio; anyio's cancel scopes cancel a task waiting here.
+    """
 
     __slots__ = ("_event",)
 
     def __init__(self) -> None:
-        self._event = anyio.Event()
+        self._event = asyncio.Event()
 
     def notify(self) -> None:
         """Wake the current waiter, or the next one if nobody waits."""
@@ -56,7 +62,7 @@ class Waker:
     async def wait(self) -> None:
         """Wait for a notification since the last wait returned."""
         await self._event.wait()
-        self._event = anyio.Event()
+        self._event.clear()
 
 
 @dataclass(slots=True, kw_only=True)
@@ -72,7 +78,6 @@ class QueueParts:
         fanout: the node's fanout (wake-ups between nodes).
         stopping: set when the node drains: workers stop claiming.
         wakers: per queue, woken by a local enqueue or a fanout wake-up.
-        outbox_waker: woken when the store may hold new events.
         active: this node's running attempts by job id.
         counters: the queue's counters.
         lost_reason: why the store counts as lost (readiness), or ``None``.
@@ -87,7 +92,6 @@ class QueueParts:
     fanout: Fanout
     stopping: anyio.Event = field(default_factory=anyio.Event)
     wakers: dict[str, Waker] = field(default_factory=dict)
-    outbox_waker: Waker = field(default_factory=Waker)
     active: dict[str, Any] = field(default_factory=dict)
     counters: Counters = field(default_factory=Counters)
     lost_reason: str | None = None

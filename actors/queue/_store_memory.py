@@ -14,10 +14,10 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import anyio
 from msgspec.structs import replace
 
 from ._model import Job, JobError, JobEvent, JobState, NewJob, Progress, Retention
+from ._parts import Waker
 from ._store import (
     USER_SCAN_LIMIT,
     Added,
@@ -99,7 +99,7 @@ class MemoryJobStore:
         self._outbox: OrderedDict[str, JobEvent] = OrderedDict()
         self._outbox_ids = itertools.count(1)
         self._outbox_size = outbox_size
-        self._new_event = anyio.Event()
+        self._new_event = Waker()
         self._rate_limits = dict(rate_limits or {})
         self._schedules: dict[str, float] = {}
         self.dropped_events = 0
@@ -143,7 +143,7 @@ class MemoryJobStore:
             self.dropped_events += 1
             return
         self._outbox[f"{next(self._outbox_ids):016d}"] = event
-        self._new_event.set()
+        self._new_event.notify()
 
     def _remove(self, job_id: str) -> None:
         job = self._jobs.pop(job_id, None)
@@ -550,7 +550,6 @@ class MemoryJobStore:
     async def wait_events(self, seconds: float) -> None:
         """Wait for an event queued since the last wait returned (``seconds`` is the caller's)."""
         await self._new_event.wait()
-        self._new_event = anyio.Event()
 
     async def release_outbox(self) -> None:
         """Nothing to release."""

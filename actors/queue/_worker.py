@@ -77,25 +77,6 @@ class Attempt:
         self.scope.cancel()
 
 
-class _Signal:
-    """A worker-local :class:`~._parts.Waker` on one reused ``asyncio.Event`` (none made per wait).
-
-    The runtime runs on asyncio; anyio's cancel scopes cancel a task waiting on it.
-    """
-
-    __slots__ = ("_event",)
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-
-    def notify(self) -> None:
-        self._event.set()
-
-    async def wait(self) -> None:
-        await self._event.wait()
-        self._event.clear()
-
-
 class Worker:
     """The worker of one queue (a supervised service: :meth:`run`).
 
@@ -110,8 +91,8 @@ class Worker:
         self.attempts: dict[str, Attempt] = {}
         self._waker = parts.wakers.setdefault(queue, Waker())
         self._pending: list[tuple[Attempt, Finish]] = []
-        self._finish_waker = _Signal()
-        self._drained = _Signal()
+        self._finish_waker = Waker()
+        self._drained = Waker()
         self._idle: list[asyncio.Future[tuple[Attempt, JobError | None]]] = []
         self._failures = 0
         self._reserved = 0  # slots a claim in flight may fill
@@ -206,9 +187,7 @@ class Worker:
                 payload = handler.decode(job.payload)
             except msgspec.ValidationError as exc:
                 problem = JobError(kind="invalid_payload", message=str(exc))
-        context: JobContext[Any] = JobContext(
-            job, claim.token, payload, self._parts.store, self._parts.outbox_waker.notify
-        )
+        context: JobContext[Any] = JobContext(job, claim.token, payload, self._parts.store)
         attempt = Attempt(claim, context, started=self._parts.clock.time())
         self.attempts[job.id] = attempt
         self._parts.active[job.id] = attempt
@@ -366,19 +345,15 @@ class Worker:
                 self._reserved -= free
             self._failures = 0
             del self._pending[: len(batch)]
-            events = False
             for (attempt, finish), ok in zip(batch, applied, strict=True):
                 # With a claim done here, the claim loop need not look again: the queue
                 # had no more waiting jobs than it handed out, or every slot is full.
                 self._release(attempt, finish if ok else None, wake=free == 0)
-                events = events or finish.event is not None
             if self._group is not None:
                 for claim in claims:
                     self._start(self._group, claim)
             if free > 0 and (due is not None or len(claims) == free):
                 self._waker.notify()  # a delayed job to time (or more to claim): the claim loop
-            if events:  # else the outbox has nothing new from us: spare it a read
-                self._parts.outbox_waker.notify()
             self._parts.finished.notify()
 
     def _release(self, attempt: Attempt, finish: Finish | None, *, wake: bool = True) -> None:
